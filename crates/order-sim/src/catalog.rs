@@ -1,0 +1,126 @@
+//! The fixed product catalogue and sales regions, read from the repository's `data/` CSVs at
+//! compile time so that the producer, the Spark jobs and the tests share one definition.
+
+const PRODUCTS_CSV: &str = include_str!("../../../data/products.csv");
+const REGIONS_CSV: &str = include_str!("../../../data/regions.csv");
+
+/// One product: every event for it carries this name, category and price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub category: &'static str,
+    pub price_cents: u32,
+}
+
+/// Items picked with probability proportional to their weight (popularity), by binary search
+/// over cumulative weights.
+#[derive(Debug, Clone)]
+pub struct Weighted<T> {
+    items: Vec<T>,
+    cumulative: Vec<u32>,
+}
+
+impl<T> Weighted<T> {
+    fn new(pairs: Vec<(T, u32)>) -> Self {
+        let mut total = 0;
+        let mut items = Vec::with_capacity(pairs.len());
+        let mut cumulative = Vec::with_capacity(pairs.len());
+        for (item, weight) in pairs {
+            assert!(weight > 0, "catalogue weights must be positive");
+            total += weight;
+            items.push(item);
+            cumulative.push(total);
+        }
+        assert!(!items.is_empty(), "catalogue must not be empty");
+        Self { items, cumulative }
+    }
+
+    pub fn pick(&self, rng: &mut fastrand::Rng) -> &T {
+        let total = *self.cumulative.last().expect("non-empty");
+        let ticket = rng.u32(0..total);
+        let index = self.cumulative.partition_point(|&c| c <= ticket);
+        &self.items[index]
+    }
+
+    #[cfg(test)]
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+}
+
+/// Data rows of a CSV with a header line, split on commas (our CSVs have no quoted fields).
+fn rows(csv: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
+    csv.lines()
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.split(',').map(str::trim).collect())
+}
+
+fn parse_cents(price: &str) -> u32 {
+    let (whole, frac) = price.split_once('.').unwrap_or((price, "0"));
+    let frac = format!("{frac:0<2}");
+    assert!(frac.len() == 2, "price {price} must have at most two decimals");
+    whole.parse::<u32>().expect("price") * 100 + frac.parse::<u32>().expect("price")
+}
+
+pub fn products() -> Weighted<Product> {
+    Weighted::new(
+        rows(PRODUCTS_CSV)
+            .map(|f| {
+                let product = Product {
+                    id: f[0],
+                    name: f[1],
+                    category: f[2],
+                    price_cents: parse_cents(f[3]),
+                };
+                (product, f[4].parse().expect("product weight"))
+            })
+            .collect(),
+    )
+}
+
+pub fn regions() -> Weighted<&'static str> {
+    Weighted::new(
+        rows(REGIONS_CSV)
+            .map(|f| (f[0], f[5].parse().expect("region weight")))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn catalogue_loads_with_unique_ids_and_positive_prices() {
+        let products = products();
+        let ids: HashSet<_> = products.items().iter().map(|p| p.id).collect();
+        assert_eq!(ids.len(), products.items().len());
+        assert!(products.items().iter().all(|p| p.price_cents > 0));
+        assert_eq!(products.items()[0].price_cents, 12999);
+    }
+
+    #[test]
+    fn prices_parse_to_exact_cents() {
+        assert_eq!(parse_cents("89.50"), 8950);
+        assert_eq!(parse_cents("89.5"), 8950);
+        assert_eq!(parse_cents("249"), 24900);
+    }
+
+    #[test]
+    fn weighted_pick_follows_weights() {
+        let w = Weighted::new(vec![("a", 1), ("b", 3)]);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let b = (0..40_000).filter(|_| *w.pick(&mut rng) == "b").count();
+        assert!((29_000..31_000).contains(&b), "b picked {b} times");
+    }
+
+    #[test]
+    fn regions_match_the_csv() {
+        let codes: Vec<_> = regions().items().to_vec();
+        assert!(codes.contains(&"US-EAST") && codes.contains(&"AU"));
+        assert_eq!(codes.len(), 12);
+    }
+}

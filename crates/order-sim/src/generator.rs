@@ -1,0 +1,296 @@
+//! Deterministic generation of order events: the same seed and options give the same events.
+//!
+//! A share of events are status changes (CANCELLED, RETURNED) of an order that was produced
+//! earlier as NEW, carrying that order's product, customer, quantity and price. Open orders wait
+//! in a bounded pool, so memory stays flat for any event count.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::catalog::{self, Product, Weighted};
+
+/// Event statuses, as the JSON `order_status` field spells them.
+pub const NEW: &str = "NEW";
+pub const CANCELLED: &str = "CANCELLED";
+pub const RETURNED: &str = "RETURNED";
+
+/// Share of events that change the status of an earlier order (when one is open).
+const UPDATE_SHARE: f64 = 0.15;
+/// Of those, the share that are cancellations; the rest are returns.
+const CANCEL_SHARE: f64 = 0.65;
+/// Open orders remembered for later status changes; the oldest random ones fall out.
+const OPEN_ORDER_POOL: usize = 50_000;
+const CUSTOMERS: u32 = 20_000;
+
+/// One order event in the shared schema (see `shopstream/schema.py`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderEvent {
+    pub order_id: String,
+    pub customer_id: String,
+    pub product_id: &'static str,
+    pub product_name: &'static str,
+    pub category: &'static str,
+    pub quantity: u32,
+    pub unit_price: f64,
+    pub order_status: &'static str,
+    pub region: &'static str,
+    pub timestamp: String,
+}
+
+/// A record ready for Kafka: key (the order id where there is one) and JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: String,
+    pub malformed: bool,
+}
+
+/// Where event time comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// Spread evenly over `[start, start + span)` by event index: reproducible.
+    Spread { start: DateTime<Utc>, span_ms: i64 },
+    /// The wall clock at generation: for live runs and latency measurements.
+    WallClock,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    pub count: u64,
+    pub malformed_ratio: f64,
+    pub clock: Clock,
+}
+
+pub struct OrderGenerator {
+    rng: fastrand::Rng,
+    options: Options,
+    products: Weighted<Product>,
+    regions: Weighted<&'static str>,
+    open_orders: Vec<OrderEvent>,
+    produced: u64,
+}
+
+impl OrderGenerator {
+    pub fn new(options: Options) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(options.seed),
+            options,
+            products: catalog::products(),
+            regions: catalog::regions(),
+            open_orders: Vec::new(),
+            produced: 0,
+        }
+    }
+
+    fn timestamp(&self, index: u64) -> String {
+        let at = match self.options.clock {
+            Clock::Spread { start, span_ms } => {
+                let offset = (span_ms as i128 * index as i128 / self.options.count.max(1) as i128) as i64;
+                start + chrono::Duration::milliseconds(offset)
+            }
+            Clock::WallClock => Utc::now(),
+        };
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    fn quantity(&mut self) -> u32 {
+        // Most baskets hold one or two of an item; a few are bulk buys.
+        match self.rng.u32(0..100) {
+            0..=54 => 1,
+            55..=79 => 2,
+            80..=89 => 3,
+            90..=94 => 4,
+            95..=97 => 5,
+            _ => self.rng.u32(6..=10),
+        }
+    }
+
+    fn new_order(&mut self, timestamp: String) -> OrderEvent {
+        let product = self.products.pick(&mut self.rng).clone();
+        let region = *self.regions.pick(&mut self.rng);
+        OrderEvent {
+            order_id: format!("ORD-{:016X}", self.rng.u64(..)),
+            customer_id: format!("CUST-{:06}", self.rng.u32(1..=CUSTOMERS)),
+            product_id: product.id,
+            product_name: product.name,
+            category: product.category,
+            quantity: self.quantity(),
+            unit_price: f64::from(product.price_cents) / 100.0,
+            order_status: NEW,
+            region,
+            timestamp,
+        }
+    }
+
+    fn remember_open(&mut self, order: OrderEvent) {
+        if self.open_orders.len() >= OPEN_ORDER_POOL {
+            let evicted = self.rng.usize(..self.open_orders.len());
+            self.open_orders.swap_remove(evicted);
+        }
+        self.open_orders.push(order);
+    }
+
+    /// The next valid event: a status change of an open order, or a new order.
+    pub fn next_event(&mut self, timestamp: String) -> OrderEvent {
+        if !self.open_orders.is_empty() && self.rng.f64() < UPDATE_SHARE {
+            let index = self.rng.usize(..self.open_orders.len());
+            let mut update = self.open_orders.swap_remove(index);
+            update.order_status = if self.rng.f64() < CANCEL_SHARE {
+                CANCELLED
+            } else {
+                RETURNED
+            };
+            update.timestamp = timestamp;
+            return update;
+        }
+        let order = self.new_order(timestamp);
+        self.remember_open(order.clone());
+        order
+    }
+
+    /// A broken event for the quarantine path: bad JSON, wrong types or out-of-domain values.
+    fn malformed(&mut self, timestamp: String) -> Record {
+        let event = self.new_order(timestamp);
+        let mut value = serde_json::to_value(&event).expect("event serialises");
+        let key = Some(event.order_id.clone());
+        let payload = match self.rng.u8(0..8) {
+            0 => {
+                let json = value.to_string();
+                json[..json.len() / 2].to_string()
+            }
+            1 => "<<not json at all>>".to_string(),
+            2 => {
+                value["quantity"] = "two".into();
+                value.to_string()
+            }
+            3 => {
+                value["unit_price"] = "free".into();
+                value.to_string()
+            }
+            4 => {
+                value.as_object_mut().expect("object").remove("order_id");
+                value.to_string()
+            }
+            5 => {
+                value["order_status"] = "SHIPPED".into();
+                value.to_string()
+            }
+            6 => {
+                value["quantity"] = (-(self.rng.i64(0..=2))).into();
+                value.to_string()
+            }
+            _ => {
+                value["timestamp"] = "yesterday at noon".into();
+                value.to_string()
+            }
+        };
+        Record {
+            key,
+            payload,
+            malformed: true,
+        }
+    }
+}
+
+impl Iterator for OrderGenerator {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        if self.produced >= self.options.count {
+            return None;
+        }
+        let timestamp = self.timestamp(self.produced);
+        self.produced += 1;
+        if self.options.malformed_ratio > 0.0 && self.rng.f64() < self.options.malformed_ratio {
+            return Some(self.malformed(timestamp));
+        }
+        let event = self.next_event(timestamp);
+        Some(Record {
+            key: Some(event.order_id.clone()),
+            payload: serde_json::to_string(&event).expect("event serialises"),
+            malformed: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn options(seed: u64, count: u64, malformed_ratio: f64) -> Options {
+        Options {
+            seed,
+            count,
+            malformed_ratio,
+            clock: Clock::Spread {
+                start: "2026-11-25T00:00:00Z".parse().unwrap(),
+                span_ms: 86_400_000,
+            },
+        }
+    }
+
+    fn events(seed: u64, count: u64) -> Vec<serde_json::Value> {
+        OrderGenerator::new(options(seed, count, 0.0))
+            .map(|r| serde_json::from_str(&r.payload).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_gives_same_events_and_other_seed_differs() {
+        assert_eq!(events(7, 2000), events(7, 2000));
+        assert_ne!(events(7, 2000), events(8, 2000));
+    }
+
+    #[test]
+    fn status_changes_repeat_an_earlier_new_order_exactly() {
+        let mut new_orders: HashMap<String, serde_json::Value> = HashMap::new();
+        let mut updates = 0;
+        for mut e in events(3, 20_000) {
+            let id = e["order_id"].as_str().unwrap().to_string();
+            match e["order_status"].as_str().unwrap() {
+                NEW => assert!(new_orders.insert(id, e).is_none(), "order ids are unique"),
+                CANCELLED | RETURNED => {
+                    updates += 1;
+                    let mut original = new_orders.remove(&id).expect("update follows its NEW");
+                    assert!(e["timestamp"].as_str() >= original["timestamp"].as_str());
+                    for v in [&mut e, &mut original] {
+                        let o = v.as_object_mut().unwrap();
+                        o.remove("order_status");
+                        o.remove("timestamp");
+                    }
+                    assert_eq!(e, original);
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert!((2_000..4_000).contains(&updates), "{updates} updates");
+    }
+
+    #[test]
+    fn timestamps_are_spread_over_the_span_in_utc() {
+        let all = events(1, 1000);
+        assert_eq!(all[0]["timestamp"], "2026-11-25T00:00:00.000Z");
+        let last = all[999]["timestamp"].as_str().unwrap();
+        assert!(
+            last.starts_with("2026-11-25T23:5") && last.ends_with('Z'),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn malformed_ratio_is_honoured_and_flags_records() {
+        let records: Vec<_> = OrderGenerator::new(options(5, 10_000, 0.1)).collect();
+        let malformed = records.iter().filter(|r| r.malformed).count();
+        assert!((800..1200).contains(&malformed), "{malformed} malformed");
+        assert_eq!(records.len(), 10_000);
+    }
+
+    #[test]
+    fn prices_serialise_with_cents() {
+        let e = &events(9, 50)[0];
+        let price = e["unit_price"].as_f64().unwrap();
+        assert_eq!((price * 100.0).round() / 100.0, price);
+    }
+}

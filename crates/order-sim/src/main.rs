@@ -1,0 +1,311 @@
+//! order-sim: simulates an online shop's order events and produces them to Apache Kafka.
+//!
+//!     order-sim --brokers 127.0.0.1:9092 --count 5000 --seed 7
+//!
+//! Prints one JSON summary line on stdout (delivered, failed, malformed, seconds, events/s);
+//! logs and progress go to stderr. Exits nonzero if any event was not delivered.
+
+mod catalog;
+mod generator;
+mod kafka;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Parser;
+use rdkafka::producer::Producer;
+
+use generator::{Clock, Options, OrderGenerator};
+
+/// Simulates e-commerce order events (NEW, CANCELLED, RETURNED) and produces them to Kafka.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Topic for order events.
+    #[arg(long, default_value = "ecommerce_orders")]
+    topic: String,
+    /// Number of events to produce.
+    #[arg(long, default_value_t = 500)]
+    count: u64,
+    /// Events per second; 0 means as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Random seed: the same seed and options give the same events. Random if not set.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Share of events (0..1) that are broken: bad JSON, wrong types or out-of-domain values.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    malformed_ratio: f64,
+    /// Event time of the first event: RFC 3339, a date (midnight UTC), or `now` for wall-clock
+    /// timestamps. Default: today's date.
+    #[arg(long)]
+    start: Option<String>,
+    /// Event times are spread evenly over this span after --start (e.g. 24h, 90m, 3600s).
+    #[arg(long, default_value = "24h", value_parser = parse_span)]
+    span: Duration,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Replication factor of the topic if it has to be created.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Give up on an event not acknowledged within this many seconds.
+    #[arg(long, default_value_t = 120)]
+    delivery_timeout_secs: u64,
+    /// Extra librdkafka setting KEY=VALUE (e.g. security.protocol=SASL_PLAINTEXT); repeatable.
+    #[arg(short = 'X', value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Generate and serialise only, without Kafka: measures the generator.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s} is not a ratio between 0 and 1")),
+    }
+}
+
+fn parse_span(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("bad span {s}: use e.g. 24h, 90m, 30s"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("bad span unit in {s}: use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s} is not KEY=VALUE"))
+}
+
+fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+    let Some(start) = start else {
+        let today = Utc::now().date_naive();
+        return Ok(Some(today.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
+    };
+    if start == "now" {
+        return Ok(None);
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(start, "%Y-%m-%d") {
+        return Ok(Some(date.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
+    }
+    let at = DateTime::parse_from_rfc3339(start)
+        .with_context(|| format!("--start {start}: use RFC 3339, YYYY-MM-DD or now"))?;
+    Ok(Some(at.with_timezone(&Utc)))
+}
+
+fn generator_options(args: &Args) -> Result<Options> {
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    log::info!("seed {seed} (pass --seed {seed} to reproduce these events)");
+    let clock = match parse_start(args.start.as_deref())? {
+        Some(start) => Clock::Spread {
+            start,
+            span_ms: args.span.as_millis() as i64,
+        },
+        None => Clock::WallClock,
+    };
+    Ok(Options {
+        seed,
+        count: args.count,
+        malformed_ratio: args.malformed_ratio,
+        clock,
+    })
+}
+
+/// Sleeps as needed so that event `index` is not sent before `index / rate` seconds.
+struct Pacer {
+    started: Instant,
+    rate: f64,
+}
+
+impl Pacer {
+    fn wait_for(&self, index: u64) -> Option<Duration> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let due = Duration::from_secs_f64(index as f64 / self.rate);
+        due.checked_sub(self.started.elapsed()).filter(|d| !d.is_zero())
+    }
+}
+
+/// A progress line every two seconds on long runs.
+struct Progress {
+    total: u64,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            total,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, done: u64) {
+        if self.last.elapsed() >= Duration::from_secs(2) {
+            self.last = Instant::now();
+            let rate = done as f64 / self.started.elapsed().as_secs_f64();
+            let pct = 100.0 * done as f64 / self.total.max(1) as f64;
+            log::info!(
+                "progress: {done}/{} events ({pct:.0}%), {rate:.0} events/s",
+                self.total
+            );
+        }
+    }
+}
+
+#[derive(Default)]
+struct Summary {
+    generated: u64,
+    malformed: u64,
+    delivered: u64,
+    failed: u64,
+    bytes: u64,
+}
+
+fn print_summary(topic: &str, summary: &Summary, started: Instant, dry_run: bool) {
+    let seconds = started.elapsed().as_secs_f64();
+    let json = serde_json::json!({
+        "topic": topic,
+        "dry_run": dry_run,
+        "generated": summary.generated,
+        "malformed": summary.malformed,
+        "delivered": summary.delivered,
+        "failed": summary.failed,
+        "bytes": summary.bytes,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "events_per_second": (summary.generated as f64 / seconds.max(1e-9)).round(),
+    });
+    println!("{json}");
+}
+
+fn dry_run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut progress = Progress::new(args.count);
+    for record in OrderGenerator::new(generator_options(args)?) {
+        summary.generated += 1;
+        summary.malformed += u64::from(record.malformed);
+        summary.bytes += record.payload.len() as u64;
+        progress.tick(summary.generated);
+    }
+    print_summary(&args.topic, &summary, started, true);
+    Ok(())
+}
+
+fn produce(args: &Args) -> Result<()> {
+    let config = kafka::client_config(&args.brokers, &args.config);
+    let admin_timeout = Duration::from_secs(10);
+    kafka::ensure_reachable(&config, &args.brokers, admin_timeout)?;
+    kafka::ensure_topic(
+        &config,
+        &args.topic,
+        args.partitions,
+        args.replication_factor,
+        admin_timeout,
+    )?;
+    let producer = kafka::producer(&config, Duration::from_secs(args.delivery_timeout_secs))?;
+
+    let started = Instant::now();
+    let pacer = Pacer {
+        started,
+        rate: args.rate,
+    };
+    let mut progress = Progress::new(args.count);
+    let mut summary = Summary::default();
+    for record in OrderGenerator::new(generator_options(args)?) {
+        if let Some(pause) = pacer.wait_for(summary.generated) {
+            producer.poll(pause);
+        }
+        kafka::send(&producer, &args.topic, record.key.as_deref(), &record.payload)?;
+        summary.generated += 1;
+        summary.malformed += u64::from(record.malformed);
+        summary.bytes += record.payload.len() as u64;
+        producer.poll(Duration::ZERO);
+        progress.tick(summary.generated);
+    }
+    let flushed = kafka::flush(&producer, Duration::from_secs(args.delivery_timeout_secs + 10));
+    let counter = producer.context();
+    summary.delivered = counter.delivered.load(Ordering::Relaxed);
+    summary.failed = counter.failed.load(Ordering::Relaxed);
+    print_summary(&args.topic, &summary, started, false);
+    flushed?;
+    if summary.failed > 0 || summary.delivered != summary.generated {
+        bail!(
+            "{} of {} events were not delivered to {} at {}: first error: {}",
+            summary.generated - summary.delivered,
+            summary.generated,
+            args.topic,
+            args.brokers,
+            counter.first_error().unwrap_or_else(|| "unknown".into())
+        );
+    }
+    log::info!(
+        "delivered {} events to {} in {:.2?}",
+        summary.delivered,
+        args.topic,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let outcome = if args.dry_run {
+        dry_run(&args)
+    } else {
+        produce(&args)
+    };
+    if let Err(error) = outcome {
+        eprintln!("order-sim: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_with_units() {
+        assert_eq!(parse_span("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_span("90m").unwrap(), Duration::from_secs(5_400));
+        assert!(parse_span("3w").is_err());
+    }
+
+    #[test]
+    fn start_accepts_date_rfc3339_and_now() {
+        let date = parse_start(Some("2026-11-25")).unwrap().unwrap();
+        assert_eq!(date.to_rfc3339(), "2026-11-25T00:00:00+00:00");
+        let at = parse_start(Some("2026-11-25T10:00:00+02:00")).unwrap().unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-11-25T08:00:00+00:00");
+        assert!(parse_start(Some("now")).unwrap().is_none());
+        assert!(parse_start(Some("tomorrow")).is_err());
+    }
+
+    #[test]
+    fn ratio_must_be_between_zero_and_one() {
+        assert!(parse_ratio("0.01").is_ok());
+        assert!(parse_ratio("1.5").is_err());
+    }
+}

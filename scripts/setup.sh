@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs everything shopstream needs into the repository, from package registries only:
+#   .venv/                     Python (requirements.lock) with the shopstream package editable
+#   .state/jars/kafka/         Apache Kafka broker + tools (Maven Central)
+#   .state/jars/spark-kafka/   Spark's Kafka connector, same version as the installed pyspark
+#   target/release/order-sim   the Rust producer
+# Idempotent: each step is skipped when the stamp of its inputs is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=${SHOPSTREAM_STATE_DIR:-$ROOT/.state}
+STAMPS=$STATE/stamps
+mkdir -p "$STAMPS"
+PYTHON=${PYTHON:-python3}
+
+step() { printf '\n==> %s\n' "$*"; }
+fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
+up_to_date() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+
+python_env() {
+  local fp
+  fp=$(fingerprint requirements.lock pyproject.toml)
+  if up_to_date venv "$fp" && [ -x .venv/bin/python ]; then
+    echo "Python environment up to date"; return
+  fi
+  step "Python environment (.venv, ~1-2 min on a fresh machine)"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+  # pyspark and pyspark-client share one import package: prove the pair is consistent.
+  .venv/bin/python -c "import pyspark, airflow, confluent_kafka, duckdb; print('pyspark', pyspark.__version__, '/ airflow', airflow.__version__)"
+  echo "$fp" > "$STAMPS/venv"
+}
+
+maven_jars() {
+  local name=$1 pom=$2 out=$3; shift 3
+  local fp
+  fp=$(echo "$* $(fingerprint "$pom")")
+  if up_to_date "jars-$name" "$fp" && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
+    echo "$name jars up to date"; return
+  fi
+  step "$name jars from Maven Central -> $out"
+  rm -rf "$out"; mkdir -p "$out"
+  mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$out" -DincludeScope=runtime "$@"
+  echo "$(ls "$out" | wc -l) jars"
+  echo "$fp" > "$STAMPS/jars-$name"
+}
+
+rust_binary() {
+  step "Rust producer (cargo build --release)"
+  cargo build --release --locked --quiet
+}
+
+python_env
+SPARK_VERSION=$(.venv/bin/python -c "import pyspark; print(pyspark.__version__)")
+maven_jars kafka config/maven/kafka-broker.pom.xml "$STATE/jars/kafka"
+# Spark ships Hadoop, Scala, lz4 and snappy itself: copy only the connector's own jars.
+maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka" \
+  -Dspark.version="$SPARK_VERSION" \
+  -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2
+rust_binary
+echo; echo "setup complete"

@@ -1,0 +1,82 @@
+"""Paths, topic names and endpoints: defined once here, imported by every job, DAG and test.
+
+Every value can be overridden by an environment variable, so the same code runs against the
+embedded local stack or a real cluster by configuration alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ORDERS_TOPIC = "ecommerce_orders"
+UPDATES_TOPIC = "order_updates"
+
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_KAFKA_CONTROLLER_PORT = 9093
+
+
+def _path_from_env(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name, str(default))).resolve()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where shopstream keeps its state (never committed) and its data layers."""
+
+    state: Path
+    data: Path
+
+    @property
+    def jars(self) -> Path:
+        return self.state / "jars"
+
+    @property
+    def kafka_jars(self) -> Path:
+        return self.jars / "kafka"
+
+    @property
+    def spark_kafka_jars(self) -> Path:
+        return self.jars / "spark-kafka"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.state / "kafka"
+
+    @property
+    def raw(self) -> Path:
+        return self.data / "raw"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.data / "quarantine"
+
+    @property
+    def transformed(self) -> Path:
+        return self.data / "transformed"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.state / "checkpoints"
+
+
+def paths() -> Paths:
+    return Paths(
+        state=_path_from_env("SHOPSTREAM_STATE_DIR", REPO_ROOT / ".state"),
+        data=_path_from_env("SHOPSTREAM_DATA_DIR", REPO_ROOT / "data"),
+    )
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
+
+
+def order_sim_binary() -> Path:
+    return _path_from_env("SHOPSTREAM_ORDER_SIM", REPO_ROOT / "target" / "release" / "order-sim")
+
+
+REGIONS_CSV = REPO_ROOT / "data" / "regions.csv"
+PRODUCTS_CSV = REPO_ROOT / "data" / "products.csv"

@@ -1,0 +1,64 @@
+"""The order-event schema, defined once and shared by the producer's tests and every Spark job.
+
+The Rust producer (`crates/order-sim`) writes exactly these JSON fields. Spark types are built
+lazily so that importing this module (e.g. while Airflow parses a DAG) does not import pyspark.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from shopstream.config import PRODUCTS_CSV, REGIONS_CSV
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
+NEW, CANCELLED, RETURNED = "NEW", "CANCELLED", "RETURNED"
+ORDER_STATUSES = (NEW, CANCELLED, RETURNED)
+
+# (field, JSON type): the producer's contract.
+ORDER_FIELDS: tuple[tuple[str, type], ...] = (
+    ("order_id", str),
+    ("customer_id", str),
+    ("product_id", str),
+    ("product_name", str),
+    ("category", str),
+    ("quantity", int),
+    ("unit_price", float),
+    ("order_status", str),
+    ("region", str),
+    ("timestamp", str),
+)
+ORDER_FIELD_NAMES = tuple(name for name, _ in ORDER_FIELDS)
+
+ORDER_ID_PREFIX = "ORD-"
+# Money is exact to the cent: Decimal(12, 2) in Spark, never a float sum.
+MONEY_PRECISION, MONEY_SCALE = 12, 2
+
+
+def order_spark_schema() -> StructType:
+    """Explicit Spark schema of an order event (no inference anywhere)."""
+    from pyspark.sql.types import DecimalType, IntegerType, StringType, StructField, StructType
+
+    spark_types = {
+        "quantity": IntegerType(),
+        "unit_price": DecimalType(MONEY_PRECISION, MONEY_SCALE),
+    }
+    return StructType(
+        [StructField(name, spark_types.get(name, StringType()), True) for name in ORDER_FIELD_NAMES]
+    )
+
+
+@lru_cache(maxsize=1)
+def product_catalogue() -> dict[str, dict[str, str]]:
+    """product_id -> {product_name, category, unit_price, weight} from data/products.csv."""
+    with PRODUCTS_CSV.open(newline="") as f:
+        return {row["product_id"]: row for row in csv.DictReader(f)}
+
+
+@lru_cache(maxsize=1)
+def region_codes() -> tuple[str, ...]:
+    with REGIONS_CSV.open(newline="") as f:
+        return tuple(row["region_code"] for row in csv.DictReader(f))

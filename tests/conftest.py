@@ -1,0 +1,43 @@
+"""Shared fixtures: one real Kafka broker per test session (on free loopback ports, in a temp
+dir, so it never touches a broker the user runs), a fresh topic per test, and the producer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from shopstream.config import order_sim_binary
+from shopstream.kafka_broker import LocalBroker, free_port
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    broker = LocalBroker(
+        home=tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port(), heap="512m"
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic name no other test uses (rust-rdkafka's tests do the same)."""
+    return f"orders-{uuid.uuid4().hex[:10]}"
+
+
+def run_order_sim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    binary = order_sim_binary()
+    assert binary.exists(), f"{binary} missing: run `make setup`"
+    return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
+    """Runs order-sim against the broker, asserts success and returns its JSON summary."""
+    result = run_order_sim("--brokers", broker.bootstrap, "--topic", topic, *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,0 +1,46 @@
+"""Reads a whole topic back with the confluent-kafka client (independent of the producer)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer
+
+
+@dataclass(frozen=True)
+class Message:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Message]:
+    """All messages of `topic` (at least `expected`), in partition/offset order."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=5000, timeout=1.0):
+                assert m.error() is None, m.error()
+                messages.append(Message(m.partition(), m.offset(), m.key(), m.value()))
+        # Nothing beyond what was expected may be there either.
+        messages.extend(
+            Message(m.partition(), m.offset(), m.key(), m.value())
+            for m in consumer.consume(num_messages=1000, timeout=2.0)
+            if m.error() is None
+        )
+    finally:
+        consumer.close()
+    return sorted(messages, key=lambda m: (m.partition, m.offset))
