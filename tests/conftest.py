@@ -41,3 +41,16 @@ def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
     result = run_order_sim("--brokers", broker.bootstrap, "--topic", topic, *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole run (it takes ~10 s to start)."""
+    from shopstream.spark.session import get_spark
+
+    session = get_spark(
+        "shopstream-tests",
+        {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"},
+    )
+    yield session
+    session.stop()

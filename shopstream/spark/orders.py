@@ -1,0 +1,95 @@
+"""Parsing and validation of Kafka order records into the raw layer's rows, as Spark Column
+expressions only (no Python UDFs: they would serialise every row through Python).
+
+Every record ends up in exactly one place: a valid row for `data/raw/`, or a quarantine row
+with the untouched Kafka value and the reason it was rejected.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from shopstream.schema import ORDER_FIELD_NAMES, ORDER_STATUSES, order_spark_schema
+
+CORRUPT = "_corrupt_record"
+LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+# Raw layer: the event fields (timestamp parsed to a UTC timestamp), lineage, and the partition.
+RAW_COLUMNS = (*ORDER_FIELD_NAMES, *LINEAGE_COLUMNS, "date")
+QUARANTINE_COLUMNS = ("value", "reason", "kafka_key", *LINEAGE_COLUMNS, "date")
+REQUIRED_IDS = ("order_id", "customer_id", "product_id")
+
+
+def _parse_schema() -> StructType:
+    return StructType([*order_spark_schema().fields, StructField(CORRUPT, StringType(), True)])
+
+
+def _json_field(name: str) -> Column:
+    """The raw JSON text at `$.name` (`$` itself for ""): null if absent or not JSON."""
+    return F.get_json_object(F.col("value"), f"$.{name}" if name else "$")
+
+
+def _rejection_reason() -> Column:
+    """The first rule a record breaks, or null. CASE WHEN evaluates lazily, so the costlier
+    diagnostics (get_json_object) run only for records that already failed the cheap parse."""
+    e = F.col("event")
+    wrong_type = F.coalesce(
+        *(
+            F.when(_json_field(n).isNotNull() & e[n].isNull(), F.lit(f"{n} has the wrong type"))
+            for n in ORDER_FIELD_NAMES
+        ),
+        F.lit("not a JSON object of the order schema"),
+    )
+    missing = F.coalesce(*(F.when(e[n].isNull(), F.lit(f"missing {n}")) for n in ORDER_FIELD_NAMES))
+    return (
+        F.when(F.col("value").isNull(), F.lit("empty message"))
+        .when(e.isNull(), F.lit("invalid JSON"))
+        .when(
+            e[CORRUPT].isNotNull(),
+            F.when(_json_field("").isNull(), F.lit("invalid JSON")).otherwise(wrong_type),
+        )
+        .when(missing.isNotNull(), missing)
+        .when(
+            F.greatest(*(F.length(F.trim(e[n])) == 0 for n in REQUIRED_IDS)),
+            F.lit("empty id"),
+        )
+        .when(
+            ~e["order_status"].isin(*ORDER_STATUSES),
+            F.concat(F.lit("unknown order_status "), e["order_status"]),
+        )
+        .when(e["quantity"] <= 0, F.concat(F.lit("quantity not positive: "), e["quantity"].cast("string")))
+        .when(
+            e["unit_price"] <= 0, F.concat(F.lit("unit_price not positive: "), e["unit_price"].cast("string"))
+        )
+        .when(F.col("event_time").isNull(), F.concat(F.lit("bad timestamp: "), e["timestamp"]))
+    )
+
+
+def parse_orders(kafka_records: DataFrame) -> DataFrame:
+    """Kafka source rows (key, value, topic, partition, offset, timestamp) -> one row per record
+    with the parsed event, its lineage, a `date` partition and a `reason` (null when valid)."""
+    parsed = kafka_records.select(
+        F.col("key").cast("string").alias("kafka_key"),
+        F.col("value").cast("string").alias("value"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+    ).withColumn("event", F.from_json("value", _parse_schema(), {"mode": "PERMISSIVE"}))
+    parsed = parsed.withColumn("event_time", F.try_to_timestamp(F.col("event")["timestamp"]))
+    parsed = parsed.withColumn("reason", _rejection_reason())
+    # Quarantined records may have no usable event time: file them by their arrival date.
+    return parsed.withColumn("date", F.to_date(F.coalesce("event_time", "kafka_timestamp")))
+
+
+def valid_rows(parsed: DataFrame) -> DataFrame:
+    event_fields = [
+        F.col("event_time").alias("timestamp") if n == "timestamp" else F.col("event")[n].alias(n)
+        for n in ORDER_FIELD_NAMES
+    ]
+    return parsed.where(F.col("reason").isNull()).select(*event_fields, *LINEAGE_COLUMNS, "date")
+
+
+def quarantine_rows(parsed: DataFrame) -> DataFrame:
+    return parsed.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)

@@ -1,0 +1,85 @@
+"""One way to get a SparkSession for every shopstream job, in-process or under spark-submit.
+
+The master comes from spark-submit's `--master`, else `SHOPSTREAM_SPARK_MASTER`, else
+`local[2]`; Spark's Kafka connector jars come from the folder `make setup` filled; the rest of
+the configuration from `config/spark/spark-defaults.conf` (via SPARK_CONF_DIR).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from shopstream.config import REPO_ROOT, paths
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SPARK_CONF_DIR = REPO_ROOT / "config" / "spark"
+DEFAULT_MASTER = "local[2]"
+
+
+def kafka_connector_jars() -> list[str]:
+    jars = sorted(str(p) for p in paths().spark_kafka_jars.glob("*.jar"))
+    if not jars:
+        raise RuntimeError(f"no Spark Kafka connector jars in {paths().spark_kafka_jars}: run `make setup`")
+    return jars
+
+
+def spark_submit_args() -> list[str]:
+    """The `--jars` and `--conf` a spark-submit of a shopstream job needs besides the master."""
+    return ["--jars", ",".join(kafka_connector_jars()), *_conf_args(_base_conf())]
+
+
+def _conf_args(conf: Mapping[str, str]) -> list[str]:
+    return [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
+
+
+def _base_conf() -> dict[str, str]:
+    state = paths().state
+    return {
+        "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={state / 'derby'}",
+    }
+
+
+def get_spark(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSession:
+    """The active session if there is one (tests, spark-submit), else a new one configured here."""
+    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
+    # Python workers must run the same interpreter (and so the same pyspark) as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Bind the driver to loopback, never to whatever interface the hostname resolves to.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in (conf or {}).items():
+            active.conf.set(key, value)
+        return active
+
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit the master and jars are already in the launch configuration.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(os.environ.get("SHOPSTREAM_SPARK_MASTER", DEFAULT_MASTER))
+        builder = builder.config("spark.jars", ",".join(kafka_connector_jars()))
+        for key, value in _base_conf().items():
+            builder = builder.config(key, value)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def job_logger(name: str) -> logging.Logger:
+    """Logs of our jobs on stderr, next to (and quieter than) Spark's own."""
+    logger = logging.getLogger(f"shopstream.{name}")
+    if not logging.getLogger("shopstream").handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        root = logging.getLogger("shopstream")
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    return logger

@@ -1,0 +1,238 @@
+"""Module 2: order events from Kafka into the date-partitioned raw Parquet layer, exactly once.
+
+    spark-submit --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
+        shopstream/spark/stream_consumer.py --available-now
+
+(`python -m shopstream.spark.stream_consumer` does the same with the jars found for you.)
+
+Two streaming queries read the topic: one writes valid rows to `raw/`, one writes rejected
+records with their reason to `quarantine/`. Each has its own checkpoint and uses Spark's file
+sink, whose commit log (`_spark_metadata/`) makes the output exactly-once across crashes and
+restarts; readers must read the sink's root folder so that they honour that log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, paths
+from shopstream.kafka_admin import KafkaCheckError, topic_stats
+from shopstream.spark.session import get_spark, job_logger
+
+log = job_logger("stream")
+
+DEFAULT_TRIGGER = "1 minute"
+
+
+@dataclass
+class StreamSettings:
+    bootstrap: str
+    topic: str = ORDERS_TOPIC
+    raw_dir: Path = field(default_factory=lambda: paths().raw)
+    quarantine_dir: Path = field(default_factory=lambda: paths().quarantine)
+    checkpoint_dir: Path = field(default_factory=lambda: paths().checkpoints / "stream_consumer")
+    available_now: bool = False
+    trigger: str = DEFAULT_TRIGGER
+    max_offsets_per_trigger: int | None = None
+    # Extra Kafka client settings (security for a real cluster), passed as kafka.<key>.
+    kafka_options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_trigger(text: str) -> str:
+    """'1m', '30s', '2 minutes' -> Spark's processingTime interval string."""
+    match = re.fullmatch(r"\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad trigger {text!r}: use e.g. 1m, 30s, '2 minutes'")
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount <= 0:
+        raise argparse.ArgumentTypeError("the trigger interval must be positive")
+    return f"{amount} {'minutes' if unit.startswith('m') else 'seconds'}"
+
+
+def check_source(settings: StreamSettings, timeout: float = 15.0) -> int:
+    """Fails fast, naming the broker or topic, before Spark would wait on a missing one forever."""
+    stats = topic_stats(
+        settings.topic, settings.bootstrap, timeout=timeout, extra_config=settings.kafka_options
+    )
+    log.info(
+        "source %s on %s: %d messages in %d partitions",
+        stats.topic,
+        settings.bootstrap,
+        stats.messages,
+        stats.partitions,
+    )
+    return stats.messages
+
+
+def kafka_stream(spark, settings: StreamSettings):
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap)
+        .option("subscribe", settings.topic)
+        .option("startingOffsets", "earliest")
+        # Lost offsets (retention, a re-created topic) stop the query instead of being skipped.
+        .option("failOnDataLoss", "true")
+    )
+    if settings.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+    for key, value in settings.kafka_options.items():
+        reader = reader.option(f"kafka.{key}", value)
+    return reader.load()
+
+
+def _start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings):
+    writer = (
+        frame.writeStream.queryName(name)
+        .format("parquet")
+        .partitionBy("date")
+        .option("path", str(path))
+        .option("checkpointLocation", str(checkpoint))
+        .outputMode("append")
+    )
+    writer = (
+        writer.trigger(availableNow=True)
+        if settings.available_now
+        else writer.trigger(processingTime=settings.trigger)
+    )
+    return writer.start()
+
+
+def start_queries(spark, settings: StreamSettings) -> list:
+    """Starts the raw and the quarantine query; returns them (both run until stopped/drained)."""
+    from pyspark.sql import functions as F
+
+    from shopstream.spark.orders import parse_orders, quarantine_rows, valid_rows
+
+    parsed = parse_orders(kafka_stream(spark, settings))
+    # Observed metrics ride along with each micro-batch's progress at no extra pass over the data.
+    raw = valid_rows(parsed).observe("raw", F.count(F.lit(1)).alias("rows"))
+    bad = quarantine_rows(parsed).observe("quarantine", F.count(F.lit(1)).alias("rows"))
+    return [
+        _start_sink(raw, "raw", settings.raw_dir, settings.checkpoint_dir / "raw", settings),
+        _start_sink(
+            bad, "quarantine", settings.quarantine_dir, settings.checkpoint_dir / "quarantine", settings
+        ),
+    ]
+
+
+def _as_dict(progress) -> dict:
+    return json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
+
+
+def log_progress(progress: dict) -> None:
+    """One line per micro-batch: records in, rows written to this sink, duration."""
+    observed = progress.get("observedMetrics") or {}
+    written = next(iter(observed.values()), {}).get("rows", "?")
+    log.info(
+        "%s batch %s: %s records in, %s rows written, %.1f s",
+        progress.get("name"),
+        progress.get("batchId"),
+        progress.get("numInputRows"),
+        written,
+        (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000,
+    )
+
+
+def await_queries(queries: list, poll_seconds: float = 2.0) -> dict[str, int]:
+    """Waits for every query to end, logging each finished micro-batch as it appears (polling:
+    a Python listener would need a py4j callback server racing the JVM's shutdown). Raises the
+    first query failure. Returns the rows written per query."""
+    seen: set[tuple[str, int]] = set()
+    written: dict[str, int] = {q.name: 0 for q in queries}
+
+    def drain_progress() -> None:
+        for query in queries:
+            for progress in map(_as_dict, query.recentProgress):
+                key = (query.name, progress["batchId"])
+                if key in seen or progress.get("numInputRows") is None:
+                    continue
+                seen.add(key)
+                log_progress(progress)
+                observed = (progress.get("observedMetrics") or {}).get(query.name) or {}
+                written[query.name] += int(observed.get("rows", 0))
+
+    while any(q.isActive for q in queries):
+        next(q for q in queries if q.isActive).awaitTermination(poll_seconds)
+        drain_progress()
+    drain_progress()
+    for query in queries:
+        query.awaitTermination()  # re-raises a failed query's exception
+    return written
+
+
+def run(settings: StreamSettings, spark=None) -> dict[str, int]:
+    """Runs both queries: until drained (--available-now) or until stopped. Returns the rows
+    written per sink during this run."""
+    check_source(settings)
+    spark = spark or get_spark("shopstream-stream-consumer")
+    started = time.monotonic()
+    queries = start_queries(spark, settings)
+    try:
+        totals = await_queries(queries)
+    finally:
+        for query in queries:
+            if query.isActive:
+                query.stop()
+    log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
+    return totals
+
+
+def parse_args(argv: Sequence[str] | None) -> StreamSettings:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--bootstrap", default=None, help="Kafka bootstrap servers (default: SHOPSTREAM_KAFKA_BOOTSTRAP)"
+    )
+    parser.add_argument("--topic", default=ORDERS_TOPIC)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--available-now", action="store_true", help="process everything available, then exit")
+    mode.add_argument(
+        "--trigger", type=parse_trigger, default=DEFAULT_TRIGGER, help="micro-batch interval (default 1m)"
+    )
+    parser.add_argument("--raw-dir", type=Path, default=None)
+    parser.add_argument("--quarantine-dir", type=Path, default=None)
+    parser.add_argument("--checkpoint-dir", type=Path, default=None)
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    parser.add_argument(
+        "--kafka-option", action="append", default=[], metavar="KEY=VALUE", help="extra Kafka client setting"
+    )
+    args = parser.parse_args(argv)
+    settings = StreamSettings(
+        bootstrap=args.bootstrap or kafka_bootstrap(),
+        topic=args.topic,
+        available_now=args.available_now,
+        trigger=args.trigger,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        kafka_options=dict(kv.split("=", 1) for kv in args.kafka_option),
+    )
+    for name in ("raw_dir", "quarantine_dir", "checkpoint_dir"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name).resolve())
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    try:
+        run(settings)
+    except KafkaCheckError as error:
+        log.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    from pyspark.sql import SparkSession
+
+    if (session := SparkSession.getActiveSession()) is not None:
+        session.stop()
+    sys.exit(code)

@@ -1,0 +1,151 @@
+"""The streaming job on a real broker: every record lands exactly once, in raw or quarantine,
+also across a SIGKILL and restart. Checked against the records read back from Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shopstream.kafka_broker import free_port
+from shopstream.spark.stream_consumer import StreamSettings, run
+from tests import oracle
+from tests.conftest import produce
+from tests.kafka_read import read_topic
+from tests.sink_files import committed_files, read_sink
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(tmp_path: Path, bootstrap: str, topic: str, **overrides) -> StreamSettings:
+    return StreamSettings(
+        bootstrap=bootstrap,
+        topic=topic,
+        raw_dir=tmp_path / "raw",
+        quarantine_dir=tmp_path / "quarantine",
+        checkpoint_dir=tmp_path / "checkpoints",
+        **overrides,
+    )
+
+
+def expected_from_kafka(bootstrap: str, topic: str, count: int):
+    """(valid events by (partition, offset), bad (partition, offset)s) per the test's oracle."""
+    valid, bad = {}, set()
+    for m in read_topic(bootstrap, topic, expected=count):
+        if oracle.problems(m.value):
+            bad.add((m.partition, m.offset))
+        else:
+            valid[(m.partition, m.offset)] = json.loads(m.value)
+    assert len(valid) + len(bad) == count
+    return valid, bad
+
+
+def landed(settings: StreamSettings):
+    raw = read_sink(settings.raw_dir)
+    quarantine = read_sink(settings.quarantine_dir)
+    raw_rows = raw.select("kafka_partition, kafka_offset, order_id, order_status, date").fetchall()
+    bad_rows = quarantine.select("kafka_partition, kafka_offset, reason").fetchall()
+    return raw_rows, bad_rows
+
+
+def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topic, tmp_path):
+    produce(kafka_broker, topic, "--count", "20000", "--seed", "13", "--malformed-ratio", "0.01",
+            "--start", "2026-11-20", "--span", "72h")  # fmt: skip
+    valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, 20000)
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+
+    written = run(settings, spark)
+
+    raw_rows, bad_rows = landed(settings)
+    assert written == {"raw": len(valid), "quarantine": len(bad)}
+    assert len(raw_rows) + len(bad_rows) == 20000
+    assert {(p, o) for p, o, *_ in raw_rows} == set(valid)
+    assert {(p, o) for p, o, _ in bad_rows} == bad
+    assert all(reason for *_, reason in bad_rows)
+    assert 100 < len(bad) < 300
+
+    partitions = {p.name for p in settings.raw_dir.glob("date=*")}
+    event_dates = {e["timestamp"][:10] for e in valid.values()}
+    assert partitions == {f"date={d}" for d in event_dates} == {
+        "date=2026-11-20", "date=2026-11-21", "date=2026-11-22"}  # fmt: skip
+    # Money survives to the cent: the raw layer's revenue equals the events' own.
+    raw_revenue = read_sink(settings.raw_dir).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
+    oracle_cents = sum(e["quantity"] * round(e["unit_price"] * 100) for e in valid.values())
+    assert round(raw_revenue * 100) == oracle_cents
+
+    # A second run finds nothing new and writes nothing twice.
+    assert run(settings, spark) == {"raw": 0, "quarantine": 0}
+    assert len(landed(settings)[0]) == len(valid)
+
+
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kafka_broker, topic, tmp_path):
+    produce(kafka_broker, topic, "--count", "20000", "--seed", "21", "--malformed-ratio", "0.01",
+            "--start", "2026-11-20")  # fmt: skip
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic)
+    command = [
+        sys.executable, "-m", "shopstream.spark.stream_consumer",
+        "--bootstrap", kafka_broker.bootstrap, "--topic", topic, "--trigger", "1s",
+        "--max-offsets-per-trigger", "2000", "--raw-dir", str(settings.raw_dir),
+        "--quarantine-dir", str(settings.quarantine_dir), "--checkpoint-dir", str(settings.checkpoint_dir),
+    ]  # fmt: skip
+    log_file = (tmp_path / "stream.log").open("w")
+    stream = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # Wait for the second committed batch of the raw query, then crash mid-stream.
+        commit = settings.checkpoint_dir / "raw" / "commits" / "1"
+        deadline = time.monotonic() + 120
+        while not commit.exists():
+            assert stream.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no batch committed within 120 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(stream.pid, signal.SIGKILL)
+        stream.wait()
+    before = len(committed_files(settings.raw_dir))
+    raw_so_far, _ = landed(settings)
+    assert 0 < len(raw_so_far) < 20000, "killed after the first batches, before the end"
+
+    produce(kafka_broker, topic, "--count", "5000", "--seed", "22", "--start", "2026-11-21")
+    valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, 25000)
+    settings.available_now = True
+    run(settings, spark)
+
+    raw_rows, bad_rows = landed(settings)
+    assert len(committed_files(settings.raw_dir)) > before
+    raw_offsets = [(p, o) for p, o, *_ in raw_rows]
+    assert len(raw_offsets) == len(set(raw_offsets)), "duplicated records in raw"
+    assert set(raw_offsets) == set(valid), "lost or extra records in raw"
+    assert {(p, o) for p, o, _ in bad_rows} == bad
+    keys = [(order_id, status) for _, _, order_id, status, _ in raw_rows]
+    assert len(keys) == len(set(keys)) == len(valid)
+    assert set(keys) == {(e["order_id"], e["order_status"]) for e in valid.values()}
+
+
+def run_stream_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "shopstream.spark.stream_consumer", "--available-now", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return result, time.monotonic() - started
+
+
+def test_unreachable_broker_fails_fast_naming_it(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    result, seconds = run_stream_cli("--bootstrap", address, "--checkpoint-dir", str(tmp_path))
+    assert result.returncode == 2 and seconds < 60
+    assert f"no Kafka broker answered at {address}" in result.stderr
+
+
+def test_missing_topic_fails_fast_naming_it(kafka_broker, tmp_path):
+    result, seconds = run_stream_cli(
+        "--bootstrap", kafka_broker.bootstrap, "--topic", "no_such_topic", "--checkpoint-dir", str(tmp_path)
+    )
+    assert result.returncode == 2 and seconds < 60
+    assert "topic no_such_topic does not exist" in result.stderr

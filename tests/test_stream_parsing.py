@@ -1,0 +1,85 @@
+"""Parsing and validation of Kafka records (real Spark, static input: no broker needed)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from shopstream.spark.orders import QUARANTINE_COLUMNS, RAW_COLUMNS, parse_orders, quarantine_rows, valid_rows
+
+GOOD = {
+    "order_id": "ORD-00000000000000A1",
+    "customer_id": "CUST-000001",
+    "product_id": "P-1001",
+    "product_name": "Wireless Earbuds Pro",
+    "category": "Electronics",
+    "quantity": 2,
+    "unit_price": 129.99,
+    "order_status": "NEW",
+    "region": "DE",
+    "timestamp": "2026-11-20T23:59:59.999Z",
+}
+
+
+def with_(**changes):
+    event = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...})
+
+
+CASES = [
+    (json.dumps(GOOD), None),
+    ('{"order_id": "ORD-1", "customer', "invalid JSON"),
+    ("<<not json at all>>", "invalid JSON"),
+    (with_(quantity="two"), "quantity has the wrong type"),
+    (with_(unit_price="free"), "unit_price has the wrong type"),
+    (with_(order_id=...), "missing order_id"),
+    (with_(customer_id=None), "missing customer_id"),
+    (with_(product_id=" "), "empty id"),
+    (with_(order_status="SHIPPED"), "unknown order_status SHIPPED"),
+    (with_(quantity=0), "quantity not positive: 0"),
+    (with_(quantity=-2), "quantity not positive: -2"),
+    (with_(unit_price=0), "unit_price not positive: 0.00"),
+    (with_(timestamp="yesterday at noon"), "bad timestamp: yesterday at noon"),
+    (None, "empty message"),
+]
+
+
+@pytest.fixture(scope="module")
+def parsed(spark):
+    arrived = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+    rows = [
+        (b"k", value.encode() if value is not None else None, "t", 0, offset, arrived)
+        for offset, (value, _) in enumerate(CASES)
+    ]
+    records = spark.createDataFrame(
+        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+    )
+    return parse_orders(records).cache()
+
+
+def test_every_record_gets_its_reason(parsed):
+    reasons = {r.kafka_offset: r.reason for r in parsed.select("kafka_offset", "reason").collect()}
+    assert [reasons[i] for i in range(len(CASES))] == [reason for _, reason in CASES]
+
+
+def test_valid_rows_are_typed_and_partitioned_by_event_date_in_utc(parsed):
+    rows = valid_rows(parsed).collect()
+    assert len(rows) == 1
+    row = rows[0]
+    assert tuple(row.asDict()) == RAW_COLUMNS
+    assert row.unit_price == Decimal("129.99")
+    assert row.quantity == 2
+    assert row.date == date(2026, 11, 20), "23:59:59.999Z belongs to the 20th in UTC"
+    assert (row.kafka_topic, row.kafka_partition, row.kafka_offset) == ("t", 0, 0)
+
+
+def test_quarantine_keeps_the_untouched_value(parsed):
+    rows = quarantine_rows(parsed).collect()
+    assert len(rows) == len(CASES) - 1
+    assert all(tuple(r.asDict()) == QUARANTINE_COLUMNS for r in rows)
+    by_offset = {r.kafka_offset: r for r in rows}
+    assert by_offset[2].value == "<<not json at all>>"
+    assert by_offset[2].date == date(2026, 11, 21), "no event time: filed under the arrival date"
