@@ -34,6 +34,10 @@ ORDER_FIELDS: tuple[tuple[str, type], ...] = (
 ORDER_FIELD_NAMES = tuple(name for name, _ in ORDER_FIELDS)
 
 ORDER_ID_PREFIX = "ORD-"
+# data/regions.csv, as a Spark DDL schema (read with the header, never inferred).
+REGIONS_DDL = (
+    "region_code string, region_name string, country string, continent string, currency string, weight int"
+)
 # Money is exact to the cent: Decimal(12, 2) in Spark, never a float sum.
 MONEY_PRECISION, MONEY_SCALE = 12, 2
 

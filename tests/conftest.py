@@ -44,13 +44,18 @@ def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def spark():
+def spark(tmp_path_factory: pytest.TempPathFactory):
     """One local SparkSession for the whole run (it takes ~10 s to start)."""
     from shopstream.spark.session import get_spark
 
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = get_spark(
         "shopstream-tests",
-        {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2"},
+        {
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.warehouse.dir": str(warehouse),
+        },
     )
     yield session
     session.stop()

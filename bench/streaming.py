@@ -1,0 +1,61 @@
+"""Streaming ingest throughput: N events already in Kafka -> stream_consumer --available-now ->
+validated raw Parquet by date (+ quarantine).
+
+    .venv/bin/python bench/streaming.py [--count 1000000]
+
+Starts its own broker on free ports in a temp dir, fills a fresh topic with order-sim, then times
+Spark session start (JVM) and the streaming run separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from shopstream.config import order_sim_binary
+from shopstream.kafka_broker import LocalBroker, free_port
+from shopstream.spark.session import get_spark
+from shopstream.spark.stream_consumer import StreamSettings, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        broker = LocalBroker(home=home / "kafka", port=free_port(), controller_port=free_port())
+        broker.start()
+        try:
+            subprocess.run(
+                [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", "bench",
+                 "--count", str(args.count), "--seed", "1", "--malformed-ratio", "0.01"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            started = time.monotonic()
+            spark = get_spark("shopstream-bench-stream", {"spark.ui.enabled": "false"})
+            jvm_seconds = time.monotonic() - started
+            settings = StreamSettings(
+                bootstrap=broker.bootstrap, topic="bench", raw_dir=home / "raw",
+                quarantine_dir=home / "quarantine", checkpoint_dir=home / "checkpoints", available_now=True,
+            )  # fmt: skip
+            started = time.monotonic()
+            written = run(settings, spark)
+            seconds = time.monotonic() - started
+            spark.stop()
+        finally:
+            broker.stop()
+    assert sum(written.values()) == args.count, written
+    print(f"spark session start: {jvm_seconds:.1f} s")
+    print(
+        f"streaming ingest   : {args.count / seconds:,.0f} events/s ({seconds:.1f} s for {args.count:,}; "
+        f"raw {written['raw']:,}, quarantine {written['quarantine']:,})"
+    )
+
+
+if __name__ == "__main__":
+    main()

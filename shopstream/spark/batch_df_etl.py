@@ -1,0 +1,227 @@
+"""Module 3B: the analytics outputs with DataFrames and Spark SQL.
+
+    spark-submit shopstream/spark/batch_df_etl.py --date 2026-11-20
+
+From the cached, cleaned raw rows of the date(s), writes under `data/transformed/` (Parquet,
+partitioned by `date`; re-running a date replaces that date only):
+  hourly_sales       per hour: total_orders, gross/net revenue, refunds, avg_order_value
+  top_products       top 10 products by net quantity, ranked with a SQL window function
+  regional_revenue   revenue per region joined with data/regions.csv; unknown codes kept as UNKNOWN
+  status_by_category pivot of order_status counts per category
+  sales_by_product   per product totals; also the bucketed table `shopstream.sales_by_product`
+Money follows the revenue rule in `shopstream.metrics`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopstream.config import REGIONS_CSV, paths
+from shopstream.metrics import REVENUE_SIGN, TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
+from shopstream.schema import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, REGIONS_DDL
+from shopstream.spark.batch_common import (
+    MissingInputError,
+    batch_arg_parser,
+    delete_path,
+    output_root,
+    read_raw,
+    well_formed,
+    write_date_partitions,
+)
+from shopstream.spark.session import get_spark, job_logger
+
+log = job_logger("df_etl")
+
+OUTPUTS = ("hourly_sales", "top_products", "regional_revenue", "status_by_category", "sales_by_product")
+BUCKETED_TABLE = "shopstream.sales_by_product"
+BUCKETS = 4
+MONEY = f"decimal({MONEY_PRECISION + 6},{MONEY_SCALE})"  # room for sums of many orders
+
+
+def _sign() -> F.Column:
+    sign = F.lit(0)
+    for status, value in REVENUE_SIGN.items():
+        sign = F.when(F.col("order_status") == status, F.lit(value)).otherwise(sign)
+    return sign
+
+
+def base_orders(spark: SparkSession, raw_dir: Path, date: str | None) -> DataFrame:
+    """Cleaned rows with the amounts every output needs; cached by the caller."""
+    amount = (F.col("quantity") * F.col("unit_price")).cast(MONEY)
+    return (
+        read_raw(spark, raw_dir, date)
+        .where(well_formed())
+        .select(
+            "date", "order_id", "product_id", "product_name", "category", "region", "order_status",
+            "quantity", "timestamp",
+            amount.alias("amount"),
+            (_sign() * amount).cast(MONEY).alias("signed_amount"),
+            (_sign() * F.col("quantity")).alias("signed_quantity"),
+            F.date_trunc("hour", "timestamp").alias("hour"),
+        )
+    )  # fmt: skip
+
+
+def _is_new() -> F.Column:
+    return F.col("order_status") == NEW
+
+
+def hourly_sales(base: DataFrame) -> DataFrame:
+    gross = F.sum(F.when(_is_new(), F.col("amount"))).cast(MONEY)
+    orders = F.count(F.when(_is_new(), True))
+    return base.groupBy("date", "hour").agg(
+        orders.alias("total_orders"),
+        F.coalesce(gross, F.lit(0)).cast(MONEY).alias("gross_revenue"),
+        F.coalesce(F.sum(F.when(~_is_new(), F.col("amount"))), F.lit(0)).cast(MONEY).alias("refunds"),
+        F.sum("signed_amount").cast(MONEY).alias("total_revenue"),
+        F.when(orders > 0, F.round(gross / orders, 2)).cast(MONEY).alias("avg_order_value"),
+    )
+
+
+def sales_by_product(base: DataFrame) -> DataFrame:
+    return base.groupBy("date", "product_id", "product_name", "category").agg(
+        F.sum("signed_quantity").alias("net_quantity"),
+        F.sum("signed_amount").cast(MONEY).alias("net_revenue"),
+        F.count(F.when(_is_new(), True)).alias("orders"),
+    )
+
+
+def top_products(spark: SparkSession, by_product: DataFrame) -> DataFrame:
+    by_product.createOrReplaceTempView("sales_by_product_v")
+    return spark.sql(
+        f"""
+        SELECT date, rank, product_id, product_name, category, net_quantity, net_revenue
+        FROM (
+            SELECT *, ROW_NUMBER() OVER (PARTITION BY date ORDER BY {TOP_PRODUCTS_ORDER}) AS rank
+            FROM sales_by_product_v
+        )
+        WHERE rank <= {TOP_N_PRODUCTS}
+        """
+    )
+
+
+def regions(spark: SparkSession) -> DataFrame:
+    return spark.read.csv(str(REGIONS_CSV), header=True, schema=REGIONS_DDL).drop("weight")
+
+
+def regional_revenue(spark: SparkSession, base: DataFrame) -> DataFrame:
+    per_region = base.groupBy("date", "region").agg(
+        F.count(F.when(_is_new(), True)).alias("orders"),
+        F.sum("signed_amount").cast(MONEY).alias("net_revenue"),
+    )
+    joined = per_region.join(regions(spark), per_region.region == F.col("region_code"), "left")
+    unknown = F.col("region_code").isNull()
+    return joined.select(
+        "date",
+        F.col("region").alias("region_code"),
+        F.when(unknown, F.lit(UNKNOWN_REGION)).otherwise(F.col("region_name")).alias("region_name"),
+        F.when(unknown, F.lit(UNKNOWN_REGION)).otherwise(F.col("country")).alias("country"),
+        F.when(unknown, F.lit(UNKNOWN_REGION)).otherwise(F.col("continent")).alias("continent"),
+        "orders",
+        "net_revenue",
+    )
+
+
+def status_by_category(base: DataFrame) -> DataFrame:
+    # Listing the statuses keeps the columns stable even on a day without one of them.
+    return base.groupBy("date", "category").pivot("order_status", list(ORDER_STATUSES)).count().fillna(0)
+
+
+def write_bucketed_table(spark: SparkSession, sales_path: Path) -> None:
+    """The bucketed copy of sales_by_product (bucketBy needs saveAsTable): rebuilt from all dates
+    of the partitioned output, so replacing one date there never loses another here."""
+    spark.sql("CREATE DATABASE IF NOT EXISTS shopstream")
+    spark.sql(f"DROP TABLE IF EXISTS {BUCKETED_TABLE}")
+    # The session catalog is in memory: a table written by an earlier process is unknown to this
+    # one, and its leftover folder would make saveAsTable refuse. Clear it; the table is rebuilt.
+    warehouse = spark.conf.get("spark.sql.warehouse.dir")
+    delete_path(spark, f"{warehouse}/shopstream.db/sales_by_product")
+    (
+        spark.read.parquet(str(sales_path))
+        .write.mode("overwrite")
+        .partitionBy("date")
+        .bucketBy(BUCKETS, "product_id")
+        .sortBy("product_id")
+        .format("parquet")
+        .saveAsTable(BUCKETED_TABLE)
+    )
+
+
+def run(
+    date: str | None, raw_dir: Path | None = None, output_dir: Path | None = None, spark=None
+) -> dict[str, int]:
+    """Writes every output for the date(s); returns rows written per output."""
+    raw_dir = (raw_dir or paths().raw).resolve()
+    spark = spark or get_spark("shopstream-df-etl")
+    out = output_root(output_dir)
+    started = time.monotonic()
+    base = base_orders(spark, raw_dir, date).cache()
+    try:
+        rows_in = base.count()
+        if rows_in == 0:
+            log.warning("no raw events for %s: nothing to write", date or "any date")
+            return {name: 0 for name in OUTPUTS}
+        by_product = sales_by_product(base).cache()
+        frames = {
+            "hourly_sales": (hourly_sales(base), ["hour"]),
+            "top_products": (top_products(spark, by_product), ["rank"]),
+            "regional_revenue": (regional_revenue(spark, base), ["region_code"]),
+            "status_by_category": (status_by_category(base), ["category"]),
+            "sales_by_product": (by_product, ["product_id"]),
+        }
+        written = {}
+        for name, (frame, sort_by) in frames.items():
+            write_date_partitions(frame, out / name, sort_by)
+            written[name] = spark.read.parquet(str(out / name)).where(_dates(date, base)).count()
+        write_bucketed_table(spark, out / "sales_by_product")
+        unknown = (
+            spark.read.parquet(str(out / "regional_revenue"))
+            .where(_dates(date, base) & (F.col("region_name") == UNKNOWN_REGION))
+            .count()
+        )
+        if unknown:
+            log.warning(
+                "%d region code(s) not in %s: reported as %s", unknown, REGIONS_CSV.name, UNKNOWN_REGION
+            )
+        by_product.unpersist()
+    finally:
+        base.unpersist()
+    log.info(
+        "%s: %d rows in, wrote %s in %.1f s",
+        date or "all dates",
+        rows_in,
+        written,
+        time.monotonic() - started,
+    )
+    return written
+
+
+def _dates(date: str | None, base: DataFrame) -> F.Column:
+    if date is not None:
+        return F.col("date") == F.lit(date).cast("date")
+    return F.col("date").isin([r.date for r in base.select("date").distinct().collect()])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = batch_arg_parser(__doc__).parse_args(argv)
+    try:
+        run(args.date, args.raw_dir, args.output_dir)
+    except MissingInputError as error:
+        log.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    from pyspark.sql import SparkSession as _Session
+
+    if (session := _Session.getActiveSession()) is not None:
+        session.stop()
+    sys.exit(code)
