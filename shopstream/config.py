@@ -6,6 +6,7 @@ embedded local stack or a real cluster by configuration alone.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ class Paths:
 
     @property
     def jars(self) -> Path:
-        return self.state / "jars"
+        # Installed by `make setup`: shared by every state folder (tests use throwaway ones).
+        return _path_from_env("SHOPSTREAM_JARS_DIR", REPO_ROOT / ".state" / "jars")
 
     @property
     def kafka_jars(self) -> Path:
@@ -70,8 +72,27 @@ def paths() -> Paths:
     )
 
 
+def kafka_client_config() -> dict[str, str]:
+    """Kafka client settings (librdkafka/Java names: bootstrap.servers, security.protocol, ...).
+
+    From `SHOPSTREAM_KAFKA_CONFIG` (a JSON object: what an Airflow `kafka` Connection keeps in
+    its extras, handed over in the environment so credentials never appear on a command line),
+    else `SHOPSTREAM_KAFKA_BOOTSTRAP`, else the local broker."""
+    config = json.loads(os.environ.get("SHOPSTREAM_KAFKA_CONFIG") or "{}")
+    config.setdefault(
+        "bootstrap.servers", os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
+    )
+    return {str(k): str(v) for k, v in config.items()}
+
+
 def kafka_bootstrap() -> str:
-    return os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
+    return kafka_client_config()["bootstrap.servers"]
+
+
+def kafka_security_options() -> dict[str, str]:
+    """The client settings other than the bootstrap list and consumer-group ones."""
+    skip = {"bootstrap.servers", "group.id", "auto.offset.reset", "enable.auto.commit"}
+    return {k: v for k, v in kafka_client_config().items() if k not in skip}
 
 
 def order_sim_binary() -> Path:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, paths
+from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, kafka_security_options, paths
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 from shopstream.spark.session import get_spark, job_logger
 
@@ -211,7 +211,7 @@ def parse_args(argv: Sequence[str] | None) -> StreamSettings:
         available_now=args.available_now,
         trigger=args.trigger,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
-        kafka_options=dict(kv.split("=", 1) for kv in args.kafka_option),
+        kafka_options={**kafka_security_options(), **dict(kv.split("=", 1) for kv in args.kafka_option)},
     )
     for name in ("raw_dir", "quarantine_dir", "checkpoint_dir"):
         if getattr(args, name) is not None:

@@ -1,0 +1,30 @@
+"""The Airflow Connections the pipeline uses, and their values for the embedded local stack.
+
+Nothing here is read at DAG parse time: tasks resolve Connections when they run. To point the
+pipeline at real clusters, define these connection ids in the Airflow deployment (UI, CLI,
+secrets backend or AIRFLOW_CONN_* variables) with the cluster's addresses; no code changes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from shopstream.config import kafka_client_config, paths
+
+KAFKA_CONN_ID = "kafka_default"  # apache-kafka provider type: client config in the extras
+SPARK_CONN_ID = "spark_default"  # apache-spark provider type: master in host (+ port)
+FS_CONN_ID = "fs_default"  # base path of the data layers, for the FileSensor
+
+
+def local_connections(spark_master: str = "local[2]") -> dict[str, dict]:
+    """Connection id -> Airflow connection JSON for the local stack (or SHOPSTREAM_* overrides)."""
+    return {
+        KAFKA_CONN_ID: {"conn_type": "kafka", "extra": kafka_client_config()},
+        SPARK_CONN_ID: {"conn_type": "spark", "host": spark_master, "extra": {"deploy-mode": "client"}},
+        FS_CONN_ID: {"conn_type": "fs", "extra": {"path": str(paths().data)}},
+    }
+
+
+def as_environment(connections: dict[str, dict]) -> dict[str, str]:
+    """AIRFLOW_CONN_<ID> variables: Airflow reads connections from these before its database."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn) for conn_id, conn in connections.items()}

@@ -1,0 +1,158 @@
+"""Builds the `ecommerce_pipeline` DAG. The DAG file in `dags/` only calls `build_ecommerce_dag()`.
+
+Parsing touches no Connection, Variable or service: every address is resolved when a task runs,
+from the Connections named in `shopstream.airflow.connections`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.sensors.filesystem import FileSensor
+from airflow.sdk import DAG, Param
+
+from shopstream.airflow import tasks
+from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT, paths
+
+DAG_ID = "ecommerce_pipeline"
+TASK_IDS = (
+    "start",
+    "check_kafka_topic",
+    "run_streaming_job",
+    "wait_for_raw_data",
+    "run_rdd_etl",
+    "run_df_etl",
+    "validate_output",
+    "end",
+)
+RETRIES = 2
+RETRY_DELAY = timedelta(minutes=5)
+# The logical date of the run, unless the run's params override it.
+RUN_DATE = "{{ params.run_date or ds }}"
+SPARK_JOBS = Path(__file__).resolve().parent.parent / "spark"
+
+DOC = """
+### ecommerce_pipeline
+Daily analytics of the shop's order events.
+
+1. **check_kafka_topic**: `ecommerce_orders` exists and holds events (Connection `kafka_default`).
+2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet by
+   `date` (+ `quarantine/` for rejected records), exactly once through its checkpoint.
+3. **wait_for_raw_data**: the run date's raw partition has Parquet files (Connection `fs_default`).
+4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the run date (Connection `spark_default`).
+5. **validate_output**: data-quality checks of every output; the report is in
+   `transformed/_validation/<date>.json`.
+
+Params: `run_date` (YYYY-MM-DD, default: the logical date), `expected_events` (minimum number of
+messages the topic must hold).
+"""
+
+
+def _connector_jars() -> str:
+    # Listed, not required, at parse time: a missing folder fails the Spark task with Spark's own
+    # message instead of breaking the DAG import.
+    return ",".join(sorted(str(p) for p in paths().spark_kafka_jars.glob("*.jar")))
+
+
+def _spark_env() -> dict[str, str]:
+    return {
+        "SPARK_CONF_DIR": str(REPO_ROOT / "config" / "spark"),
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        # The Kafka Connection's client settings, resolved at run time; never on a command line.
+        "SHOPSTREAM_KAFKA_CONFIG": "{{ conn.%s.extra }}" % KAFKA_CONN_ID,  # noqa: UP031 - Jinja braces
+    }
+
+
+def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta) -> SparkSubmitOperator:
+    state = paths().state
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        application=str(SPARK_JOBS / f"{job}.py"),
+        application_args=args,
+        name=f"shopstream-{job}",
+        jars=_connector_jars(),
+        conf={
+            "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={state / 'derby'}",
+        },
+        env_vars=_spark_env(),
+        execution_timeout=timeout,
+    )
+
+
+def _default_args() -> dict:
+    alert_email = os.environ.get("SHOPSTREAM_ALERT_EMAIL")
+    callbacks = [tasks.log_failure]
+    if alert_email:
+        callbacks.append(SmtpNotifier(to=alert_email, smtp_conn_id="smtp_default"))
+    return {
+        "owner": "shopstream",
+        "retries": int(os.environ.get("SHOPSTREAM_TASK_RETRIES", RETRIES)),
+        "retry_delay": RETRY_DELAY,
+        "on_failure_callback": callbacks,
+    }
+
+
+def build_ecommerce_dag() -> DAG:
+    with DAG(
+        dag_id=DAG_ID,
+        description="Kafka -> Spark streaming -> raw Parquet -> RDD + DataFrame ETL -> validation",
+        doc_md=DOC,
+        schedule="@daily",
+        start_date=datetime(2026, 11, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(),
+        params={
+            "run_date": Param(None, type=["null", "string"], format="date", description="override the date"),
+            "expected_events": Param(
+                1, type="integer", minimum=0, description="minimum messages in the topic"
+            ),
+        },
+        tags=["shopstream"],
+    ) as dag:
+        start = EmptyOperator(task_id="start")
+        check_topic = PythonOperator(
+            task_id="check_kafka_topic",
+            python_callable=tasks.check_kafka_topic,
+            op_kwargs={
+                "topic": ORDERS_TOPIC,
+                "conn_id": KAFKA_CONN_ID,
+                "min_messages": "{{ params.expected_events }}",
+            },
+        )
+        stream = _spark_task(
+            "run_streaming_job",
+            "stream_consumer",
+            ["--available-now", "--topic", ORDERS_TOPIC],
+            timeout=timedelta(minutes=60),
+        )
+        wait_for_raw = FileSensor(
+            task_id="wait_for_raw_data",
+            fs_conn_id=FS_CONN_ID,
+            filepath=f"raw/date={RUN_DATE}/*.parquet",
+            poke_interval=30,
+            timeout=int(timedelta(minutes=20).total_seconds()),
+            mode="reschedule",
+        )
+        rdd = _spark_task("run_rdd_etl", "batch_rdd_etl", ["--date", RUN_DATE], timeout=timedelta(minutes=30))
+        df = _spark_task("run_df_etl", "batch_df_etl", ["--date", RUN_DATE], timeout=timedelta(minutes=30))
+        validate = PythonOperator(
+            task_id="validate_output",
+            python_callable=tasks.validate_output,
+            op_kwargs={"date": RUN_DATE},
+        )
+        end = EmptyOperator(task_id="end")
+
+        start >> check_topic >> stream >> wait_for_raw >> rdd >> df >> validate >> end
+    return dag

@@ -1,0 +1,128 @@
+"""Runs the `ecommerce_pipeline` DAG once, for real, with an embedded Airflow (SQLite metadata DB in
+the state folder, Connections for the local stack), and prints what every task did.
+
+    python -m shopstream.airflow.run_local --date 2026-11-25
+
+The Kafka broker must be running (`make broker-up`); `make run` does all of it. Airflow reads its
+configuration from the environment when first imported, so the runner prepares the environment
+and then runs the DAG in a child interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shopstream.airflow.connections import as_environment, local_connections
+from shopstream.config import REPO_ROOT, paths
+
+DAGS_FOLDER = REPO_ROOT / "dags"
+
+
+def airflow_environment(spark_master: str, retries: int | None = None) -> dict[str, str]:
+    """The process environment of an embedded Airflow whose state lives in .state/airflow."""
+    home = paths().state / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # spark-submit and the venv's tools first on PATH, whatever shell started us.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYSPARK_PYTHON": sys.executable,
+        }
+    )
+    env.update(as_environment(local_connections(spark_master)))
+    if retries is not None:
+        env["SHOPSTREAM_TASK_RETRIES"] = str(retries)
+    return env
+
+
+def migrate_db(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def _run_dag_in_this_process(date: str, run_conf: dict, only: str | None) -> int:
+    """Child side: Airflow is configured by the environment now."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    if bag.import_errors:
+        print(json.dumps({"import_errors": {str(k): v for k, v in bag.import_errors.items()}}))
+        return 2
+    dag = bag.dags["ecommerce_pipeline"]
+    logical = dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC)
+    # --only TASK: every other task is marked successful without running (re-checking outputs).
+    skip = f"^(?!{only}$).*" if only else None
+    run = dag.test(logical_date=logical, run_conf=run_conf, mark_success_pattern=skip)
+    instances = {ti.task_id: ti for ti in run.get_task_instances()}
+    tasks = {
+        task.task_id: {
+            "state": str(instances[task.task_id].state),
+            "seconds": round(instances[task.task_id].duration or 0, 1),
+            "tries": instances[task.task_id].try_number,
+        }
+        for task in dag.topological_sort()
+        if task.task_id in instances
+    }
+    print("SHOPSTREAM_DAG_RESULT " + json.dumps({"state": str(run.state), "date": date, "tasks": tasks}))
+    return 0 if str(run.state) == "success" else 1
+
+
+def run_dag(date: str, spark_master: str = "local[2]", expected_events: int = 1, retries: int | None = None,
+            only: str | None = None, quiet: bool = False) -> dict:  # fmt: skip
+    """Parent side: prepares Airflow and runs the DAG; returns the run's result."""
+    env = airflow_environment(spark_master, retries)
+    migrate_db(env)
+    conf = {"expected_events": expected_events}
+    command = [sys.executable, "-m", "shopstream.airflow.run_local", "--child", "--date", date]
+    command += ["--conf", json.dumps(conf), *(["--only", only] if only else [])]
+    child = subprocess.run(
+        command,
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None,
+    )  # fmt: skip
+    for line in child.stdout.splitlines():
+        if line.startswith("SHOPSTREAM_DAG_RESULT "):
+            return json.loads(line.split(" ", 1)[1])
+        if not quiet:
+            print(line)
+    raise RuntimeError(f"the DAG run did not report a result (exit code {child.returncode})")
+
+
+def print_result(result: dict) -> None:
+    print(f"\nDAG ecommerce_pipeline for {result['date']}: {result['state'].upper()}")
+    for task_id, info in result["tasks"].items():
+        print(f"  {task_id:<20} {info['state']:<10} {info['seconds']:>6.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--date", default=dt.datetime.now(dt.UTC).date().isoformat())
+    parser.add_argument("--spark-master", default=os.environ.get("SHOPSTREAM_SPARK_MASTER", "local[2]"))
+    parser.add_argument("--expected-events", type=int, default=1)
+    parser.add_argument("--retries", type=int, default=None, help="override the DAG's retries (tests use 0)")
+    parser.add_argument("--only", default=None, help="run just this task, marking the others successful")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--conf", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _run_dag_in_this_process(args.date, json.loads(args.conf), args.only)
+    result = run_dag(args.date, args.spark_master, args.expected_events, args.retries, args.only)
+    print_result(result)
+    return 0 if result["state"] == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
