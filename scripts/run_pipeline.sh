@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The README's main command: start the local broker, produce events, show what arrived, and stop
-# the broker again (also on failure or Ctrl-C). Later stages extend this to the whole DAG.
+# The README's main command: start the local Kafka broker, produce COUNT order events for today,
+# run the ecommerce_pipeline DAG for today with an embedded Airflow, print what it produced, and
+# stop the broker again (also on failure or Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-500}
+DATE=${SHOPSTREAM_RUN_DATE:-$(date -u +%F)}
 PY=.venv/bin/python
+started=$(date +%s)
 
 started_broker=0
 cleanup() { if [ "$started_broker" = 1 ]; then $PY -m shopstream.kafka_broker down; fi; }
@@ -14,6 +17,12 @@ if ! $PY -m shopstream.kafka_broker status >/dev/null; then
   $PY -m shopstream.kafka_broker up
   started_broker=1
 fi
-echo "==> producing $COUNT order events"
-target/release/order-sim --count "$COUNT"
+echo "==> [1/3] producing $COUNT order events for $DATE"
+target/release/order-sim --count "$COUNT" --start "$DATE" --span 24h
 $PY -m shopstream.kafka_admin count --topic ecommerce_orders
+echo "==> [2/3] running the ecommerce_pipeline DAG for $DATE (Airflow log: .state/airflow-run.log)"
+$PY -m shopstream.airflow.run_local --date "$DATE" --expected-events "$COUNT" 2> .state/airflow-run.log \
+  || { echo "DAG run failed; last log lines:"; tail -40 .state/airflow-run.log; exit 1; }
+echo "==> [3/3] outputs"
+$PY -m shopstream.summary --date "$DATE"
+echo "done in $(( $(date +%s) - started )) s"

@@ -4,14 +4,22 @@ dir, so it never touches a broker the user runs), a fresh topic per test, and th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from shopstream.config import order_sim_binary
-from shopstream.kafka_broker import LocalBroker, free_port
+# Airflow reads its home when first imported: give the test run a throwaway one.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+
+from shopstream.config import order_sim_binary  # noqa: E402
+from shopstream.kafka_broker import LocalBroker, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")

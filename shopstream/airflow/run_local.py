@@ -95,7 +95,7 @@ def run_dag(date: str, spark_master: str = "local[2]", expected_events: int = 1,
         if line.startswith("SHOPSTREAM_DAG_RESULT "):
             return json.loads(line.split(" ", 1)[1])
         if not quiet:
-            print(line)
+            print(line, file=sys.stderr)  # Airflow's own log: kept apart from the result
     raise RuntimeError(f"the DAG run did not report a result (exit code {child.returncode})")
 
 

@@ -1,0 +1,87 @@
+"""The DAG run for real by Airflow (dag.test with a SQLite metadata DB): real broker, real
+spark-submit of all three jobs, real sensor and validation; then a run on corrupted output."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from shopstream.airflow.pipeline import TASK_IDS
+from shopstream.airflow.run_local import run_dag
+from shopstream.config import ORDERS_TOPIC
+from tests import oracle
+from tests.conftest import produce
+from tests.kafka_read import read_topic
+
+pytestmark = pytest.mark.integration
+
+DATE = "2026-11-23"
+COUNT = 2000
+
+
+@pytest.fixture(scope="module")
+def local_stack(kafka_broker, tmp_path_factory):
+    """The pipeline's state and data in throwaway folders, pointed at the test broker."""
+    home = tmp_path_factory.mktemp("dag")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
+        mp.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
+        mp.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
+        mp.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+        yield home / "data"
+
+
+@pytest.fixture(scope="module")
+def first_run(local_stack, kafka_broker):
+    produce(kafka_broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "41", "--malformed-ratio", "0.02",
+            "--start", DATE, "--span", "24h")  # fmt: skip
+    result = run_dag(DATE, expected_events=COUNT, retries=0, quiet=True)
+    return result
+
+
+def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_broker):
+    assert first_run["state"] == "success", first_run
+    assert list(first_run["tasks"]) == list(TASK_IDS)
+    assert {t: info["state"] for t, info in first_run["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
+
+    report = json.loads((local_stack / "transformed" / "_validation" / f"{DATE}.json").read_text())
+    assert report["passed"] and len(report["checks"]) >= 20
+
+    # The DAG's revenue equals the revenue of the valid events that were produced (oracle).
+    events = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, COUNT)
+              if not oracle.problems(m.value)]  # fmt: skip
+    sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
+    expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
+    rdd_dir = local_stack / "transformed" / "rdd_revenue_by_product" / f"date={DATE}"
+    rdd_total = sum(
+        Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
+    )
+    assert rdd_total == expected
+    quarantined = duckdb.sql(f"SELECT count(*) FROM read_parquet('{local_stack}/quarantine/*/*.parquet')")
+    assert quarantined.fetchall()[0][0] == COUNT - len(events)
+
+
+def test_corrupted_output_fails_validate_output_naming_the_check(first_run, local_stack):
+    assert first_run["state"] == "success"
+    top = local_stack / "transformed" / "top_products" / f"date={DATE}"
+    [original] = list(top.glob("*.parquet"))
+    # An 11th row with a null product: breaks two rules at once.
+    scan = f"read_parquet('{original}', hive_partitioning=false)"
+    duckdb.sql(
+        f"COPY (SELECT * FROM {scan} UNION ALL "
+        f"SELECT 11, NULL, product_name, category, net_quantity, net_revenue FROM {scan} WHERE rank = 1) "
+        f"TO '{top / 'corrupt.parquet'}' (FORMAT parquet)"
+    )
+    original.unlink()
+
+    result = run_dag(DATE, expected_events=COUNT, retries=0, only="validate_output", quiet=True)
+
+    assert result["state"] == "failed"
+    assert result["tasks"]["validate_output"]["state"] == "failed"
+    assert result["tasks"]["end"]["state"] == "upstream_failed"
+    report = json.loads((local_stack / "transformed" / "_validation" / f"{DATE}.json").read_text())
+    failed = {c["name"] for c in report["checks"] if not c["passed"]}
+    assert failed == {"top_products.at_most_10_ranked", "top_products.no_null_keys"}
