@@ -24,7 +24,7 @@ OPERATORS = {
 
 
 @pytest.fixture(scope="module")
-def dag():
+def bag():
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import BaseHook
 
@@ -36,7 +36,12 @@ def dag():
         mp.setattr(BaseHook, "get_connection", no_connections_at_parse_time)
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
-    assert list(bag.dags) == ["ecommerce_pipeline"]
+    assert sorted(bag.dags) == ["ecommerce_backfill", "ecommerce_pipeline"]
+    return bag
+
+
+@pytest.fixture(scope="module")
+def dag(bag):
     return bag.dags["ecommerce_pipeline"]
 
 
@@ -73,3 +78,28 @@ def test_connections_and_run_date_parameters(dag):
         assert tasks[task_id].application_args == ["--date", "{{ params.run_date or ds }}"]
     assert tasks["validate_output"].op_kwargs == {"date": "{{ params.run_date or ds }}"}
     assert set(dag.params.keys()) == {"run_date", "expected_events"}
+
+
+def test_backfill_dag_has_a_group_per_configured_range(bag):
+    backfill = bag.dags["ecommerce_backfill"]
+    configured = pipeline.backfill_dates()
+    groups = {t.task_id.split(".")[0] for t in backfill.tasks if "." in t.task_id}
+    assert groups == set(configured)
+    for name, dates in configured.items():
+        for day in dates:
+            d = day.replace("-", "")
+            rdd, df, check = (backfill.get_task(f"{name}.{kind}_{d}") for kind in ("rdd", "df", "validate"))
+            assert rdd.downstream_task_ids == {df.task_id} and df.downstream_task_ids == {check.task_id}
+            assert rdd.application_args == ["--date", day]
+    assert backfill.schedule is None and backfill.max_active_tasks == 1
+
+
+def test_backfill_dag_follows_its_config_file(tmp_path):
+    config = tmp_path / "backfill.json"
+    config.write_text('{"ranges": [{"name": "q", "start": "2026-12-30", "end": "2027-01-02"}]}')
+    assert pipeline.backfill_dates(config) == {"q": ["2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02"]}
+    dag = pipeline.build_backfill_dag(config)
+    assert len([t for t in dag.tasks if t.task_id.startswith("q.")]) == 12
+    config.write_text('{"ranges": [{"name": "bad", "start": "2026-12-30", "end": "2026-12-01"}]}')
+    with pytest.raises(ValueError, match="before start"):
+        pipeline.backfill_dates(config)

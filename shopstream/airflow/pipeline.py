@@ -6,9 +6,10 @@ from the Connections named in `shopstream.airflow.connections`.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -16,7 +17,7 @@ from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.filesystem import FileSensor
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, TaskGroup
 
 from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
@@ -155,4 +156,56 @@ def build_ecommerce_dag() -> DAG:
         end = EmptyOperator(task_id="end")
 
         start >> check_topic >> stream >> wait_for_raw >> rdd >> df >> validate >> end
+    return dag
+
+
+BACKFILL_DAG_ID = "ecommerce_backfill"
+BACKFILL_CONFIG = REPO_ROOT / "config" / "backfill.json"
+
+
+def backfill_dates(config_path: Path = BACKFILL_CONFIG) -> dict[str, list[str]]:
+    """Range name -> its dates, from the config file (a repository file: fine to read at parse time)."""
+    ranges = json.loads(config_path.read_text())["ranges"]
+    result = {}
+    for r in ranges:
+        first, last = date.fromisoformat(r["start"]), date.fromisoformat(r["end"])
+        if last < first:
+            raise ValueError(f"backfill range {r['name']}: end {last} is before start {first}")
+        result[r["name"]] = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return result
+
+
+def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
+    """A DAG generated from config: per configured date range a task group, per date in it the
+    batch jobs and validation, re-run from the raw layer. Ranges run one after another."""
+    with DAG(
+        dag_id=BACKFILL_DAG_ID,
+        description="Re-run the batch jobs and validation for configured date ranges",
+        doc_md=f"Generated from `{config_path.name}`: one task group per date range.",
+        schedule=None,
+        start_date=datetime(2026, 11, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        max_active_tasks=1,  # Spark jobs one at a time: they size themselves to the machine
+        default_args=_default_args(),
+        tags=["shopstream", "backfill"],
+    ) as dag:
+        previous = EmptyOperator(task_id="start")
+        for name, dates in backfill_dates(config_path).items():
+            with TaskGroup(group_id=name) as group:
+                for day in dates:
+                    suffix = day.replace("-", "")
+                    rdd = _spark_task(
+                        f"rdd_{suffix}", "batch_rdd_etl", ["--date", day], timedelta(minutes=30)
+                    )
+                    df = _spark_task(f"df_{suffix}", "batch_df_etl", ["--date", day], timedelta(minutes=30))
+                    check = PythonOperator(
+                        task_id=f"validate_{suffix}",
+                        python_callable=tasks.validate_output,
+                        op_kwargs={"date": day},
+                    )
+                    rdd >> df >> check
+            previous >> group
+            previous = group
+        previous >> EmptyOperator(task_id="end")
     return dag
