@@ -25,4 +25,5 @@ $PY -m shopstream.airflow.run_local --date "$DATE" --expected-events "$COUNT" 2>
   || { echo "DAG run failed; last log lines:"; tail -40 .state/airflow-run.log; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.summary --date "$DATE"
+$PY -m shopstream.report --date "$DATE"
 echo "done in $(( $(date +%s) - started )) s"

@@ -54,7 +54,12 @@ def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):
     """One local SparkSession for the whole run (it takes ~10 s to start)."""
+    import logging
+
     from shopstream.spark.session import get_spark
+
+    # py4j logs its shutdown after pytest has closed the streams it captured: keep it quiet.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = get_spark(

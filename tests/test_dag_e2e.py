@@ -64,6 +64,36 @@ def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_
     assert quarantined.fetchall()[0][0] == COUNT - len(events)
 
 
+def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
+    from shopstream.report import build
+
+    assert first_run["state"] == "success"
+    page = build(DATE)
+    data = json.loads((page.parent / "report.json").read_text())
+    out = local_stack / "transformed"
+
+    rdd_dir = out / "rdd_revenue_by_product" / f"date={DATE}"
+    rdd_total = sum(
+        Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
+    )
+    assert Decimal(data["totals"]["net_revenue"]) == rdd_total
+    scan = f"read_parquet('{out}/top_products/date={DATE}/*.parquet')"
+    top = duckdb.sql(f"SELECT product_name, net_quantity FROM {scan} ORDER BY rank").fetchall()
+    assert [(t["product"], t["net_quantity"]) for t in data["top_products"]] == top
+    # Records with no readable event time are filed under their arrival date, not this one.
+    quarantined = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{local_stack}/quarantine/date={DATE}/*.parquet')"
+    )
+    assert data["totals"]["quarantined"] == quarantined.fetchall()[0][0] > 0
+    assert data["validation"]["passed"] is True
+
+    text = page.read_text()
+    assert data["totals"]["net_revenue"] in text
+    for chart in ("hourly_revenue.png", "top_products.png", "regional_revenue.png", "status_mix.png"):
+        assert f"src='{chart}'" in text
+        assert (page.parent / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_corrupted_output_fails_validate_output_naming_the_check(first_run, local_stack):
     assert first_run["state"] == "success"
     top = local_stack / "transformed" / "top_products" / f"date={DATE}"
