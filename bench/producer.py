@@ -1,6 +1,6 @@
 """Producer throughput: order-sim against a real local broker, plus generation alone.
 
-    .venv/bin/python bench/producer.py [--count 1000000]
+    .venv/bin/python -m bench.producer [--count 1000000]
 
 Starts its own broker on free ports in a temp dir (never the user's), produces to a fresh
 3-partition topic with the production settings (acks=all, idempotent, lz4, linger 5 ms), and

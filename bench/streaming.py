@@ -1,7 +1,7 @@
 """Streaming ingest throughput: N events already in Kafka -> stream_consumer --available-now ->
 validated raw Parquet by date (+ quarantine).
 
-    .venv/bin/python bench/streaming.py [--count 1000000]
+    .venv/bin/python -m bench.streaming [--count 1000000]
 
 Starts its own broker on free ports in a temp dir, fills a fresh topic with order-sim, then times
 Spark session start (JVM) and the streaming run separately.

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -109,3 +110,16 @@ def replace_dir(spark: SparkSession, staged: str, final: str) -> None:
 
 def output_root(output_dir: Path | None) -> Path:
     return (output_dir or paths().transformed).resolve()
+
+
+def batch_main(
+    description: str, run: Callable[..., object], log: logging.Logger, argv: Sequence[str] | None
+) -> int:
+    """The command line of a batch job: `--date`, folders, and a clear exit on missing input."""
+    args = batch_arg_parser(description).parse_args(argv)
+    try:
+        run(args.date, args.raw_dir, args.output_dir)
+    except MissingInputError as error:
+        log.error("%s", error)
+        return 2
+    return 0

@@ -14,7 +14,6 @@ Money follows the revenue rule in `shopstream.metrics`.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,15 +25,14 @@ from shopstream.config import REGIONS_CSV, paths
 from shopstream.metrics import REVENUE_SIGN, TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.schema import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, REGIONS_DDL
 from shopstream.spark.batch_common import (
-    MissingInputError,
-    batch_arg_parser,
+    batch_main,
     delete_path,
     output_root,
     read_raw,
     well_formed,
     write_date_partitions,
 )
-from shopstream.spark.session import get_spark, job_logger
+from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("df_etl")
 
@@ -209,19 +207,8 @@ def _dates(date: str | None, base: DataFrame) -> F.Column:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = batch_arg_parser(__doc__).parse_args(argv)
-    try:
-        run(args.date, args.raw_dir, args.output_dir)
-    except MissingInputError as error:
-        log.error("%s", error)
-        return 2
-    return 0
+    return batch_main(__doc__, run, log, argv)
 
 
 if __name__ == "__main__":
-    code = main()
-    from pyspark.sql import SparkSession as _Session
-
-    if (session := _Session.getActiveSession()) is not None:
-        session.stop()
-    sys.exit(code)
+    exit_after(main)

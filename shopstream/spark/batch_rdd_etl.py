@@ -12,7 +12,6 @@ reduced by product_id (the revenue rule of `shopstream.metrics`); the result is 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,14 +23,13 @@ from shopstream.config import paths
 from shopstream.metrics import REVENUE_SIGN
 from shopstream.schema import CANCELLED
 from shopstream.spark.batch_common import (
-    MissingInputError,
-    batch_arg_parser,
+    batch_main,
     output_root,
     raw_dates,
     read_raw,
     replace_dir,
 )
-from shopstream.spark.session import get_spark, job_logger
+from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("rdd_etl")
 
@@ -121,19 +119,8 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = batch_arg_parser(__doc__).parse_args(argv)
-    try:
-        run(args.date, args.raw_dir, args.output_dir)
-    except MissingInputError as error:
-        log.error("%s", error)
-        return 2
-    return 0
+    return batch_main(__doc__, run, log, argv)
 
 
 if __name__ == "__main__":
-    code = main()
-    from pyspark.sql import SparkSession
-
-    if (session := SparkSession.getActiveSession()) is not None:
-        session.stop()
-    sys.exit(code)
+    exit_after(main)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, NoReturn
 
 from shopstream.config import REPO_ROOT, paths
 
@@ -83,3 +83,13 @@ def job_logger(name: str) -> logging.Logger:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     return logger
+
+
+def exit_after(main: Callable[[], int]) -> NoReturn:
+    """Entry point of a job script: runs `main`, stops the Spark session it left, exits with its code."""
+    code = main()
+    from pyspark.sql import SparkSession
+
+    if (session := SparkSession.getActiveSession()) is not None:
+        session.stop()
+    sys.exit(code)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, kafka_security_options, paths
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
-from shopstream.spark.session import get_spark, job_logger
+from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("stream")
 
@@ -230,9 +229,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    from pyspark.sql import SparkSession
-
-    if (session := SparkSession.getActiveSession()) is not None:
-        session.stop()
-    sys.exit(code)
+    exit_after(main)

@@ -1,0 +1,99 @@
+"""Batch jobs next to DuckDB computing the same outputs from the same raw Parquet files.
+
+    .venv/bin/python -m bench.batch [--count 1000000]
+
+Builds the raw layer through the real path (order-sim -> own broker on free ports -> streaming
+job), then times the RDD job, the DataFrame job (in one warm Spark session, 1 GB driver) and
+DuckDB running the reference SQL of tests/duckdb_oracle.py over the committed raw files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from shopstream.config import order_sim_binary
+from shopstream.kafka_broker import LocalBroker, free_port
+from shopstream.spark import batch_df_etl, batch_rdd_etl
+from shopstream.spark.session import get_spark
+from shopstream.spark.stream_consumer import StreamSettings, run
+from tests import duckdb_oracle
+from tests.sink_files import committed_files
+
+
+def build_raw(home: Path, count: int, spark) -> Path:
+    broker = LocalBroker(home=home / "kafka", port=free_port(), controller_port=free_port())
+    broker.start()
+    try:
+        subprocess.run(
+            [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", "bench",
+             "--count", str(count), "--seed", "1", "--start", "2026-11-20", "--span", "72h"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        settings = StreamSettings(
+            bootstrap=broker.bootstrap, topic="bench", raw_dir=home / "raw",
+            quarantine_dir=home / "quarantine", checkpoint_dir=home / "checkpoints",
+            available_now=True, max_offsets_per_trigger=2_000_000,
+        )  # fmt: skip
+        run(settings, spark)
+    finally:
+        broker.stop()
+    return settings.raw_dir
+
+
+def duckdb_reference(raw: Path) -> float:
+    """Seconds for DuckDB to compute every output of both jobs from the raw files."""
+    started = time.monotonic()
+    con = duckdb.connect()
+    files = committed_files(raw)
+    con.execute(
+        "CREATE VIEW events AS SELECT order_id, customer_id, product_id, product_name, category, quantity, "
+        "unit_price, order_status, region, timestamp AS ts "
+        f"FROM read_parquet({files!r}, hive_partitioning=true)"
+    )
+    con.execute("CREATE TABLE regions AS SELECT * FROM read_csv_auto('data/regions.csv')")
+    con.execute(duckdb_oracle.BASE)
+    for query in duckdb_oracle.QUERIES.values():
+        con.execute(query).fetchall()
+    return time.monotonic() - started
+
+
+def timed(action) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        spark = get_spark(
+            "shopstream-bench-batch",
+            {
+                "spark.ui.enabled": "false",
+                "spark.driver.memory": "1g",
+                "spark.sql.warehouse.dir": str(home / "wh"),
+            },
+        )
+        raw = build_raw(home, args.count, spark)
+        rows = spark.read.parquet(str(raw)).count()
+        rdd = timed(lambda: batch_rdd_etl.run(None, raw, home / "out", spark))
+        df = timed(lambda: batch_df_etl.run(None, raw, home / "out", spark))
+        reference = duckdb_reference(raw)
+        spark.stop()
+    print(f"raw rows              : {rows:,}")
+    print(f"RDD job               : {rdd:6.1f} s  ({rows / rdd:,.0f} rows/s)")
+    print(f"DataFrame job         : {df:6.1f} s")
+    print(f"DuckDB, same outputs  : {reference:6.1f} s  (DataFrame job / DuckDB = {df / reference:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()
