@@ -10,39 +10,24 @@ DuckDB running the reference SQL of tests/duckdb_oracle.py over the committed ra
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
 
-from shopstream.config import order_sim_binary
-from shopstream.kafka_broker import LocalBroker, free_port
+from bench.common import filled_topic, stream_settings
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.session import get_spark
-from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark.stream_consumer import run
 from tests import duckdb_oracle
 from tests.sink_files import committed_files
 
 
 def build_raw(home: Path, count: int, spark) -> Path:
-    broker = LocalBroker(home=home / "kafka", port=free_port(), controller_port=free_port())
-    broker.start()
-    try:
-        subprocess.run(
-            [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", "bench",
-             "--count", str(count), "--seed", "1", "--start", "2026-11-20", "--span", "72h"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        settings = StreamSettings(
-            bootstrap=broker.bootstrap, topic="bench", raw_dir=home / "raw",
-            quarantine_dir=home / "quarantine", checkpoint_dir=home / "checkpoints",
-            available_now=True, max_offsets_per_trigger=2_000_000,
-        )  # fmt: skip
+    with filled_topic(home, count, "--start", "2026-11-20", "--span", "72h") as broker:
+        settings = stream_settings(home, broker, max_offsets_per_trigger=2_000_000)
         run(settings, spark)
-    finally:
-        broker.stop()
     return settings.raw_dir
 
 

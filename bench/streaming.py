@@ -10,15 +10,13 @@ Spark session start (JVM) and the streaming run separately.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from shopstream.config import order_sim_binary
-from shopstream.kafka_broker import LocalBroker, free_port
+from bench.common import filled_topic, stream_settings
 from shopstream.spark.session import get_spark
-from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark.stream_consumer import run
 
 
 def main() -> None:
@@ -28,27 +26,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        broker = LocalBroker(home=home / "kafka", port=free_port(), controller_port=free_port())
-        broker.start()
-        try:
-            subprocess.run(
-                [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", "bench",
-                 "--count", str(args.count), "--seed", "1", "--malformed-ratio", "0.01"],
-                check=True, capture_output=True,
-            )  # fmt: skip
+        with filled_topic(home, args.count, "--malformed-ratio", "0.01") as broker:
             started = time.monotonic()
             spark = get_spark("shopstream-bench-stream", {"spark.ui.enabled": "false"})
             jvm_seconds = time.monotonic() - started
-            settings = StreamSettings(
-                bootstrap=broker.bootstrap, topic="bench", raw_dir=home / "raw",
-                quarantine_dir=home / "quarantine", checkpoint_dir=home / "checkpoints", available_now=True,
-            )  # fmt: skip
             started = time.monotonic()
-            written = run(settings, spark)
+            written = run(stream_settings(home, broker), spark)
             seconds = time.monotonic() - started
             spark.stop()
-        finally:
-            broker.stop()
     assert sum(written.values()) == args.count, written
     print(f"spark session start: {jvm_seconds:.1f} s")
     print(
