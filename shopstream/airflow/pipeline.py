@@ -21,7 +21,8 @@ from airflow.sdk import DAG, Param, TaskGroup
 
 from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
-from shopstream.config import ORDERS_TOPIC, REPO_ROOT, paths
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT
+from shopstream.spark.session import SPARK_CONF_DIR, job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
 TASK_IDS = (
@@ -57,15 +58,9 @@ messages the topic must hold).
 """
 
 
-def _connector_jars() -> str:
-    # Listed, not required, at parse time: a missing folder fails the Spark task with Spark's own
-    # message instead of breaking the DAG import.
-    return ",".join(sorted(str(p) for p in paths().spark_kafka_jars.glob("*.jar")))
-
-
 def _spark_env() -> dict[str, str]:
     return {
-        "SPARK_CONF_DIR": str(REPO_ROOT / "config" / "spark"),
+        "SPARK_CONF_DIR": str(SPARK_CONF_DIR),
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         # The Kafka Connection's client settings, resolved at run time; never on a command line.
@@ -74,18 +69,14 @@ def _spark_env() -> dict[str, str]:
 
 
 def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta) -> SparkSubmitOperator:
-    state = paths().state
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONN_ID,
         application=str(SPARK_JOBS / f"{job}.py"),
         application_args=args,
         name=f"shopstream-{job}",
-        jars=_connector_jars(),
-        conf={
-            "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={state / 'derby'}",
-        },
+        jars=",".join(kafka_connector_jars(required=False)),
+        conf=job_conf(),
         env_vars=_spark_env(),
         execution_timeout=timeout,
     )

@@ -22,23 +22,17 @@ SPARK_CONF_DIR = REPO_ROOT / "config" / "spark"
 DEFAULT_MASTER = "local[2]"
 
 
-def kafka_connector_jars() -> list[str]:
+def kafka_connector_jars(required: bool = True) -> list[str]:
+    """The connector jars `make setup` resolved. `required=False` lists what is there (the DAG,
+    at parse time: a missing folder then fails the Spark task, not the DAG import)."""
     jars = sorted(str(p) for p in paths().spark_kafka_jars.glob("*.jar"))
-    if not jars:
+    if required and not jars:
         raise RuntimeError(f"no Spark Kafka connector jars in {paths().spark_kafka_jars}: run `make setup`")
     return jars
 
 
-def spark_submit_args() -> list[str]:
-    """The `--jars` and `--conf` a spark-submit of a shopstream job needs besides the master."""
-    return ["--jars", ",".join(kafka_connector_jars()), *_conf_args(_base_conf())]
-
-
-def _conf_args(conf: Mapping[str, str]) -> list[str]:
-    return [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
-
-
-def _base_conf() -> dict[str, str]:
+def job_conf() -> dict[str, str]:
+    """Settings every job session needs that depend on the state folder (not in spark-defaults)."""
     state = paths().state
     return {
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
@@ -66,7 +60,7 @@ def get_spark(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSess
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(os.environ.get("SHOPSTREAM_SPARK_MASTER", DEFAULT_MASTER))
         builder = builder.config("spark.jars", ",".join(kafka_connector_jars()))
-        for key, value in _base_conf().items():
+        for key, value in job_conf().items():
             builder = builder.config(key, value)
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
