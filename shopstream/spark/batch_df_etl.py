@@ -173,14 +173,15 @@ def run(
             "status_by_category": (status_by_category(base), ["category"]),
             "sales_by_product": (by_product, ["product_id"]),
         }
+        this_run = _dates(date, base)  # the dates this run wrote, for counting what is there now
         written = {}
         for name, (frame, sort_by) in frames.items():
             write_date_partitions(frame, out / name, sort_by)
-            written[name] = spark.read.parquet(str(out / name)).where(_dates(date, base)).count()
+            written[name] = spark.read.parquet(str(out / name)).where(this_run).count()
         write_bucketed_table(spark, out / "sales_by_product")
         unknown = (
             spark.read.parquet(str(out / "regional_revenue"))
-            .where(_dates(date, base) & (F.col("region_name") == UNKNOWN_REGION))
+            .where(this_run & (F.col("region_name") == UNKNOWN_REGION))
             .count()
         )
         if unknown:
