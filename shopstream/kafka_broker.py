@@ -158,7 +158,11 @@ class LocalBroker:
         cluster_id = _kraft_cluster_id()
         result = subprocess.run(
             self._java(
-                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file)
+                # `--cluster-id=` form: a random id may start with "-" and would read as a flag.
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id}",
+                f"--config={self.properties_file}",
             ),
             capture_output=True,
             text=True,

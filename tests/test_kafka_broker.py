@@ -1,0 +1,24 @@
+"""The project's own KRaft broker launcher, against the real Kafka StorageTool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shopstream import kafka_broker
+from shopstream.kafka_broker import LocalBroker, free_port
+
+
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One random id in 64 starts with "-"; it once made CI fail at broker start.
+    dash_id = "-Pw5Gm0nT1qA8wXcYl2Zbg"
+    monkeypatch.setattr(kafka_broker, "_kraft_cluster_id", lambda: dash_id)
+    broker = LocalBroker(home=tmp_path, port=free_port(), controller_port=free_port())
+
+    broker._format_storage()
+
+    meta = (broker.data_dir / "meta.properties").read_text()
+    assert f"cluster.id={dash_id}" in meta
