@@ -163,3 +163,39 @@ def test_missing_raw_layer_is_a_clear_error(spark, tmp_path):
         batch_rdd_etl.run("2026-11-20", tmp_path / "nothing", tmp_path / "out", spark)
     with pytest.raises(MissingInputError, match="run the streaming job first"):
         batch_df_etl.run("2026-11-20", tmp_path / "nothing", tmp_path / "out", spark)
+
+
+def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_path):
+    # A raw layer written by something other than our stream job (still through a file sink,
+    # so it has the commit log): one good row, a null product and a non-positive quantity.
+    rows = [
+        ("ORD-1", "C-1", "P-1", "Earbuds", "Electronics", 2, Decimal("10.50"), "NEW", "DE"),
+        ("ORD-2", "C-1", None, "Earbuds", "Electronics", 1, Decimal("10.50"), "NEW", "DE"),
+        ("ORD-3", "C-2", "P-1", "Earbuds", "Electronics", 0, Decimal("10.50"), "NEW", "DE"),
+    ]
+    stamp = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+    frame = spark.createDataFrame(
+        [(*r, stamp, dt.date(2026, 11, 20)) for r in rows],
+        "order_id string, customer_id string, product_id string, product_name string, category string, "
+        "quantity int, unit_price decimal(12,2), order_status string, region string, "
+        "timestamp timestamp, date date",
+    )
+    frame.write.parquet(str(tmp_path / "staged"))
+    (
+        spark.readStream.schema(frame.schema).parquet(str(tmp_path / "staged"))
+        .writeStream.format("parquet").partitionBy("date").trigger(availableNow=True)
+        .option("checkpointLocation", str(tmp_path / "cp")).start(str(tmp_path / "raw"))
+        .awaitTermination()
+    )  # fmt: skip
+
+    [counts] = batch_rdd_etl.run("2026-11-20", tmp_path / "raw", tmp_path / "out", spark)
+
+    assert (counts["records_seen"], counts["malformed"], counts["products"]) == (3, 2, 1)
+    assert rdd_lines(tmp_path / "out", "2026-11-20") == ["P-1\t21.00"]
+
+
+def test_rdd_lines_print_cents_exactly_including_net_refunds():
+    assert batch_rdd_etl.format_line("P-1", 2100) == "P-1\t21.00"
+    assert batch_rdd_etl.format_line("P-2", -5) == "P-2\t-0.05"
+    assert batch_rdd_etl.format_line("P-3", -123456) == "P-3\t-1234.56"
+    assert batch_rdd_etl.format_line("P-4", 0) == "P-4\t0.00"

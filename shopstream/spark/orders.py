@@ -76,7 +76,12 @@ def parse_orders(kafka_records: DataFrame) -> DataFrame:
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-    ).withColumn("event", F.from_json("value", _parse_schema(), {"mode": "PERMISSIVE"}))
+    )
+    # Parse once, inside a generator (explode of a one-element array). As a plain column, the
+    # optimizer pushes the `reason` filter below it and inlines from_json into every one of the
+    # ~30 field references: measured 7x slower (40 s vs 5.5 s per 1M records).
+    event = F.from_json("value", _parse_schema(), {"mode": "PERMISSIVE"})
+    parsed = parsed.select("*", F.explode(F.array(event)).alias("event"))
     parsed = parsed.withColumn("event_time", F.try_to_timestamp(F.col("event")["timestamp"]))
     parsed = parsed.withColumn("reason", _rejection_reason())
     # Quarantined records may have no usable event time: file them by their arrival date.
