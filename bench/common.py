@@ -22,7 +22,7 @@ def filled_topic(home: Path, count: int, *order_sim_args: str) -> Iterator[Local
     try:
         subprocess.run(
             [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", TOPIC,
-             "--count", str(count), "--seed", "1", *order_sim_args],
+             "--count", str(count), "--seed", "1", "--no-updates", *order_sim_args],
             check=True, capture_output=True,
         )  # fmt: skip
         yield broker

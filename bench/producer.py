@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    dry = order_sim("--dry-run", "--count", str(args.count), "--seed", "1")
+    dry = order_sim("--dry-run", "--no-updates", "--count", str(args.count), "--seed", "1")
     print(f"generate+serialise : {dry['events_per_second']:>12,.0f} events/s ({dry['seconds']} s)")
 
     with tempfile.TemporaryDirectory() as home:
@@ -40,7 +40,9 @@ def main() -> None:
         broker.start()
         print(f"broker start       : {time.monotonic() - started:>12.1f} s")
         try:
-            run = order_sim("--brokers", broker.bootstrap, "--topic", "bench", "--count", str(args.count))
+            run = order_sim(
+                "--brokers", broker.bootstrap, "--topic", "bench", "--no-updates", "--count", str(args.count)
+            )
             stats = topic_stats("bench", broker.bootstrap)
         finally:
             broker.stop()

@@ -57,6 +57,15 @@ class Paths:
         return self.data / "quarantine"
 
     @property
+    def order_status(self) -> Path:
+        """Current status of each order, from the orders x order_updates stream join."""
+        return self.data / "order_status"
+
+    @property
+    def quarantine_updates(self) -> Path:
+        return self.data / "quarantine_updates"
+
+    @property
     def transformed(self) -> Path:
         return self.data / "transformed"
 

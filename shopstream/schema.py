@@ -33,6 +33,11 @@ ORDER_FIELDS: tuple[tuple[str, type], ...] = (
 )
 ORDER_FIELD_NAMES = tuple(name for name, _ in ORDER_FIELDS)
 
+# The `order_updates` topic: one status change per CANCELLED/RETURNED order event, same order_id
+# and timestamp (the producer's contract).
+UPDATE_FIELD_NAMES = ("order_id", "new_status", "reason", "timestamp")
+UPDATE_STATUSES = (CANCELLED, RETURNED)
+
 ORDER_ID_PREFIX = "ORD-"
 # data/regions.csv, as a Spark DDL schema (read with the header, never inferred).
 REGIONS_DDL = (
@@ -53,6 +58,12 @@ def order_spark_schema() -> StructType:
     return StructType(
         [StructField(name, spark_types.get(name, StringType()), True) for name in ORDER_FIELD_NAMES]
     )
+
+
+def update_spark_schema() -> StructType:
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    return StructType([StructField(name, StringType(), True) for name in UPDATE_FIELD_NAMES])
 
 
 @lru_cache(maxsize=1)

@@ -46,6 +46,8 @@ def run_order_sim(*args: str, timeout: float = 300) -> subprocess.CompletedProce
 
 def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
     """Runs order-sim against the broker, asserts success and returns its JSON summary."""
+    if "--updates-topic" not in args and "--no-updates" not in args:
+        args = ("--updates-topic", f"{topic}-updates", *args)  # never the shared default topic
     result = run_order_sim("--brokers", broker.bootstrap, "--topic", topic, *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])

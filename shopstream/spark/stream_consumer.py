@@ -86,7 +86,7 @@ def kafka_stream(spark, settings: StreamSettings):
     return reader.load()
 
 
-def _start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings):
+def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings):
     writer = (
         frame.writeStream.queryName(name)
         .format("parquet")
@@ -114,8 +114,8 @@ def start_queries(spark, settings: StreamSettings) -> list:
     raw = valid_rows(parsed).observe("raw", F.count(F.lit(1)).alias("rows"))
     bad = quarantine_rows(parsed).observe("quarantine", F.count(F.lit(1)).alias("rows"))
     return [
-        _start_sink(raw, "raw", settings.raw_dir, settings.checkpoint_dir / "raw", settings),
-        _start_sink(
+        start_sink(raw, "raw", settings.raw_dir, settings.checkpoint_dir / "raw", settings),
+        start_sink(
             bad, "quarantine", settings.quarantine_dir, settings.checkpoint_dir / "quarantine", settings
         ),
     ]
@@ -129,13 +129,22 @@ def log_progress(progress: dict) -> None:
     """One line per micro-batch: records in, rows written to this sink, duration."""
     observed = progress.get("observedMetrics") or {}
     written = next(iter(observed.values()), {}).get("rows", "?")
+    # Stateful queries (the order-status join) also report their state and late drops.
+    state = progress.get("stateOperators") or []
+    stateful = (
+        f", state {sum(op.get('numRowsTotal', 0) for op in state)} rows, "
+        f"{sum(op.get('numRowsDroppedByWatermark', 0) for op in state)} dropped as late"
+        if state
+        else ""
+    )
     log.info(
-        "%s batch %s: %s records in, %s rows written, %.1f s",
+        "%s batch %s: %s records in, %s rows written, %.1f s%s",
         progress.get("name"),
         progress.get("batchId"),
         progress.get("numInputRows"),
         written,
         (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000,
+        stateful,
     )
 
 

@@ -37,12 +37,32 @@ pub struct OrderEvent {
     pub timestamp: String,
 }
 
-/// A record ready for Kafka: key (the order id where there is one) and JSON payload.
+/// A status change for the `order_updates` topic, mirroring a CANCELLED/RETURNED order event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderUpdate {
+    pub order_id: String,
+    pub new_status: &'static str,
+    pub reason: &'static str,
+    pub timestamp: String,
+}
+
+/// Why orders change status, as the `reason` field of an update spells it.
+const CANCEL_REASONS: [&str; 4] = [
+    "customer_request",
+    "payment_failed",
+    "out_of_stock",
+    "address_invalid",
+];
+const RETURN_REASONS: [&str; 4] = ["damaged", "wrong_item", "not_as_described", "changed_mind"];
+
+/// A record ready for Kafka: key (the order id where there is one) and JSON payload, plus the
+/// `order_updates` payload when the event is a status change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub key: Option<String>,
     pub payload: String,
     pub malformed: bool,
+    pub update: Option<String>,
 }
 
 /// Where event time comes from.
@@ -131,6 +151,21 @@ impl OrderGenerator {
         self.open_orders.push(order);
     }
 
+    /// The update record that announces a status change on `order_updates`.
+    fn update_for(&mut self, event: &OrderEvent) -> OrderUpdate {
+        let reasons = if event.order_status == CANCELLED {
+            &CANCEL_REASONS
+        } else {
+            &RETURN_REASONS
+        };
+        OrderUpdate {
+            order_id: event.order_id.clone(),
+            new_status: event.order_status,
+            reason: reasons[self.rng.usize(..reasons.len())],
+            timestamp: event.timestamp.clone(),
+        }
+    }
+
     /// The next valid event: a status change of an open order, or a new order.
     pub fn next_event(&mut self, timestamp: String) -> OrderEvent {
         if !self.open_orders.is_empty() && self.rng.f64() < UPDATE_SHARE {
@@ -189,6 +224,7 @@ impl OrderGenerator {
             key,
             payload,
             malformed: true,
+            update: None,
         }
     }
 }
@@ -206,10 +242,13 @@ impl Iterator for OrderGenerator {
             return Some(self.malformed(timestamp));
         }
         let event = self.next_event(timestamp);
+        let update = (event.order_status != NEW)
+            .then(|| serde_json::to_string(&self.update_for(&event)).expect("update serialises"));
         Some(Record {
             key: Some(event.order_id.clone()),
             payload: serde_json::to_string(&event).expect("event serialises"),
             malformed: false,
+            update,
         })
     }
 }
@@ -266,6 +305,34 @@ mod tests {
             }
         }
         assert!((2_000..4_000).contains(&updates), "{updates} updates");
+    }
+
+    #[test]
+    fn every_status_change_has_an_update_record_that_matches_it() {
+        let records: Vec<_> = OrderGenerator::new(options(4, 5_000, 0.05)).collect();
+        let mut updates = 0;
+        for record in &records {
+            let Some(update) = &record.update else {
+                if !record.malformed {
+                    let event: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+                    assert_eq!(event["order_status"], NEW);
+                }
+                continue;
+            };
+            updates += 1;
+            let event: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+            let update: serde_json::Value = serde_json::from_str(update).unwrap();
+            assert_eq!(update["order_id"], event["order_id"]);
+            assert_eq!(update["new_status"], event["order_status"]);
+            assert_eq!(update["timestamp"], event["timestamp"]);
+            let reasons: &[&str] = if event["order_status"] == CANCELLED {
+                &CANCEL_REASONS
+            } else {
+                &RETURN_REASONS
+            };
+            assert!(reasons.contains(&update["reason"].as_str().unwrap()));
+        }
+        assert!(updates > 300, "{updates} updates");
     }
 
     #[test]

@@ -13,10 +13,18 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
+/// Which of the two topics a record went to; rides to its delivery report as the opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Orders = 0,
+    Updates = 1,
+}
+
 /// Counts delivery reports; librdkafka calls it from `poll`/`flush` on this thread.
 #[derive(Default)]
 pub struct DeliveryCounter {
     pub delivered: AtomicU64,
+    pub updates_delivered: AtomicU64,
     pub failed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -42,10 +50,13 @@ impl ClientContext for DeliveryCounter {
 }
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, stream: usize) {
         match result {
+            Ok(_) if stream == Stream::Updates as usize => {
+                self.updates_delivered.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(_) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
@@ -131,10 +142,11 @@ pub fn producer(config: &ClientConfig, delivery_timeout: Duration) -> Result<Bas
 pub fn send(
     producer: &BaseProducer<DeliveryCounter>,
     topic: &str,
+    stream: Stream,
     key: Option<&str>,
     payload: &str,
 ) -> Result<()> {
-    let mut record = BaseRecord::to(topic).payload(payload);
+    let mut record = BaseRecord::with_opaque_to(topic, stream as usize).payload(payload);
     if let Some(key) = key {
         record = record.key(key);
     }

@@ -18,6 +18,7 @@ use clap::Parser;
 use rdkafka::producer::Producer;
 
 use generator::{Clock, Options, OrderGenerator};
+use kafka::Stream;
 
 /// Simulates e-commerce order events (NEW, CANCELLED, RETURNED) and produces them to Kafka.
 #[derive(Parser, Debug)]
@@ -29,7 +30,14 @@ struct Args {
     /// Topic for order events.
     #[arg(long, default_value = "ecommerce_orders")]
     topic: String,
-    /// Number of events to produce.
+    /// Topic for status changes (order_id, new_status, reason, timestamp), one per CANCELLED or
+    /// RETURNED event of --topic.
+    #[arg(long, default_value = "order_updates")]
+    updates_topic: String,
+    /// Do not produce to --updates-topic.
+    #[arg(long)]
+    no_updates: bool,
+    /// Number of order events to produce (status updates come on top).
     #[arg(long, default_value_t = 500)]
     count: u64,
     /// Events per second; 0 means as fast as possible.
@@ -178,14 +186,19 @@ struct Summary {
     generated: u64,
     malformed: u64,
     delivered: u64,
+    updates: u64,
+    updates_delivered: u64,
     failed: u64,
     bytes: u64,
 }
 
-fn print_summary(topic: &str, summary: &Summary, started: Instant, dry_run: bool) {
+fn print_summary(args: &Args, summary: &Summary, started: Instant, dry_run: bool) {
     let seconds = started.elapsed().as_secs_f64();
     let json = serde_json::json!({
-        "topic": topic,
+        "topic": args.topic,
+        "updates_topic": (!args.no_updates).then_some(&args.updates_topic),
+        "updates": summary.updates,
+        "updates_delivered": summary.updates_delivered,
         "dry_run": dry_run,
         "generated": summary.generated,
         "malformed": summary.malformed,
@@ -206,9 +219,13 @@ fn dry_run(args: &Args) -> Result<()> {
         summary.generated += 1;
         summary.malformed += u64::from(record.malformed);
         summary.bytes += record.payload.len() as u64;
+        if let Some(update) = record.update.as_ref().filter(|_| !args.no_updates) {
+            summary.updates += 1;
+            summary.bytes += update.len() as u64;
+        }
         progress.tick(summary.generated);
     }
-    print_summary(&args.topic, &summary, started, true);
+    print_summary(args, &summary, started, true);
     Ok(())
 }
 
@@ -216,13 +233,19 @@ fn produce(args: &Args) -> Result<()> {
     let config = kafka::client_config(&args.brokers, &args.config);
     let admin_timeout = Duration::from_secs(10);
     kafka::ensure_reachable(&config, &args.brokers, admin_timeout)?;
-    kafka::ensure_topic(
-        &config,
-        &args.topic,
-        args.partitions,
-        args.replication_factor,
-        admin_timeout,
-    )?;
+    let mut topics = vec![args.topic.as_str()];
+    if !args.no_updates {
+        topics.push(args.updates_topic.as_str());
+    }
+    for topic in topics {
+        kafka::ensure_topic(
+            &config,
+            topic,
+            args.partitions,
+            args.replication_factor,
+            admin_timeout,
+        )?;
+    }
     let producer = kafka::producer(&config, Duration::from_secs(args.delivery_timeout_secs))?;
 
     let started = Instant::now();
@@ -236,33 +259,44 @@ fn produce(args: &Args) -> Result<()> {
         if let Some(pause) = pacer.wait_for(summary.generated) {
             producer.poll(pause);
         }
-        kafka::send(&producer, &args.topic, record.key.as_deref(), &record.payload)?;
+        let key = record.key.as_deref();
+        kafka::send(&producer, &args.topic, Stream::Orders, key, &record.payload)?;
         summary.generated += 1;
         summary.malformed += u64::from(record.malformed);
         summary.bytes += record.payload.len() as u64;
+        if let Some(update) = record.update.as_ref().filter(|_| !args.no_updates) {
+            kafka::send(&producer, &args.updates_topic, Stream::Updates, key, update)?;
+            summary.updates += 1;
+            summary.bytes += update.len() as u64;
+        }
         producer.poll(Duration::ZERO);
         progress.tick(summary.generated);
     }
     let flushed = kafka::flush(&producer, Duration::from_secs(args.delivery_timeout_secs + 10));
     let counter = producer.context();
     summary.delivered = counter.delivered.load(Ordering::Relaxed);
+    summary.updates_delivered = counter.updates_delivered.load(Ordering::Relaxed);
     summary.failed = counter.failed.load(Ordering::Relaxed);
-    print_summary(&args.topic, &summary, started, false);
+    print_summary(args, &summary, started, false);
     flushed?;
-    if summary.failed > 0 || summary.delivered != summary.generated {
+    let sent = summary.generated + summary.updates;
+    let acknowledged = summary.delivered + summary.updates_delivered;
+    if summary.failed > 0 || acknowledged != sent {
         bail!(
-            "{} of {} events were not delivered to {} at {}: first error: {}",
-            summary.generated - summary.delivered,
-            summary.generated,
+            "{} of {} records were not delivered to {} at {}: first error: {}",
+            sent - acknowledged,
+            sent,
             args.topic,
             args.brokers,
             counter.first_error().unwrap_or_else(|| "unknown".into())
         );
     }
     log::info!(
-        "delivered {} events to {} in {:.2?}",
+        "delivered {} events to {} and {} updates to {} in {:.2?}",
         summary.delivered,
         args.topic,
+        summary.updates_delivered,
+        args.updates_topic,
         started.elapsed()
     );
     Ok(())

@@ -1,0 +1,108 @@
+"""The orders x order_updates stream-stream join on the real broker, checked against a plain
+Python computation over both topics read back from Kafka."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from confluent_kafka import Producer
+
+from shopstream.spark.order_status_stream import StatusSettings, run
+from shopstream.spark.stream_consumer import StreamSettings
+from tests import oracle
+from tests.conftest import produce
+from tests.kafka_read import read_topic
+from tests.sink_files import read_sink
+
+pytestmark = pytest.mark.integration
+
+DAY, NEXT_DAY = "2026-11-18", "2026-11-19"
+MAX_DELAY = timedelta(hours=6)
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def send(bootstrap: str, topic: str, *values: str) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, value.encode())
+    assert producer.flush(30) == 0
+
+
+def parse_json(message) -> dict | None:
+    try:
+        return json.loads(message.value)
+    except ValueError:
+        return None
+
+
+def expected_status(orders_msgs, update_msgs) -> dict[str, tuple]:
+    """order_id -> (current_status, status_reason, orphan) for the orders and updates of DAY."""
+    orders = {}
+    for m in orders_msgs:
+        if oracle.problems(m.value):
+            continue
+        event = json.loads(m.value)
+        if event["order_status"] == "NEW" and event["timestamp"].startswith(DAY):
+            orders[event["order_id"]] = ts(event["timestamp"])
+    updates = [
+        u for u in map(parse_json, update_msgs) if u and u.get("new_status") in ("CANCELLED", "RETURNED")
+    ]
+    status = {order_id: ("NEW", None, False) for order_id in orders}
+    for u in updates:
+        placed = orders.get(u["order_id"])
+        if placed is not None and placed <= ts(u["timestamp"]) <= placed + MAX_DELAY:
+            status[u["order_id"]] = (u["new_status"], u["reason"], False)
+        elif placed is None and u["timestamp"].startswith(DAY):
+            status[u["order_id"]] = (u["new_status"], u["reason"], True)
+    return status
+
+
+def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, spark, tmp_path, topic):
+    updates_topic = f"{topic}-updates"
+    day = produce(kafka_broker, topic, "--updates-topic", updates_topic, "--count", "3000", "--seed", "41",
+                  "--start", DAY, "--span", "6h")  # fmt: skip
+    assert day["updates_delivered"] == day["updates"] > 300
+    # An update for an order nobody placed, a broken one and one with an unknown status.
+    send(kafka_broker.bootstrap, updates_topic,
+         json.dumps({"order_id": "ORD-NOBODY", "new_status": "CANCELLED", "reason": "customer_request",
+                     "timestamp": f"{DAY}T03:00:00.000Z"}),
+         '{"order_id": "ORD-1", "new_st',
+         json.dumps({"order_id": "ORD-2", "new_status": "SHIPPED", "reason": "x",
+                     "timestamp": f"{DAY}T03:00:00.000Z"}))  # fmt: skip
+    # Later events on both topics move both watermarks past every DAY order's range.
+    later = produce(kafka_broker, topic, "--updates-topic", updates_topic, "--count", "300", "--seed", "42",
+                    "--start", NEXT_DAY, "--span", "1h")  # fmt: skip
+
+    settings = StatusSettings(
+        stream=StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True),
+        updates_topic=updates_topic, output_dir=tmp_path / "status", quarantine_dir=tmp_path / "bad",
+        checkpoint_dir=tmp_path / "cp", lateness="1 minute", max_update_delay="6 hours",
+    )  # fmt: skip
+    written = run(settings, spark)
+
+    orders_msgs = read_topic(kafka_broker.bootstrap, topic, expected=3300)
+    update_msgs = read_topic(
+        kafka_broker.bootstrap, updates_topic, expected=day["updates"] + later["updates"] + 3
+    )
+    expected = expected_status(orders_msgs, update_msgs)
+    rows = read_sink(settings.output_dir).fetchall()
+    columns = read_sink(settings.output_dir).columns
+    rows = [dict(zip(columns, r, strict=True)) for r in rows]
+    day_rows = [r for r in rows if str(r["date"]) == DAY]
+    got = {r["order_id"]: (r["current_status"], r["status_reason"], r["orphan_update"]) for r in day_rows}
+
+    assert len(day_rows) == len(got), "one row per order"
+    assert got == expected
+    assert got["ORD-NOBODY"] == ("CANCELLED", "customer_request", True)
+    assert {s for s, _, _ in got.values()} == {"NEW", "CANCELLED", "RETURNED"}
+    # NEXT_DAY orders are still inside their range: only those already updated are final.
+    assert all(r["current_status"] != "NEW" for r in rows if str(r["date"]) == NEXT_DAY)
+    bad = read_sink(settings.quarantine_dir).fetchall()
+    reasons = sorted(r[1] for r in bad)
+    assert reasons == ["invalid JSON", "unknown new_status SHIPPED"]
+    assert written["quarantine_updates"] == 2
