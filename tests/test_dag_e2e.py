@@ -36,10 +36,15 @@ def local_stack(kafka_broker, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(local_stack, kafka_broker):
-    produce(kafka_broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "41", "--malformed-ratio", "0.02",
-            "--start", DATE, "--span", "24h")  # fmt: skip
+    # The reliability drill's mix: 5% malformed and 1% out-of-domain events.
+    produced = produce(kafka_broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "41",
+                       "--malformed-ratio", "0.05", "--out-of-domain-ratio", "0.01",
+                       "--start", DATE, "--span", "24h")  # fmt: skip
     result = run_dag(DATE, expected_events=COUNT, retries=0, quiet=True)
-    return result
+    return {**result, "produced": produced}
+
+
+DOMAIN_REASONS = ("unknown order_status ", "quantity not positive: ", "unit_price not positive: ")
 
 
 def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_broker):
@@ -60,8 +65,14 @@ def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_
         Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
     )
     assert rdd_total == expected
-    quarantined = duckdb.sql(f"SELECT count(*) FROM read_parquet('{local_stack}/quarantine/*/*.parquet')")
-    assert quarantined.fetchall()[0][0] == COUNT - len(events)
+    reasons = duckdb.sql(
+        f"SELECT reason FROM read_parquet('{local_stack}/quarantine/*/*.parquet')"
+    ).fetchall()
+    produced = first_run["produced"]
+    assert len(reasons) == COUNT - len(events) == produced["malformed"] + produced["out_of_domain"]
+    assert all(reason for (reason,) in reasons), "every quarantined record says why"
+    domain = [r for (r,) in reasons if r.startswith(DOMAIN_REASONS)]
+    assert len(domain) == produced["out_of_domain"] > 0
 
 
 def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
@@ -86,6 +97,9 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
     )
     assert data["totals"]["quarantined"] == quarantined.fetchall()[0][0] > 0
     assert data["validation"]["passed"] is True
+    shown = {r["reason"].split(":")[0].removesuffix(" SHIPPED") for r in data["quarantine_reasons"]}
+    assert {"invalid JSON", "unknown order_status", "quantity not positive"} <= shown, shown
+    assert sum(r["count"] for r in data["quarantine_reasons"]) == data["totals"]["quarantined"]
 
     text = page.read_text()
     assert data["totals"]["net_revenue"] in text

@@ -61,7 +61,10 @@ const RETURN_REASONS: [&str; 4] = ["damaged", "wrong_item", "not_as_described", 
 pub struct Record {
     pub key: Option<String>,
     pub payload: String,
+    /// Broken format: bad JSON, wrong types, a missing id or an unreadable timestamp.
     pub malformed: bool,
+    /// Well-formed but outside the domain: unknown status, quantity or price not positive.
+    pub out_of_domain: bool,
     pub update: Option<String>,
 }
 
@@ -79,6 +82,7 @@ pub struct Options {
     pub seed: u64,
     pub count: u64,
     pub malformed_ratio: f64,
+    pub out_of_domain_ratio: f64,
     pub clock: Clock,
 }
 
@@ -184,12 +188,13 @@ impl OrderGenerator {
         order
     }
 
-    /// A broken event for the quarantine path: bad JSON, wrong types or out-of-domain values.
+    /// A broken event for the quarantine path: bad JSON, wrong types, a missing id or an
+    /// unreadable timestamp.
     fn malformed(&mut self, timestamp: String) -> Record {
         let event = self.new_order(timestamp);
         let mut value = serde_json::to_value(&event).expect("event serialises");
         let key = Some(event.order_id.clone());
-        let payload = match self.rng.u8(0..8) {
+        let payload = match self.rng.u8(0..6) {
             0 => {
                 let json = value.to_string();
                 json[..json.len() / 2].to_string()
@@ -207,14 +212,6 @@ impl OrderGenerator {
                 value.as_object_mut().expect("object").remove("order_id");
                 value.to_string()
             }
-            5 => {
-                value["order_status"] = "SHIPPED".into();
-                value.to_string()
-            }
-            6 => {
-                value["quantity"] = (-(self.rng.i64(0..=2))).into();
-                value.to_string()
-            }
             _ => {
                 value["timestamp"] = "yesterday at noon".into();
                 value.to_string()
@@ -224,6 +221,25 @@ impl OrderGenerator {
             key,
             payload,
             malformed: true,
+            out_of_domain: false,
+            update: None,
+        }
+    }
+
+    /// A well-formed event whose values break the domain rules.
+    fn out_of_domain(&mut self, timestamp: String) -> Record {
+        let event = self.new_order(timestamp);
+        let mut value = serde_json::to_value(&event).expect("event serialises");
+        match self.rng.u8(0..3) {
+            0 => value["order_status"] = "SHIPPED".into(),
+            1 => value["quantity"] = (-(self.rng.i64(0..=2))).into(),
+            _ => value["unit_price"] = (-(self.rng.f64() * 100.0).round() / 100.0).into(),
+        }
+        Record {
+            key: Some(event.order_id),
+            payload: value.to_string(),
+            malformed: false,
+            out_of_domain: true,
             update: None,
         }
     }
@@ -238,8 +254,17 @@ impl Iterator for OrderGenerator {
         }
         let timestamp = self.timestamp(self.produced);
         self.produced += 1;
-        if self.options.malformed_ratio > 0.0 && self.rng.f64() < self.options.malformed_ratio {
-            return Some(self.malformed(timestamp));
+        let broken = self.options.malformed_ratio + self.options.out_of_domain_ratio;
+        if broken > 0.0 {
+            // One draw for both shares, and none at all without them: a seed gives the same
+            // valid events whatever the ratios were before they were added.
+            let roll = self.rng.f64();
+            if roll < self.options.malformed_ratio {
+                return Some(self.malformed(timestamp));
+            }
+            if roll < broken {
+                return Some(self.out_of_domain(timestamp));
+            }
         }
         let event = self.next_event(timestamp);
         let update = (event.order_status != NEW)
@@ -248,6 +273,7 @@ impl Iterator for OrderGenerator {
             key: Some(event.order_id.clone()),
             payload: serde_json::to_string(&event).expect("event serialises"),
             malformed: false,
+            out_of_domain: false,
             update,
         })
     }
@@ -263,6 +289,7 @@ mod tests {
             seed,
             count,
             malformed_ratio,
+            out_of_domain_ratio: 0.0,
             clock: Clock::Spread {
                 start: "2026-11-25T00:00:00Z".parse().unwrap(),
                 span_ms: 86_400_000,
@@ -313,7 +340,7 @@ mod tests {
         let mut updates = 0;
         for record in &records {
             let Some(update) = &record.update else {
-                if !record.malformed {
+                if !record.malformed && !record.out_of_domain {
                     let event: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
                     assert_eq!(event["order_status"], NEW);
                 }
@@ -352,6 +379,26 @@ mod tests {
         let malformed = records.iter().filter(|r| r.malformed).count();
         assert!((800..1200).contains(&malformed), "{malformed} malformed");
         assert_eq!(records.len(), 10_000);
+    }
+
+    #[test]
+    fn out_of_domain_events_are_valid_json_of_the_schema_with_bad_values() {
+        let options = Options {
+            out_of_domain_ratio: 0.2,
+            ..options(6, 5_000, 0.05)
+        };
+        let records: Vec<_> = OrderGenerator::new(options).collect();
+        let odd: Vec<_> = records.iter().filter(|r| r.out_of_domain).collect();
+        let broken = records.iter().filter(|r| r.malformed).count();
+        assert!((800..1200).contains(&odd.len()), "{} out of domain", odd.len());
+        assert!((150..350).contains(&broken), "{broken} malformed");
+        for record in odd {
+            let e: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+            let bad_status = e["order_status"] == "SHIPPED";
+            let bad_quantity = e["quantity"].as_i64().unwrap() <= 0;
+            let bad_price = e["unit_price"].as_f64().unwrap() <= 0.0;
+            assert!(bad_status || bad_quantity || bad_price, "{e}");
+        }
     }
 
     #[test]

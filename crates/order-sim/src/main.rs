@@ -46,9 +46,14 @@ struct Args {
     /// Random seed: the same seed and options give the same events. Random if not set.
     #[arg(long)]
     seed: Option<u64>,
-    /// Share of events (0..1) that are broken: bad JSON, wrong types or out-of-domain values.
+    /// Share of events (0..1) that are malformed: bad JSON, wrong types, a missing id or an
+    /// unreadable timestamp.
     #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
     malformed_ratio: f64,
+    /// Share of events (0..1) that are well-formed but out of the domain: unknown status,
+    /// quantity or price not positive.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    out_of_domain_ratio: f64,
     /// Event time of the first event: RFC 3339, a date (midnight UTC), or `now` for wall-clock
     /// timestamps. Default: today's date.
     #[arg(long)]
@@ -118,6 +123,9 @@ fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>> {
 }
 
 fn generator_options(args: &Args) -> Result<Options> {
+    if args.malformed_ratio + args.out_of_domain_ratio > 1.0 {
+        bail!("--malformed-ratio plus --out-of-domain-ratio must not exceed 1");
+    }
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     log::info!("seed {seed} (pass --seed {seed} to reproduce these events)");
     let clock = match parse_start(args.start.as_deref())? {
@@ -131,6 +139,7 @@ fn generator_options(args: &Args) -> Result<Options> {
         seed,
         count: args.count,
         malformed_ratio: args.malformed_ratio,
+        out_of_domain_ratio: args.out_of_domain_ratio,
         clock,
     })
 }
@@ -185,6 +194,7 @@ impl Progress {
 struct Summary {
     generated: u64,
     malformed: u64,
+    out_of_domain: u64,
     delivered: u64,
     updates: u64,
     updates_delivered: u64,
@@ -202,6 +212,7 @@ fn print_summary(args: &Args, summary: &Summary, started: Instant, dry_run: bool
         "dry_run": dry_run,
         "generated": summary.generated,
         "malformed": summary.malformed,
+        "out_of_domain": summary.out_of_domain,
         "delivered": summary.delivered,
         "failed": summary.failed,
         "bytes": summary.bytes,
@@ -218,6 +229,7 @@ fn dry_run(args: &Args) -> Result<()> {
     for record in OrderGenerator::new(generator_options(args)?) {
         summary.generated += 1;
         summary.malformed += u64::from(record.malformed);
+        summary.out_of_domain += u64::from(record.out_of_domain);
         summary.bytes += record.payload.len() as u64;
         if let Some(update) = record.update.as_ref().filter(|_| !args.no_updates) {
             summary.updates += 1;
@@ -263,6 +275,7 @@ fn produce(args: &Args) -> Result<()> {
         kafka::send(&producer, &args.topic, Stream::Orders, key, &record.payload)?;
         summary.generated += 1;
         summary.malformed += u64::from(record.malformed);
+        summary.out_of_domain += u64::from(record.out_of_domain);
         summary.bytes += record.payload.len() as u64;
         if let Some(update) = record.update.as_ref().filter(|_| !args.no_updates) {
             kafka::send(&producer, &args.updates_topic, Stream::Updates, key, update)?;
