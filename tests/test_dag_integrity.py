@@ -15,7 +15,7 @@ OPERATORS = {
     "start": "EmptyOperator",
     "check_kafka_topic": "PythonOperator",
     "run_streaming_job": "SparkSubmitOperator",
-    "wait_for_raw_data": "FileSensor",
+    "wait_for_raw_data": "RawPartitionSensor",  # a FileSensor that explains an empty day
     "run_rdd_etl": "SparkSubmitOperator",
     "run_df_etl": "SparkSubmitOperator",
     "validate_output": "PythonOperator",
@@ -32,7 +32,8 @@ def bag():
         raise AssertionError("the DAG file fetched a Connection while being parsed")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("SHOPSTREAM_TASK_RETRIES", raising=False)
+        for name in ("SHOPSTREAM_TASK_RETRIES", "SHOPSTREAM_RAW_WAIT_SECONDS", "SHOPSTREAM_RAW_POKE_SECONDS"):
+            mp.delenv(name, raising=False)
         mp.setattr(BaseHook, "get_connection", no_connections_at_parse_time)
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
@@ -70,8 +71,10 @@ def test_connections_and_run_date_parameters(dag):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"
     assert tasks["run_streaming_job"].application_args[0] == "--available-now"
+    from airflow.providers.standard.sensors.filesystem import FileSensor
+
     sensor = tasks["wait_for_raw_data"]
-    assert sensor.fs_conn_id == "fs_default"
+    assert isinstance(sensor, FileSensor) and sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
     assert sensor.filepath == "raw/date={{ params.run_date or ds }}/*.parquet"
     for task_id in ("run_rdd_etl", "run_df_etl"):

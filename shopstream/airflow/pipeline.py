@@ -16,11 +16,11 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Param, TaskGroup
 
 from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
+from shopstream.airflow.sensors import RawPartitionSensor
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT
 from shopstream.spark.session import SPARK_CONF_DIR, job_conf, kafka_connector_jars
 
@@ -129,12 +129,13 @@ def build_ecommerce_dag() -> DAG:
             ["--available-now", "--topic", ORDERS_TOPIC],
             timeout=timedelta(minutes=60),
         )
-        wait_for_raw = FileSensor(
+        wait_for_raw = RawPartitionSensor(
             task_id="wait_for_raw_data",
             fs_conn_id=FS_CONN_ID,
             filepath=f"raw/date={RUN_DATE}/*.parquet",
-            poke_interval=30,
-            timeout=int(timedelta(minutes=20).total_seconds()),
+            run_date=RUN_DATE,
+            poke_interval=int(os.environ.get("SHOPSTREAM_RAW_POKE_SECONDS", 30)),
+            timeout=int(os.environ.get("SHOPSTREAM_RAW_WAIT_SECONDS", timedelta(minutes=20).total_seconds())),
             mode="reschedule",
         )
         rdd = _spark_task("run_rdd_etl", "batch_rdd_etl", ["--date", RUN_DATE], timeout=timedelta(minutes=30))

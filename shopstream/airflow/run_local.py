@@ -99,6 +99,21 @@ def run_dag(date: str, spark_master: str = "local[2]", expected_events: int = 1,
     raise RuntimeError(f"the DAG run did not report a result (exit code {child.returncode})")
 
 
+def backfill(first: str, last: str, **run_options) -> list[dict]:
+    """One DAG run per logical date from `first` to `last`, oldest first (what `airflow backfill`
+    does), each processing only its own date's partitions. Stops at the first failed run."""
+    day, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    if end < day:
+        raise ValueError(f"backfill range {first}..{last} is empty: the first date is after the last")
+    results = []
+    while day <= end:
+        results.append(run_dag(day.isoformat(), **run_options))
+        if results[-1]["state"] != "success":
+            break
+        day += dt.timedelta(days=1)
+    return results
+
+
 def print_result(result: dict) -> None:
     print(f"\nDAG ecommerce_pipeline for {result['date']}: {result['state'].upper()}")
     for task_id, info in result["tasks"].items():
@@ -110,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--date", default=dt.datetime.now(dt.UTC).date().isoformat())
+    parser.add_argument(
+        "--backfill", nargs=2, metavar=("FIRST", "LAST"), help="one run per date from FIRST to LAST"
+    )
     parser.add_argument("--spark-master", default=os.environ.get("SHOPSTREAM_SPARK_MASTER", "local[2]"))
     parser.add_argument("--expected-events", type=int, default=1)
     parser.add_argument("--retries", type=int, default=None, help="override the DAG's retries (tests use 0)")
@@ -119,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return _run_dag_in_this_process(args.date, json.loads(args.conf), args.only)
-    result = run_dag(args.date, args.spark_master, args.expected_events, args.retries, args.only)
-    print_result(result)
-    return 0 if result["state"] == "success" else 1
+    options = {"spark_master": args.spark_master, "expected_events": args.expected_events,
+               "retries": args.retries, "only": args.only}  # fmt: skip
+    results = backfill(*args.backfill, **options) if args.backfill else [run_dag(args.date, **options)]
+    for result in results:
+        print_result(result)
+    return 0 if all(r["state"] == "success" for r in results) else 1
 
 
 if __name__ == "__main__":
