@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ORDER_SIM := target/release/order-sim
 COUNT ?= 500
 
-.PHONY: help setup run test lint backfill fmt broker-up broker-down broker-status unit integration lock clean
+.PHONY: help setup run test lint bench backfill fmt broker-up broker-down broker-status unit integration lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ fmt: ## format Python and Rust in place
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 	cargo fmt --all
+
+bench: setup ## every stage next to its reference -> docs/benchmarks.md (~20 min); SMOKE=1: small sizes, ~2 min
+	$(PY) -m bench.run $(if $(SMOKE),--smoke)
 
 backfill: setup ## run the DAG once per date: make backfill FROM=2026-11-20 TO=2026-11-22 (broker up)
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }

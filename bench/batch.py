@@ -10,13 +10,12 @@ DuckDB running the reference SQL of tests/duckdb_oracle.py over the committed ra
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import duckdb
 
-from bench.common import filled_topic, stream_settings
+from bench.common import filled_topic, stream_settings, temp_home
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
@@ -54,30 +53,38 @@ def timed(action) -> float:
     return time.monotonic() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--count", type=int, default=1_000_000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        spark = get_spark(
-            "shopstream-bench-batch",
-            {
-                "spark.ui.enabled": "false",
-                "spark.driver.memory": "1g",
-                "spark.sql.warehouse.dir": str(home / "wh"),
-            },
-        )
-        raw = build_raw(home, args.count, spark)
+def bench_session(home: Path):
+    """One warm Spark session with 1 GB of driver memory and a throwaway warehouse."""
+    return get_spark(
+        "shopstream-bench",
+        {
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": "1g",
+            "spark.sql.warehouse.dir": str(home / "wh"),
+        },
+    )
+
+
+def measure(count: int, spark=None) -> dict:
+    with temp_home() as home:
+        spark = spark or bench_session(home)
+        raw = build_raw(home, count, spark)
         rows = spark.read.parquet(str(raw)).count()
         rdd = timed(lambda: batch_rdd_etl.run(None, raw, home / "out", spark))
         df = timed(lambda: batch_df_etl.run(None, raw, home / "out", spark))
         reference = duckdb_reference(raw)
-        spark.stop()
-    print(f"raw rows              : {rows:,}")
-    print(f"RDD job               : {rdd:6.1f} s  ({rows / rdd:,.0f} rows/s)")
-    print(f"DataFrame job         : {df:6.1f} s")
-    print(f"DuckDB, same outputs  : {reference:6.1f} s  (DataFrame job / DuckDB = {df / reference:.1f}x)")
+    return {"rows": rows, "rdd_seconds": rdd, "df_seconds": df, "duckdb_seconds": reference}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    r = measure(parser.parse_args().count)
+    print(f"raw rows              : {r['rows']:,}")
+    print(f"RDD job               : {r['rdd_seconds']:6.1f} s  ({r['rows'] / r['rdd_seconds']:,.0f} rows/s)")
+    print(f"DataFrame job         : {r['df_seconds']:6.1f} s")
+    print(f"DuckDB, same outputs  : {r['duckdb_seconds']:6.1f} s  "
+          f"(DataFrame job / DuckDB = {r['df_seconds'] / r['duckdb_seconds']:.1f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":

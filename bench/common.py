@@ -1,38 +1,114 @@
-"""What the benchmarks share: a throwaway broker with a topic filled by order-sim."""
+"""What the benchmarks share: a throwaway broker, topics filled by order-sim, and Kafka's own
+performance tools as references."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shopstream.config import order_sim_binary
+from shopstream.config import order_sim_binary, paths
 from shopstream.kafka_broker import LocalBroker, free_port
 from shopstream.spark.stream_consumer import StreamSettings
 
 TOPIC = "bench"
+PARTITIONS = 3
+# The producer settings order-sim uses; the reference tools get the same ones.
+PRODUCER_PROPS = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5", "compression.type": "lz4"}
 
 
 @contextmanager
-def filled_topic(home: Path, count: int, *order_sim_args: str) -> Iterator[LocalBroker]:
-    """A broker on free ports under `home` (never the user's) whose TOPIC holds `count` events."""
+def throwaway_broker(home: Path) -> Iterator[LocalBroker]:
+    """A broker on free ports under `home`: never the user's."""
     broker = LocalBroker(home=home / "kafka", port=free_port(), controller_port=free_port())
     broker.start()
     try:
-        subprocess.run(
-            [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", TOPIC,
-             "--count", str(count), "--seed", "1", "--no-updates", *order_sim_args],
-            check=True, capture_output=True,
-        )  # fmt: skip
         yield broker
     finally:
         broker.stop()
 
 
-def stream_settings(home: Path, broker: LocalBroker, **overrides) -> StreamSettings:
+def order_sim(*args: str, max_rss_file: Path | None = None) -> dict:
+    """Runs order-sim and returns its JSON summary; with `max_rss_file`, under GNU time so that
+    the process's peak resident memory (KiB) lands in that file."""
+    command = [str(order_sim_binary()), *args]
+    if max_rss_file is not None:
+        command = ["/usr/bin/time", "-f", "%M", "-o", str(max_rss_file), *command]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"order-sim failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def fill(broker: LocalBroker, topic: str, count: int, *order_sim_args: str) -> dict:
+    return order_sim("--brokers", broker.bootstrap, "--topic", topic, "--count", str(count), "--seed", "1",
+                     "--no-updates", "--partitions", str(PARTITIONS), *order_sim_args)  # fmt: skip
+
+
+@contextmanager
+def filled_topic(home: Path, count: int, *order_sim_args: str) -> Iterator[LocalBroker]:
+    """A throwaway broker whose TOPIC holds `count` events."""
+    with throwaway_broker(home) as broker:
+        fill(broker, TOPIC, count, *order_sim_args)
+        yield broker
+
+
+def stream_settings(home: Path, broker: LocalBroker, topic: str = TOPIC, **overrides) -> StreamSettings:
     """The streaming job drained (--available-now) into folders under `home`."""
-    return StreamSettings(
-        bootstrap=broker.bootstrap, topic=TOPIC, raw_dir=home / "raw", quarantine_dir=home / "quarantine",
-        checkpoint_dir=home / "checkpoints", available_now=True, **overrides,
-    )  # fmt: skip
+    options = {"raw_dir": home / "raw", "quarantine_dir": home / "quarantine",
+               "checkpoint_dir": home / "checkpoints", "available_now": True, **overrides}  # fmt: skip
+    return StreamSettings(bootstrap=broker.bootstrap, topic=topic, **options)
+
+
+def kafka_tool(main_class: str, *args: str) -> str:
+    """Runs one of Kafka's own tools (from the kafka-tools jar resolved at setup); its stdout."""
+    command = [
+        "java",
+        "-Xmx512m",
+        "-cp",
+        f"{paths().kafka_jars}/*",
+        f"org.apache.kafka.tools.{main_class}",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise RuntimeError(f"{main_class} failed: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def create_topic(broker: LocalBroker, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(timeout=30)
+
+
+def producer_performance(broker: LocalBroker, count: int, record_size: int) -> float:
+    """Kafka's ProducerPerformance with order-sim's settings: records/s."""
+    create_topic(broker, "reference")
+    props = [f"bootstrap.servers={broker.bootstrap}", *(f"{k}={v}" for k, v in PRODUCER_PROPS.items())]
+    size = ["--num-records", str(count), "--record-size", str(record_size), "--throughput", "-1"]
+    out = kafka_tool("ProducerPerformance", "--topic", "reference", *size, "--producer-props", *props)
+    # Last line: "N records sent, X records/sec (Y MB/sec), ..."
+    return float(re.findall(r"([\d.]+) records/sec", out)[-1])
+
+
+def consumer_performance(broker: LocalBroker, topic: str, count: int) -> float:
+    """Kafka's ConsumerPerformance reading `topic`: messages/s of its fetch phase."""
+    out = kafka_tool("ConsumerPerformance", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                     "--messages", str(count))  # fmt: skip
+    header, values = [line for line in out.splitlines() if line.strip()][-2:]
+    row = dict(
+        zip([h.strip() for h in header.split(",")], [v.strip() for v in values.split(",")], strict=True)
+    )
+    return float(row["fetch.nMsg.sec"])
+
+
+@contextmanager
+def temp_home() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="shopstream-bench-") as tmp:
+        yield Path(tmp)

@@ -1,56 +1,53 @@
-"""Producer throughput: order-sim against a real local broker, plus generation alone.
+"""Producer: order-sim against a real local broker next to Kafka's ProducerPerformance, plus
+generation alone and order-sim's peak memory.
 
-    .venv/bin/python -m bench.producer [--count 1000000]
+    .venv/bin/python -m bench.producer [--count 2000000]
 
-Starts its own broker on free ports in a temp dir (never the user's), produces to a fresh
-3-partition topic with the production settings (acks=all, idempotent, lz4, linger 5 ms), and
-prints events/s. Results are recorded by hand in docs/benchmarks.md.
+Starts its own broker on free ports in a temp dir (never the user's); both producers write a
+fresh 3-partition topic with the same settings (acks=all, idempotent, lz4, linger 5 ms) and the
+same record size (order-sim's mean).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 
-from shopstream.config import order_sim_binary
+from bench.common import TOPIC, order_sim, producer_performance, temp_home, throwaway_broker
 from shopstream.kafka_admin import topic_stats
-from shopstream.kafka_broker import LocalBroker, free_port
 
 
-def order_sim(*args: str) -> dict:
-    result = subprocess.run([str(order_sim_binary()), *args], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def measure(count: int) -> dict:
+    dry = order_sim("--dry-run", "--no-updates", "--count", str(count), "--seed", "1")
+    with temp_home() as home, throwaway_broker(home) as broker:
+        rss_file = home / "order-sim.rss"
+        run = order_sim("--brokers", broker.bootstrap, "--topic", TOPIC, "--no-updates", "--partitions", "3",
+                        "--count", str(count), "--seed", "1", max_rss_file=rss_file)  # fmt: skip
+        stats = topic_stats(TOPIC, broker.bootstrap)
+        assert stats.messages == count == run["delivered"], (stats, run)
+        record_size = round(run["bytes"] / count)
+        reference = producer_performance(broker, count, record_size)
+        max_rss_mb = int(rss_file.read_text().split()[-1]) / 1024
+    return {
+        "count": count,
+        "generate_per_s": dry["events_per_second"],
+        "produce_per_s": run["events_per_second"],
+        "produce_seconds": run["seconds"],
+        "record_size": record_size,
+        "reference_per_s": reference,
+        "max_rss_mb": max_rss_mb,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--count", type=int, default=1_000_000)
-    args = parser.parse_args()
-
-    dry = order_sim("--dry-run", "--no-updates", "--count", str(args.count), "--seed", "1")
-    print(f"generate+serialise : {dry['events_per_second']:>12,.0f} events/s ({dry['seconds']} s)")
-
-    with tempfile.TemporaryDirectory() as home:
-        broker = LocalBroker(home=Path(home), port=free_port(), controller_port=free_port())
-        started = time.monotonic()
-        broker.start()
-        print(f"broker start       : {time.monotonic() - started:>12.1f} s")
-        try:
-            run = order_sim(
-                "--brokers", broker.bootstrap, "--topic", "bench", "--no-updates", "--count", str(args.count)
-            )
-            stats = topic_stats("bench", broker.bootstrap)
-        finally:
-            broker.stop()
-    assert stats.messages == args.count == run["delivered"], (stats, run)
+    parser.add_argument("--count", type=int, default=2_000_000)
+    result = measure(parser.parse_args().count)
+    print(f"generate+serialise  : {result['generate_per_s']:>12,.0f} events/s")
     print(
-        f"produce to Kafka   : {run['events_per_second']:>12,.0f} events/s "
-        f"({run['seconds']} s, {run['bytes'] / args.count:.0f} B/event, {stats.messages:,} in topic)"
+        f"order-sim -> Kafka  : {result['produce_per_s']:>12,.0f} events/s ({result['record_size']} B/event)"
     )
+    print(f"ProducerPerformance : {result['reference_per_s']:>12,.0f} records/s")
+    print(f"order-sim peak RSS  : {result['max_rss_mb']:>12.1f} MB")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,50 @@
-"""Streaming ingest throughput: N events already in Kafka -> stream_consumer --available-now ->
-validated raw Parquet by date (+ quarantine).
+"""Streaming ingest: N events already in Kafka -> stream_consumer --available-now -> validated raw
+Parquet by date (+ quarantine), next to Kafka's ConsumerPerformance reading the same topic.
 
     .venv/bin/python -m bench.streaming [--count 1000000]
 
-Starts its own broker on free ports in a temp dir, fills a fresh topic with order-sim, then times
-Spark session start (JVM) and the streaming run separately.
+Starts its own broker on free ports in a temp dir; times the Spark session start (JVM) apart
+from the streaming run (query start to termination).
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
-from bench.common import filled_topic, stream_settings
+from bench.common import TOPIC, consumer_performance, filled_topic, stream_settings, temp_home
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
+
+
+def measure(count: int, spark=None) -> dict:
+    started = time.monotonic()
+    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
+    jvm_seconds = time.monotonic() - started
+    with temp_home() as home, filled_topic(home, count, "--malformed-ratio", "0.01") as broker:
+        reference = consumer_performance(broker, TOPIC, count)
+        started = time.monotonic()
+        written = run(stream_settings(home, broker), spark)
+        seconds = time.monotonic() - started
+    assert sum(written.values()) == count, written
+    return {
+        "count": count,
+        "session_seconds": jvm_seconds,
+        "seconds": seconds,
+        "per_s": count / seconds,
+        "reference_per_s": reference,
+        **written,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--count", type=int, default=1_000_000)
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        with filled_topic(home, args.count, "--malformed-ratio", "0.01") as broker:
-            started = time.monotonic()
-            spark = get_spark("shopstream-bench-stream", {"spark.ui.enabled": "false"})
-            jvm_seconds = time.monotonic() - started
-            started = time.monotonic()
-            written = run(stream_settings(home, broker), spark)
-            seconds = time.monotonic() - started
-            spark.stop()
-    assert sum(written.values()) == args.count, written
-    print(f"spark session start: {jvm_seconds:.1f} s")
-    print(
-        f"streaming ingest   : {args.count / seconds:,.0f} events/s ({seconds:.1f} s for {args.count:,}; "
-        f"raw {written['raw']:,}, quarantine {written['quarantine']:,})"
-    )
+    r = measure(parser.parse_args().count)
+    print(f"spark session start : {r['session_seconds']:.1f} s")
+    print(f"streaming ingest    : {r['per_s']:,.0f} events/s ({r['seconds']:.1f} s; raw {r['raw']:,}, "
+          f"quarantine {r['quarantine']:,})")  # fmt: skip
+    print(f"ConsumerPerformance : {r['reference_per_s']:,.0f} messages/s")
 
 
 if __name__ == "__main__":

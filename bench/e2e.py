@@ -1,0 +1,56 @@
+"""End to end: the README's main command (`make run`'s script) after setup, with per-task seconds
+from Airflow's task instances.
+
+    .venv/bin/python -m bench.e2e [--count 500]
+
+Runs scripts/run_pipeline.sh with its state, data and broker in a temp dir on free ports, so the
+user's own broker and data are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import time
+
+from bench.common import temp_home
+from shopstream.config import REPO_ROOT, paths
+from shopstream.kafka_broker import free_port
+
+TASK_LINE = re.compile(r"^\s{2}(\w+)\s+(\w+)\s+([\d.]+) s$")
+
+
+def measure(count: int = 500) -> dict:
+    with temp_home() as home:
+        env = {
+            **os.environ,
+            "SHOPSTREAM_STATE_DIR": str(home / "state"),
+            "SHOPSTREAM_DATA_DIR": str(home / "data"),
+            "SHOPSTREAM_JARS_DIR": str(paths().jars),
+            "SHOPSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "SHOPSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+        env.pop("SHOPSTREAM_KAFKA_CONFIG", None)
+        started = time.monotonic()
+        result = subprocess.run(["bash", "scripts/run_pipeline.sh", str(count)], cwd=REPO_ROOT, env=env,
+                                capture_output=True, text=True, timeout=1200)  # fmt: skip
+        seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"run_pipeline.sh failed:\n{result.stdout[-3000:]}")
+    tasks = {m[1]: float(m[3]) for m in map(TASK_LINE.match, result.stdout.splitlines()) if m}
+    return {"count": count, "seconds": seconds, "tasks": tasks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--count", type=int, default=500)
+    r = measure(parser.parse_args().count)
+    for task, seconds in r["tasks"].items():
+        print(f"{task:<20} {seconds:6.1f} s")
+    print(f"{'whole command':<20} {r['seconds']:6.1f} s")
+
+
+if __name__ == "__main__":
+    main()

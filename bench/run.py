@@ -1,0 +1,214 @@
+"""`make bench`: every stage next to its reference, in one run, as one table.
+
+    .venv/bin/python -m bench.run            # full sizes (~20 min), writes docs/benchmarks.md
+    .venv/bin/python -m bench.run --smoke    # small sizes (~2 min), writes .state/bench-smoke.md
+
+Stages: producer (vs Kafka's ProducerPerformance), generation alone, producer memory, streaming
+ingest (vs Kafka's ConsumerPerformance), both batch jobs (vs DuckDB on the same files), the
+README's main command end to end, and latency at the 1-minute and 5-second triggers. The smoke
+run executes the same code on small sizes so that CI proves the harness works; its figures mean
+nothing. No stage asserts a time: targets are reported as met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import batch, e2e, latency, producer, streaming
+from bench.common import temp_home
+from shopstream.config import REPO_ROOT, paths
+
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    produce: int
+    stream: int
+    batch: tuple[int, ...]
+    e2e: int
+    latency_rate: int
+    latency_seconds: int
+    slow_trigger: str
+    fast_trigger: str
+
+
+FULL = Sizes(2_000_000, 1_000_000, (1_000_000, 10_000_000), 500, 1000, 300, "1 minute", "5 seconds")
+SMOKE = Sizes(20_000, 20_000, (20_000,), 500, 200, 8, "2 seconds", "1 seconds")
+
+
+@dataclass
+class Row:
+    stage: str
+    figure: str
+    reference: str = "—"
+    ratio: str = "—"
+    target: str = "—"
+    met: bool | None = None
+
+    def cells(self) -> list[str]:
+        met = {True: "yes", False: "**no**", None: "—"}[self.met]
+        return [self.stage, self.figure, self.reference, self.ratio, self.target, met]
+
+
+def rate(value: float, unit: str = "events/s") -> str:
+    return f"{value:,.0f} {unit}"
+
+
+def producer_rows(sizes: Sizes) -> list[Row]:
+    r = producer.measure(sizes.produce)
+    ratio = r["produce_per_s"] / r["reference_per_s"]
+    return [
+        Row(f"Producer: order-sim → Kafka, {r['count']:,} events of {r['record_size']} B",
+            rate(r["produce_per_s"]), f"ProducerPerformance {rate(r['reference_per_s'], 'records/s')}",
+            f"{ratio:.2f}×", "≥ 400k/s and ≥ 1.5×", r["produce_per_s"] >= 400_000 and ratio >= 1.5),
+        Row("Generation alone (`--dry-run`)", rate(r["generate_per_s"]), target="≥ 3M/s",
+            met=r["generate_per_s"] >= 3_000_000),
+        Row("order-sim peak RSS (producing)", f"{r['max_rss_mb']:.0f} MB", target="≤ 100 MB",
+            met=r["max_rss_mb"] <= 100),
+    ]  # fmt: skip
+
+
+def streaming_rows(sizes: Sizes, spark) -> list[Row]:
+    r = streaming.measure(sizes.stream, spark)
+    return [
+        Row(f"Streaming ingest, {r['count']:,} events, availableNow, warm Spark session",
+            rate(r["per_s"]), f"ConsumerPerformance {rate(r['reference_per_s'], 'msgs/s')}",
+            f"{r['per_s'] / r['reference_per_s']:.2f}×", "≥ 100k/s", r["per_s"] >= 100_000),
+    ]  # fmt: skip
+
+
+def batch_rows(sizes: Sizes, spark) -> list[Row]:
+    rows = []
+    for count in sizes.batch:
+        r = batch.measure(count, spark)
+        judged = count == max(sizes.batch)  # the targets are set for the largest size
+        rdd_rate = r["rows"] / r["rdd_seconds"]
+        ratio = r["df_seconds"] / r["duckdb_seconds"]
+        rows += [
+            Row(f"Batch RDD job, {r['rows']:,} raw rows",
+                f"{rdd_rate:,.0f} rows/s ({r['rdd_seconds']:.1f} s)",
+                target="≥ 1M rows/s" if judged else "—", met=rdd_rate >= 1_000_000 if judged else None),
+            Row(f"Batch DataFrame job, {r['rows']:,} raw rows", f"{r['df_seconds']:.1f} s",
+                f"DuckDB {r['duckdb_seconds']:.2f} s", f"{ratio:.1f}×",
+                "≤ 3× DuckDB" if judged else "—", ratio <= 3 if judged else None),
+        ]  # fmt: skip
+    return rows
+
+
+def e2e_rows(sizes: Sizes) -> list[Row]:
+    r = e2e.measure(sizes.e2e)
+    tasks = ", ".join(f"{t} {s:.0f}" for t, s in r["tasks"].items() if s >= 0.5)
+    return [
+        Row(f"End to end: `make run` after setup, {r['count']} events (seconds per task: {tasks})",
+            f"{r['seconds']:.0f} s", target="≤ 240 s", met=r["seconds"] <= 240),
+    ]  # fmt: skip
+
+
+def latency_rows(sizes: Sizes, spark) -> list[Row]:
+    rows = []
+    for trigger, target in ((sizes.slow_trigger, 75.0), (sizes.fast_trigger, None)):
+        r = latency.measure(sizes.latency_rate, sizes.latency_seconds, trigger, spark)
+        rows.append(
+            Row(f"Latency commit − Kafka timestamp, {r['rate']}/s for {r['seconds']} s, trigger {trigger}",
+                f"p50 {r['p50']:.1f} s, p99 {r['p99']:.1f} s",
+                target=f"p99 ≤ {target:.0f} s" if target else "reported",
+                met=r["p99"] <= target if target else None)
+        )  # fmt: skip
+    return rows
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor() or "unknown CPU",
+    )  # fmt: skip
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[1])
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    system = f"{platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1024**2:.0f} GiB, {system}, "
+        f"Python {platform.python_version()}, {java}; broker on the same machine"
+    )
+
+
+def table(rows: list[Row], smoke: bool, seconds: float) -> str:
+    header = ["stage", "shopstream", "reference", "ratio", "target", "met?"]
+    lines = [
+        f"{BEGIN}",
+        f"### `make bench{' SMOKE=1' if smoke else ''}`, {dt.date.today().isoformat()}"
+        f" ({seconds / 60:.1f} min)",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row.cells()) + " |" for row in rows),
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(text: str, target: Path) -> None:
+    """Replaces the harness's block in `target` (or appends it), leaving the prose around it."""
+    old = target.read_text() if target.exists() else ""
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1 :]
+    else:
+        new = old + ("\n" if old else "") + text
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="small sizes: proves the harness, not the speed")
+    parser.add_argument("--output", type=Path, default=None, help="markdown file to write the table into")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    output = args.output or (paths().state / "bench-smoke.md" if args.smoke else DOC)
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    with temp_home() as home:
+        session_started = time.monotonic()
+        spark = batch.bench_session(home)
+        rows.append(Row("Spark session start (JVM), reported apart from the stages",
+                        f"{time.monotonic() - session_started:.1f} s"))  # fmt: skip
+        stages: list[tuple[str, Callable[[], list[Row]]]] = [
+            ("producer", lambda: producer_rows(sizes)),
+            ("streaming ingest", lambda: streaming_rows(sizes, spark)),
+            ("batch jobs", lambda: batch_rows(sizes, spark)),
+            ("end to end", lambda: e2e_rows(sizes)),
+            ("latency", lambda: latency_rows(sizes, spark)),
+        ]
+        for number, (name, stage) in enumerate(stages, 1):
+            stage_started = time.monotonic()
+            print(f"[{number}/{len(stages)}] {name} ...", flush=True)
+            new_rows = stage()
+            rows += new_rows
+            for row in new_rows:
+                print(f"      {row.stage}: {row.figure} (target {row.target}, met: {row.cells()[-1]})")
+            print(f"      {time.monotonic() - stage_started:.0f} s", flush=True)
+        spark.stop()
+    text = table(rows, args.smoke, time.monotonic() - started)
+    print("\n" + text)
+    write(text, output)
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""`make bench SMOKE=1`: the harness itself runs end to end on small sizes and writes a complete
+table. Its figures are not checked (speed is measured by the benchmarks, never asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from shopstream.config import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+STAGES = (
+    "Spark session start",
+    "Producer: order-sim → Kafka",
+    "Generation alone",
+    "order-sim peak RSS",
+    "Streaming ingest",
+    "Batch RDD job",
+    "Batch DataFrame job",
+    "End to end",
+    "Latency commit",
+)
+
+
+def test_smoke_run_writes_a_complete_table_around_existing_text(tmp_path):
+    output = tmp_path / "benchmarks.md"
+    output.write_text("# Benchmarks\n\nProse that must survive.\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = output.read_text()
+    assert text.startswith("# Benchmarks\n\nProse that must survive.\n")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| stage")]
+    for stage in STAGES:
+        assert any(row.startswith(f"| {stage}") for row in rows), f"no row for {stage}"
+    assert sum(row.startswith("| Latency") for row in rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 6 and any(ch.isdigit() for ch in cells[1]), row
+        assert cells[5] in ("yes", "**no**", "—"), row
+    assert "Machine: " in text and "cores" in text
