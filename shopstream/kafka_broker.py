@@ -36,13 +36,17 @@ class BrokerError(RuntimeError):
     """The broker could not be started, or is not usable; the message says what to do."""
 
 
-def _server_properties(node_id: int, port: int, controller_port: int, log_dir: Path) -> str:
-    # Replication factors of 1 for the internal topics: there is one node. Topics are never
+def _server_properties(
+    node_id: int, port: int, controller_port: int, log_dir: Path, voters: str, replication: int
+) -> str:
+    # Internal topics and new topics replicate to `replication` nodes (1 on a single node); with
+    # 3 nodes an acknowledged write is on at least 2 (min.insync.replicas). Topics are never
     # auto-created, so a missing topic is reported instead of silently appearing empty.
+    min_isr = 2 if replication >= 3 else 1
     return f"""\
 process.roles=broker,controller
 node.id={node_id}
-controller.quorum.voters={node_id}@127.0.0.1:{controller_port}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -51,11 +55,13 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs={log_dir}
 num.partitions=3
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor={replication}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replication}
+transaction.state.log.replication.factor={replication}
+transaction.state.log.min.isr={min_isr}
+share.coordinator.state.topic.replication.factor={replication}
+share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 """
@@ -100,6 +106,11 @@ class LocalBroker:
     jars: Path | None = None
     node_id: int = 1
     heap: str = "768m"
+    # For a node of a cluster (see shopstream.kafka_cluster): the quorum's voters, the cluster's
+    # id (every node is formatted with the same one) and the replication of its topics.
+    voters: str | None = None
+    cluster_id: str | None = None
+    replication: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -150,12 +161,15 @@ class LocalBroker:
     def _format_storage(self) -> None:
         """Formats KRaft storage once; an already formatted data dir is kept (and its topics)."""
         self.home.mkdir(parents=True, exist_ok=True)
+        voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
         self.properties_file.write_text(
-            _server_properties(self.node_id, self.port, self.controller_port, self.data_dir)
+            _server_properties(
+                self.node_id, self.port, self.controller_port, self.data_dir, voters, self.replication
+            )
         )
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = _kraft_cluster_id()
+        cluster_id = self.cluster_id or _kraft_cluster_id()
         result = subprocess.run(
             self._java(
                 # `--cluster-id=` form: a random id may start with "-" and would read as a flag.
@@ -172,8 +186,13 @@ class LocalBroker:
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Starts the broker unless ours already runs, then waits until it serves metadata."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Starts the node's process without waiting: the nodes of a cluster only become ready
+        together, once a quorum of controllers runs."""
         if self.pid() is not None:
-            self.wait_ready(timeout)
             return
         for p in (self.port, self.controller_port):
             if port_is_open(p):
@@ -191,7 +210,6 @@ class LocalBroker:
                 start_new_session=True,  # survives the shell that started it; stopped by `down`
             )
         self.pid_file.write_text(str(process.pid))
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Waits until the broker answers a metadata request, or fails saying where to look."""
