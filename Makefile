@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ORDER_SIM := target/release/order-sim
 COUNT ?= 500
 
-.PHONY: help setup run test lint bench backfill fmt broker-up broker-down broker-status unit integration lock clean
+.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status unit integration lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,17 @@ bench: setup ## every stage next to its reference -> docs/benchmarks.md (~20 min
 backfill: setup ## run the DAG once per date: make backfill FROM=2026-11-20 TO=2026-11-22 (broker up)
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
 	$(PY) -m shopstream.airflow.run_local --backfill $(FROM) $(TO)
+
+cluster-up: setup ## 3-node Kafka (KRaft, RF 3, min.insync 2) + Spark master with 2 workers, on loopback
+	@$(PY) -m shopstream.kafka_cluster up
+	@$(PY) -m shopstream.spark_cluster up
+
+cluster-down: ## stop what cluster-up started
+	@$(PY) -m shopstream.spark_cluster down
+	@$(PY) -m shopstream.kafka_cluster down
+
+test-cluster: setup ## the scale-out tests alone (their own clusters on free ports)
+	$(PY) -m pytest -m cluster
 
 broker-up: ## start the local Kafka broker (KRaft) on 127.0.0.1:9092
 	@$(PY) -m shopstream.kafka_broker up

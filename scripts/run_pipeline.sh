@@ -13,12 +13,17 @@ started_broker=0
 cleanup() { if [ "$started_broker" = 1 ]; then $PY -m shopstream.kafka_broker down; fi; }
 trap cleanup EXIT
 
-if ! $PY -m shopstream.kafka_broker status >/dev/null; then
+if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ]; then
+  # The loopback clusters are long-lived: started and stopped by make cluster-up / cluster-down.
+  $PY -m shopstream.kafka_cluster status && $PY -m shopstream.spark_cluster status \
+    || { echo "SHOPSTREAM_PROFILE=cluster: start the clusters first with make cluster-up"; exit 1; }
+elif ! $PY -m shopstream.kafka_broker status >/dev/null; then
   $PY -m shopstream.kafka_broker up
   started_broker=1
 fi
-echo "==> [1/3] producing $COUNT order events for $DATE"
-target/release/order-sim --count "$COUNT" --start "$DATE" --span 24h
+BROKERS=$($PY -c 'from shopstream.config import kafka_bootstrap; print(kafka_bootstrap())')
+echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
+target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
 $PY -m shopstream.kafka_admin count --topic ecommerce_orders
 echo "==> [2/3] running the ecommerce_pipeline DAG for $DATE (Airflow log: .state/airflow-run.log)"
 $PY -m shopstream.airflow.run_local --date "$DATE" --expected-events "$COUNT" 2> .state/airflow-run.log \

@@ -19,6 +19,34 @@ UPDATES_TOPIC = "order_updates"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_KAFKA_CONTROLLER_PORT = 9093
 
+# One switch between the embedded single-node stack and the loopback clusters of
+# `make cluster-up` (3 Kafka nodes, a Spark master with 2 workers). Only defaults differ: every
+# job, the producer and the DAG read the same settings (env and Airflow Connections win).
+PROFILES = ("local", "cluster")
+
+
+def profile() -> str:
+    name = os.environ.get("SHOPSTREAM_PROFILE", "local")
+    if name not in PROFILES:
+        raise ValueError(f"SHOPSTREAM_PROFILE={name}: use one of {', '.join(PROFILES)}")
+    return name
+
+
+def default_kafka_bootstrap() -> str:
+    if profile() == "cluster":
+        first = int(os.environ.get("SHOPSTREAM_CLUSTER_KAFKA_PORT", 19092))
+        return ",".join(f"127.0.0.1:{first + i}" for i in range(3))
+    return DEFAULT_KAFKA_BOOTSTRAP
+
+
+def spark_master() -> str:
+    """`SHOPSTREAM_SPARK_MASTER`, else the profile's: local[2] or the loopback standalone master."""
+    if "SHOPSTREAM_SPARK_MASTER" in os.environ:
+        return os.environ["SHOPSTREAM_SPARK_MASTER"]
+    if profile() == "cluster":
+        return f"spark://127.0.0.1:{os.environ.get('SHOPSTREAM_CLUSTER_SPARK_PORT', 7077)}"
+    return "local[2]"
+
 
 def _path_from_env(name: str, default: Path) -> Path:
     return Path(os.environ.get(name, str(default))).resolve()
@@ -89,7 +117,7 @@ def kafka_client_config() -> dict[str, str]:
     else `SHOPSTREAM_KAFKA_BOOTSTRAP`, else the local broker."""
     config = json.loads(os.environ.get("SHOPSTREAM_KAFKA_CONFIG") or "{}")
     config.setdefault(
-        "bootstrap.servers", os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
+        "bootstrap.servers", os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP") or default_kafka_bootstrap()
     )
     return {str(k): str(v) for k, v in config.items()}
 

@@ -63,14 +63,13 @@ def test_5000_events_are_valid_ordered_and_reproducible(kafka_broker, topic):
 
 
 def test_malformed_events_are_counted_and_really_broken(kafka_broker, topic):
-    summary = produce(
-        kafka_broker, topic, "--count", "4000", "--seed", "11", "--malformed-ratio", "0.05", "--start", START
-    )
+    summary = produce(kafka_broker, topic, "--count", "4000", "--seed", "11", "--malformed-ratio", "0.05",
+                      "--out-of-domain-ratio", "0.02", "--start", START)  # fmt: skip
     messages = read_topic(kafka_broker.bootstrap, topic, expected=4000)
     broken = [m for m in messages if oracle.problems(m.value)]
     assert len(messages) == summary["delivered"] == 4000
-    assert len(broken) == summary["malformed"]
-    assert 120 < len(broken) < 300
+    assert len(broken) == summary["malformed"] + summary["out_of_domain"]
+    assert 120 < summary["malformed"] < 300 and 40 < summary["out_of_domain"] < 130
     reasons = {oracle.problems(m.value)[0] for m in broken}
     assert {"not valid JSON", "unknown status", "quantity not positive"} <= reasons
 

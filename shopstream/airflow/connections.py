@@ -10,17 +10,22 @@ from __future__ import annotations
 import json
 
 from shopstream.config import kafka_client_config, paths
+from shopstream.config import spark_master as config_spark_master
 
 KAFKA_CONN_ID = "kafka_default"  # apache-kafka provider type: client config in the extras
 SPARK_CONN_ID = "spark_default"  # apache-spark provider type: master in host (+ port)
 FS_CONN_ID = "fs_default"  # base path of the data layers, for the FileSensor
 
 
-def local_connections(spark_master: str = "local[2]") -> dict[str, dict]:
+def local_connections(spark_master: str | None = None) -> dict[str, dict]:
     """Connection id -> Airflow connection JSON for the local stack (or SHOPSTREAM_* overrides)."""
     return {
         KAFKA_CONN_ID: {"conn_type": "kafka", "extra": kafka_client_config()},
-        SPARK_CONN_ID: {"conn_type": "spark", "host": spark_master, "extra": {"deploy-mode": "client"}},
+        SPARK_CONN_ID: {
+            "conn_type": "spark",
+            "host": spark_master or config_spark_master(),
+            "extra": {"deploy-mode": "client"},
+        },
         FS_CONN_ID: {"conn_type": "fs", "extra": {"path": str(paths().data)}},
     }
 

@@ -24,7 +24,7 @@ from shopstream.config import REPO_ROOT, paths
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 
-def airflow_environment(spark_master: str, retries: int | None = None) -> dict[str, str]:
+def airflow_environment(spark_master: str | None, retries: int | None = None) -> dict[str, str]:
     """The process environment of an embedded Airflow whose state lives in .state/airflow."""
     home = paths().state / "airflow"
     home.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def _run_dag_in_this_process(date: str, run_conf: dict, only: str | None) -> int
     return 0 if str(run.state) == "success" else 1
 
 
-def run_dag(date: str, spark_master: str = "local[2]", expected_events: int = 1, retries: int | None = None,
+def run_dag(date: str, spark_master: str | None = None, expected_events: int = 1, retries: int | None = None,
             only: str | None = None, quiet: bool = False) -> dict:  # fmt: skip
     """Parent side: prepares Airflow and runs the DAG; returns the run's result."""
     env = airflow_environment(spark_master, retries)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backfill", nargs=2, metavar=("FIRST", "LAST"), help="one run per date from FIRST to LAST"
     )
-    parser.add_argument("--spark-master", default=os.environ.get("SHOPSTREAM_SPARK_MASTER", "local[2]"))
+    parser.add_argument("--spark-master", default=None, help="default: the profile's (local[2])")
     parser.add_argument("--expected-events", type=int, default=1)
     parser.add_argument("--retries", type=int, default=None, help="override the DAG's retries (tests use 0)")
     parser.add_argument("--only", default=None, help="run just this task, marking the others successful")

@@ -1,7 +1,8 @@
 """One way to get a SparkSession for every shopstream job, in-process or under spark-submit.
 
-The master comes from spark-submit's `--master`, else `SHOPSTREAM_SPARK_MASTER`, else
-`local[2]`; Spark's Kafka connector jars come from the folder `make setup` filled; the rest of
+The master comes from spark-submit's `--master`, else `SHOPSTREAM_SPARK_MASTER`, else the
+profile's (`local[2]`; `spark://127.0.0.1:7077` with SHOPSTREAM_PROFILE=cluster); Spark's
+Kafka connector jars come from the folder `make setup` filled; the rest of
 the configuration from `config/spark/spark-defaults.conf` (via SPARK_CONF_DIR).
 """
 
@@ -13,13 +14,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NoReturn
 
-from shopstream.config import REPO_ROOT, paths
+from shopstream.config import REPO_ROOT, paths, spark_master
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 SPARK_CONF_DIR = REPO_ROOT / "config" / "spark"
-DEFAULT_MASTER = "local[2]"
 
 
 def kafka_connector_jars(required: bool = True) -> list[str]:
@@ -58,7 +58,7 @@ def get_spark(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSess
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit the master and jars are already in the launch configuration.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = builder.master(os.environ.get("SHOPSTREAM_SPARK_MASTER", DEFAULT_MASTER))
+        builder = builder.master(spark_master())
         builder = builder.config("spark.jars", ",".join(kafka_connector_jars()))
         for key, value in job_conf().items():
             builder = builder.config(key, value)

@@ -86,6 +86,40 @@ fn how_to_fix(brokers: &str) -> String {
     )
 }
 
+/// After a delivery failure: which of the bootstrap brokers do not even accept a connection, so
+/// that "message timed out" comes with its likely cause (brokers down, too few in-sync replicas).
+pub fn diagnose(brokers: &str) -> String {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let down: Vec<&str> = brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|broker| {
+            let reachable = broker
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+            !reachable
+        })
+        .collect();
+    let total = brokers.split(',').count();
+    match down.len() {
+        0 => "every bootstrap broker accepts connections: check the topic's in-sync replicas \
+              (min.insync.replicas) and the broker logs"
+            .to_string(),
+        n if n == total => format!(
+            "no broker reachable ({}): is the cluster running?",
+            down.join(", ")
+        ),
+        n => format!(
+            "{n} of {total} brokers not reachable ({}): with replication 3 and min.insync.replicas 2, \
+             writes stop while fewer than 2 replicas are in sync (not enough in-sync replicas); \
+             restart the stopped brokers and nothing acknowledged is lost",
+            down.join(", ")
+        ),
+    }
+}
+
 /// Fails fast, with advice, when no broker answers: librdkafka itself would retry forever.
 pub fn ensure_reachable(config: &ClientConfig, brokers: &str, timeout: Duration) -> Result<()> {
     let probe: BaseProducer = config.create().context("creating Kafka client")?;
@@ -104,6 +138,19 @@ pub fn ensure_topic(
     replication: i32,
     timeout: Duration,
 ) -> Result<()> {
+    // An existing topic needs no admin request: that keeps working without a controller quorum
+    // and for a principal that may write but not create topics.
+    let probe: BaseProducer = config.create().context("creating Kafka client")?;
+    if let Ok(metadata) = probe.client().fetch_metadata(Some(topic), timeout) {
+        if metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        {
+            log::debug!("topic {topic} exists");
+            return Ok(());
+        }
+    }
     let admin: AdminClient<DefaultClientContext> = config.create().context("creating admin client")?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new()

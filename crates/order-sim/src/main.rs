@@ -64,8 +64,9 @@ struct Args {
     /// Partitions of the topic if it has to be created.
     #[arg(long, default_value_t = 3)]
     partitions: i32,
-    /// Replication factor of the topic if it has to be created.
-    #[arg(long, default_value_t = 1)]
+    /// Replication factor of the topic if it has to be created; -1 takes the cluster's
+    /// default.replication.factor (1 on the local broker, 3 on the loopback cluster).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     replication_factor: i32,
     /// Give up on an event not acknowledged within this many seconds.
     #[arg(long, default_value_t = 120)]
@@ -257,7 +258,8 @@ fn produce(args: &Args) -> Result<()> {
             args.partitions,
             args.replication_factor,
             admin_timeout,
-        )?;
+        )
+        .map_err(|e| e.context(kafka::diagnose(&args.brokers)))?;
     }
     let producer = kafka::producer(&config, Duration::from_secs(args.delivery_timeout_secs))?;
 
@@ -297,12 +299,13 @@ fn produce(args: &Args) -> Result<()> {
     let acknowledged = summary.delivered + summary.updates_delivered;
     if summary.failed > 0 || acknowledged != sent {
         bail!(
-            "{} of {} records were not delivered to {} at {}: first error: {}",
+            "{} of {} records were not delivered to {} at {}: first error: {}; {}",
             sent - acknowledged,
             sent,
             args.topic,
             args.brokers,
-            counter.first_error().unwrap_or_else(|| "unknown".into())
+            counter.first_error().unwrap_or_else(|| "unknown".into()),
+            kafka::diagnose(&args.brokers)
         );
     }
     log::info!(

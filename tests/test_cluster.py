@@ -1,0 +1,163 @@
+"""Scale-out drills on real clusters on loopback: a 3-node Kafka cluster (KRaft, RF 3,
+min.insync.replicas 2) and a Spark standalone master with 2 workers, each on free ports in a
+temp dir. Run alone with `make test-cluster`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from shopstream.config import REPO_ROOT, order_sim_binary
+from shopstream.kafka_broker import free_port, port_is_open
+from shopstream.kafka_cluster import LocalCluster
+from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark_cluster import LocalSparkCluster
+from tests.kafka_read import read_topic
+from tests.sink_files import read_sink
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+
+def free_port_block() -> int:
+    """A first port such that it, the next two and the same three 100 higher are all free."""
+    for _ in range(50):
+        first = free_port()
+        ports = [first + i for i in range(3)] + [first + 100 + i for i in range(3)]
+        if all(p < 65000 and not port_is_open(p) for p in ports):
+            return first
+    raise RuntimeError("no free block of ports on 127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory):
+    cluster = LocalCluster(home=tmp_path_factory.mktemp("kafka-cluster"), first_port=free_port_block())
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_cluster(tmp_path_factory):
+    cluster = LocalSparkCluster(home=tmp_path_factory.mktemp("spark-cluster"), master_port=free_port(),
+                                ui_port=free_port(), worker_memory="1g")  # fmt: skip
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def order_sim(cluster: LocalCluster, topic: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(order_sim_binary()), "--brokers", cluster.bootstrap, "--topic", topic, "--no-updates", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_topics_are_replicated_three_times_with_two_in_sync_required(kafka_cluster, topic):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    sim = order_sim(kafka_cluster, topic, "--count", "10", "--seed", "1")
+    assert sim.wait(60) == 0, sim.stderr.read()
+    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    assert len(partitions) == 3 and all(len(p.replicas) == 3 for p in partitions.values())
+    [configs] = admin.describe_configs([ConfigResource("topic", topic)]).values()
+    assert configs.result(10)["min.insync.replicas"].value == "2"
+
+
+def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
+    kafka_cluster, spark, tmp_path, topic
+):
+    count = 200_000
+    sim = order_sim(kafka_cluster, topic, "--count", str(count), "--rate", "40000", "--seed", "71",
+                    "--start", "2026-11-12", "--span", "24h")  # fmt: skip
+    time.sleep(2)
+    assert sim.poll() is None, "still producing when the node dies"
+    victim = kafka_cluster.brokers[1]
+    victim.kill()
+    try:
+        out, err = sim.communicate(timeout=240)
+        assert sim.returncode == 0, err[-3000:]
+        assert json.loads(out.strip().splitlines()[-1])["delivered"] == count
+    finally:
+        victim.start()
+
+    settings = StreamSettings(
+        bootstrap=kafka_cluster.bootstrap, topic=topic, raw_dir=tmp_path / "raw",
+        quarantine_dir=tmp_path / "quarantine", checkpoint_dir=tmp_path / "cp", available_now=True,
+    )  # fmt: skip
+    assert run(settings, spark) == {"raw": count, "quarantine": 0}
+    copies = read_sink(settings.raw_dir).aggregate("order_id, order_status, count(*) AS n").fetchall()
+    assert len(copies) == count and max(n for *_, n in copies) == 1
+
+
+def test_two_nodes_down_stops_the_producer_in_bounded_time_naming_the_cause(kafka_cluster, topic):
+    first = order_sim(kafka_cluster, topic, "--count", "1000", "--seed", "72")
+    assert first.wait(60) == 0, first.stderr.read()  # acknowledged before the outage
+    down = kafka_cluster.brokers[1:]
+    for broker in down:
+        broker.kill()
+    try:
+        started = time.monotonic()
+        second = order_sim(
+            kafka_cluster, topic, "--count", "1000", "--seed", "73", "--delivery-timeout-secs", "15"
+        )
+        _, err = second.communicate(timeout=120)
+        took = time.monotonic() - started
+        assert second.returncode != 0
+        assert took < 60, f"failed after {took:.0f} s"
+        assert "2 of 3 brokers not reachable" in err and "in-sync replicas" in err, err[-2000:]
+    finally:
+        for broker in down:
+            broker.launch()
+        for broker in kafka_cluster.brokers:
+            broker.wait_ready()
+    # Everything acknowledged before the outage is still there once the nodes are back.
+    acknowledged = {json.loads(m.value)["order_id"] for m in read_topic(kafka_cluster.bootstrap, topic, 1000)}
+    assert len(acknowledged) >= 1000
+
+
+def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark_cluster, spark, tmp_path):
+    # A raw layer through the file sink (so the job reads it the production way), 300k rows.
+    rows = spark.range(300_000).selectExpr(
+        "concat('ORD-', id) AS order_id", "concat('CUST-', id % 977) AS customer_id",
+        "concat('P-', 1000 + id % 37) AS product_id", "'Product' AS product_name", "'Toys' AS category",
+        "CAST(1 + id % 3 AS INT) AS quantity", "CAST(9.99 AS DECIMAL(12,2)) AS unit_price",
+        "CASE WHEN id % 10 = 0 THEN 'CANCELLED' ELSE 'NEW' END AS order_status", "'DE' AS region",
+        "TIMESTAMP'2026-11-12 00:00:00' + make_interval(0, 0, 0, 0, 0, 0, id % 86400) AS timestamp",
+        "DATE'2026-11-12' AS date",
+    )  # fmt: skip
+    rows.write.parquet(str(tmp_path / "staged"))
+    (
+        spark.readStream.schema(rows.schema).parquet(str(tmp_path / "staged"))
+        .writeStream.format("parquet").partitionBy("date").trigger(availableNow=True)
+        .option("checkpointLocation", str(tmp_path / "cp")).start(str(tmp_path / "raw"))
+        .awaitTermination()
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "SHOPSTREAM_SPARK_MASTER": spark_cluster.master_url,
+        "SHOPSTREAM_STATE_DIR": str(tmp_path / "state"),
+    }  # its warehouse, not the user's
+    job = subprocess.Popen(
+        [sys.executable, "-m", "shopstream.spark.batch_df_etl", "--date", "2026-11-12",
+         "--raw-dir", str(tmp_path / "raw"), "--output-dir", str(tmp_path / "out")],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    time.sleep(12)  # executors are up and the cache build has started
+    assert job.poll() is None, job.stdout.read()[-3000:]
+    spark_cluster.kill_worker(1)
+    output, _ = job.communicate(timeout=400)
+    assert job.returncode == 0, output[-3000:]
+
+    scan = f"read_parquet('{tmp_path}/out/hourly_sales/*/*.parquet')"
+    hourly = duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0]
+    new = sum(1 for i in range(300_000) if i % 10)
+    revenue = sum((1 + i % 3) * (1 if i % 10 else -1) for i in range(300_000)) * 999
+    assert hourly == (new, Decimal(revenue) / 100)
