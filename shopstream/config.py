@@ -99,13 +99,17 @@ class Paths:
 
     @property
     def checkpoints(self) -> Path:
-        return self.state / "checkpoints"
+        # Offsets of one Kafka deployment mean nothing to another: each profile has its own.
+        return self.state / "checkpoints" if profile() == "local" else self.state / profile() / "checkpoints"
 
 
 def paths() -> Paths:
     return Paths(
         state=_path_from_env("SHOPSTREAM_STATE_DIR", REPO_ROOT / ".state"),
-        data=_path_from_env("SHOPSTREAM_DATA_DIR", REPO_ROOT / "data"),
+        # The cluster profile's layers live apart (data/cluster/) so the two never mix.
+        data=_path_from_env(
+            "SHOPSTREAM_DATA_DIR", REPO_ROOT / "data" / ("" if profile() == "local" else profile())
+        ),
     )
 
 
