@@ -154,6 +154,7 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     assert job.poll() is None, job.stdout.read()[-3000:]
     spark_cluster.kill_worker(1)
     output, _ = job.communicate(timeout=400)
+    spark_cluster.start()  # the worker back, for the tests after this one
     assert job.returncode == 0, output[-3000:]
 
     scan = f"read_parquet('{tmp_path}/out/hourly_sales/*/*.parquet')"
@@ -161,3 +162,55 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     new = sum(1 for i in range(300_000) if i % 10)
     revenue = sum((1 + i % 3) * (1 if i % 10 else -1) for i in range(300_000)) * 999
     assert hourly == (new, Decimal(revenue) / 100)
+
+
+def dag_outputs(data, date: str) -> dict[str, list]:
+    """Every output of one date, as sorted rows (Parquet) or lines (the RDD job's text)."""
+    out = data / "transformed"
+    found = {}
+    for folder in sorted(out.glob(f"*/date={date}")):
+        if any(folder.glob("*.parquet")):
+            found[folder.parent.name] = sorted(
+                duckdb.sql(f"SELECT * FROM read_parquet('{folder}/*.parquet')").fetchall()
+            )
+        else:
+            found[folder.parent.name] = sorted(
+                line for p in folder.glob("part-*") for line in p.read_text().splitlines()
+            )
+    return found
+
+
+def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, spark_cluster, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    from shopstream.airflow.run_local import run_dag
+    from shopstream.config import ORDERS_TOPIC
+    from shopstream.kafka_broker import LocalBroker
+
+    date = "2026-11-13"
+    local_broker = LocalBroker(home=tmp_path / "local-kafka", port=free_port(), controller_port=free_port())
+    local_broker.start()
+    outputs = {}
+    try:
+        stacks = {"local": (local_broker.bootstrap, "local[2]"),
+                  "cluster": (kafka_cluster.bootstrap, spark_cluster.master_url)}  # fmt: skip
+        for name, (bootstrap, master) in stacks.items():
+            home = tmp_path / name
+            monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
+            monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
+            monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", bootstrap)
+            monkeypatch.setenv("SHOPSTREAM_SPARK_MASTER", master)
+            monkeypatch.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+            sim = subprocess.run(
+                [str(order_sim_binary()), "--brokers", bootstrap, "--topic", ORDERS_TOPIC, "--count", "2000",
+                 "--seed", "81", "--malformed-ratio", "0.02", "--start", date, "--span", "24h"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            assert sim.returncode == 0, sim.stderr[-2000:]
+            result = run_dag(date, expected_events=2000, retries=0, quiet=True)
+            assert result["state"] == "success", (name, result)
+            outputs[name] = dag_outputs(home / "data", date)
+    finally:
+        local_broker.stop()
+    assert set(outputs["local"]) == {"hourly_sales", "top_products", "regional_revenue", "status_by_category",
+                                     "sales_by_product", "rdd_revenue_by_product"}  # fmt: skip
+    assert outputs["cluster"] == outputs["local"]
