@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
-from shopstream.spark.order_status_stream import StatusSettings, run
+from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, run
 from shopstream.spark.stream_consumer import StreamSettings
 from tests import oracle
 from tests.conftest import produce
@@ -90,9 +90,9 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
         kafka_broker.bootstrap, updates_topic, expected=day["updates"] + later["updates"] + 3
     )
     expected = expected_status(orders_msgs, update_msgs)
-    rows = read_sink(settings.output_dir).fetchall()
-    columns = read_sink(settings.output_dir).columns
-    rows = [dict(zip(columns, r, strict=True)) for r in rows]
+    sink = read_sink(settings.output_dir)
+    assert tuple(sink.columns) == STATUS_COLUMNS
+    rows = [dict(zip(sink.columns, r, strict=True)) for r in sink.fetchall()]
     day_rows = [r for r in rows if str(r["date"]) == DAY]
     got = {r["order_id"]: (r["current_status"], r["status_reason"], r["orphan_update"]) for r in day_rows}
 

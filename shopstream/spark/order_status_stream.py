@@ -28,7 +28,6 @@ Spark's file sink and its checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,19 +36,20 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, kafka_bootstrap, kafka_security_options, paths
-from shopstream.kafka_admin import KafkaCheckError
+from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.schema import NEW, UPDATE_STATUSES, update_spark_schema
 from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.stream_consumer import (
-    DEFAULT_TRIGGER,
     StreamSettings,
-    await_queries,
+    apply_folders,
     check_source,
     kafka_stream,
-    parse_trigger,
+    run_queries,
+    source_settings,
     start_sink,
+    stream_arg_parser,
+    stream_main,
 )
 
 log = job_logger("order_status")
@@ -61,6 +61,10 @@ STATUS_COLUMNS = (
 UPDATE_QUARANTINE_COLUMNS = ("value", "reason", "kafka_key", *LINEAGE_COLUMNS, "date")
 
 
+DEFAULT_LATENESS = "10 minutes"
+DEFAULT_MAX_UPDATE_DELAY = "2 days"
+
+
 @dataclass
 class StatusSettings:
     # Bootstrap, trigger mode and Kafka options; its topic is the orders topic.
@@ -69,8 +73,13 @@ class StatusSettings:
     output_dir: Path = field(default_factory=lambda: paths().order_status)
     quarantine_dir: Path = field(default_factory=lambda: paths().quarantine_updates)
     checkpoint_dir: Path = field(default_factory=lambda: paths().checkpoints / "order_status")
-    lateness: str = "10 minutes"
-    max_update_delay: str = "2 days"
+    lateness: str = DEFAULT_LATENESS
+    max_update_delay: str = DEFAULT_MAX_UPDATE_DELAY
+
+    @property
+    def updates_source(self) -> StreamSettings:
+        """The stream settings with the updates topic: same broker, trigger and options."""
+        return dataclasses.replace(self.stream, topic=self.updates_topic)
 
 
 def _update_rejection_reason() -> Column:
@@ -146,9 +155,8 @@ def current_status(orders: DataFrame, updates: DataFrame, max_update_delay: str)
 
 
 def start_queries(spark, settings: StatusSettings) -> list:
-    updates_stream = dataclasses.replace(settings.stream, topic=settings.updates_topic)
     orders = new_orders(parse_orders(kafka_stream(spark, settings.stream)), settings.lateness)
-    parsed_updates = parse_updates(kafka_stream(spark, updates_stream))
+    parsed_updates = parse_updates(kafka_stream(spark, settings.updates_source))
     updates = valid_updates(parsed_updates, settings.lateness)
     status = current_status(orders, updates, settings.max_update_delay).observe(
         "order_status", F.count(F.lit(1)).alias("rows")
@@ -169,65 +177,39 @@ def run(settings: StatusSettings, spark=None) -> dict[str, int]:
     """Runs the join (until drained with --available-now, else until stopped); returns the rows
     written per sink."""
     check_source(settings.stream)
-    check_source(dataclasses.replace(settings.stream, topic=settings.updates_topic))
+    check_source(settings.updates_source)
     spark = spark or get_spark("shopstream-order-status")
-    queries = start_queries(spark, settings)
-    try:
-        totals = await_queries(queries)
-    finally:
-        for query in queries:
-            if query.isActive:
-                query.stop()
+    totals = run_queries(start_queries(spark, settings))
     log.info("order status run finished: %s", totals)
     return totals
 
 
+FOLDERS = ("output", "quarantine", "checkpoint")
+
+
 def parse_args(argv: Sequence[str] | None) -> StatusSettings:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers")
+    parser = stream_arg_parser(__doc__, FOLDERS)
     parser.add_argument("--orders-topic", default=ORDERS_TOPIC)
     parser.add_argument("--updates-topic", default=UPDATES_TOPIC)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--available-now", action="store_true", help="process everything available, then exit")
-    mode.add_argument("--trigger", type=parse_trigger, default=DEFAULT_TRIGGER)
-    parser.add_argument("--lateness", default="10 minutes", help="watermark delay of both inputs")
+    parser.add_argument("--lateness", default=DEFAULT_LATENESS, help="watermark delay of both inputs")
     parser.add_argument(
-        "--max-update-delay", default="2 days", help="an update joins its order only within this time"
+        "--max-update-delay",
+        default=DEFAULT_MAX_UPDATE_DELAY,
+        help="an update joins its order only within this time",
     )
-    parser.add_argument("--output-dir", type=Path, default=None)
-    parser.add_argument("--quarantine-dir", type=Path, default=None)
-    parser.add_argument("--checkpoint-dir", type=Path, default=None)
-    parser.add_argument("--kafka-option", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    stream = StreamSettings(
-        bootstrap=args.bootstrap or kafka_bootstrap(),
-        topic=args.orders_topic,
-        available_now=args.available_now,
-        trigger=args.trigger,
-        kafka_options={**kafka_security_options(), **dict(kv.split("=", 1) for kv in args.kafka_option)},
-    )
     settings = StatusSettings(
-        stream=stream,
+        stream=source_settings(args, args.orders_topic),
         updates_topic=args.updates_topic,
         lateness=args.lateness,
         max_update_delay=args.max_update_delay,
     )
-    for name in ("output_dir", "quarantine_dir", "checkpoint_dir"):
-        if getattr(args, name) is not None:
-            setattr(settings, name, getattr(args, name).resolve())
+    apply_folders(settings, args, FOLDERS)
     return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(argv)
-    try:
-        run(settings)
-    except KafkaCheckError as error:
-        log.error("%s", error)
-        return 2
-    return 0
+    return stream_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":

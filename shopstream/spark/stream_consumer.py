@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,66 +176,96 @@ def await_queries(queries: list, poll_seconds: float = 2.0) -> dict[str, int]:
     return written
 
 
+def run_queries(queries: list) -> dict[str, int]:
+    """Waits for the queries (see await_queries) and stops any still active, also on failure."""
+    try:
+        return await_queries(queries)
+    finally:
+        for query in queries:
+            if query.isActive:
+                query.stop()
+
+
 def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     """Runs both queries: until drained (--available-now) or until stopped. Returns the rows
     written per sink during this run."""
     check_source(settings)
     spark = spark or get_spark("shopstream-stream-consumer")
     started = time.monotonic()
-    queries = start_queries(spark, settings)
-    try:
-        totals = await_queries(queries)
-    finally:
-        for query in queries:
-            if query.isActive:
-                query.stop()
+    totals = run_queries(start_queries(spark, settings))
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 
 
-def parse_args(argv: Sequence[str] | None) -> StreamSettings:
+def stream_arg_parser(description: str, folders: Sequence[str]) -> argparse.ArgumentParser:
+    """The options every streaming job shares: Kafka source, trigger mode, output `folders`
+    (each a `--<name>-dir`), extra Kafka client settings."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--bootstrap", default=None, help="Kafka bootstrap servers (default: SHOPSTREAM_KAFKA_BOOTSTRAP)"
     )
-    parser.add_argument("--topic", default=ORDERS_TOPIC)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--available-now", action="store_true", help="process everything available, then exit")
     mode.add_argument(
         "--trigger", type=parse_trigger, default=DEFAULT_TRIGGER, help="micro-batch interval (default 1m)"
     )
-    parser.add_argument("--raw-dir", type=Path, default=None)
-    parser.add_argument("--quarantine-dir", type=Path, default=None)
-    parser.add_argument("--checkpoint-dir", type=Path, default=None)
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    for name in folders:
+        parser.add_argument(f"--{name}-dir", type=Path, default=None)
     parser.add_argument(
         "--kafka-option", action="append", default=[], metavar="KEY=VALUE", help="extra Kafka client setting"
     )
-    args = parser.parse_args(argv)
-    settings = StreamSettings(
+    return parser
+
+
+def source_settings(args: argparse.Namespace, topic: str, **extra) -> StreamSettings:
+    """StreamSettings from the options of `stream_arg_parser` (folders are applied apart)."""
+    return StreamSettings(
         bootstrap=args.bootstrap or kafka_bootstrap(),
-        topic=args.topic,
+        topic=topic,
         available_now=args.available_now,
         trigger=args.trigger,
-        max_offsets_per_trigger=args.max_offsets_per_trigger,
         kafka_options={**kafka_security_options(), **dict(kv.split("=", 1) for kv in args.kafka_option)},
+        **extra,
     )
-    for name in ("raw_dir", "quarantine_dir", "checkpoint_dir"):
-        if getattr(args, name) is not None:
-            setattr(settings, name, getattr(args, name).resolve())
+
+
+def apply_folders(settings, args: argparse.Namespace, folders: Sequence[str]) -> None:
+    """Sets `<name>_dir` on `settings` for each folder given on the command line."""
+    for name in folders:
+        given = getattr(args, f"{name}_dir")
+        if given is not None:
+            setattr(settings, f"{name}_dir", given.resolve())
+
+
+def stream_main(parse: Callable[[Sequence[str] | None], object], job: Callable[[object], object],
+                job_log: logging.Logger, argv: Sequence[str] | None) -> int:  # fmt: skip
+    """Runs a streaming job from its command line; a missing broker or topic exits 2 with the
+    message saying which."""
+    try:
+        job(parse(argv))
+    except KafkaCheckError as error:
+        job_log.error("%s", error)
+        return 2
+    return 0
+
+
+FOLDERS = ("raw", "quarantine", "checkpoint")
+
+
+def parse_args(argv: Sequence[str] | None) -> StreamSettings:
+    parser = stream_arg_parser(__doc__, FOLDERS)
+    parser.add_argument("--topic", default=ORDERS_TOPIC)
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = source_settings(args, args.topic, max_offsets_per_trigger=args.max_offsets_per_trigger)
+    apply_folders(settings, args, FOLDERS)
     return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(argv)
-    try:
-        run(settings)
-    except KafkaCheckError as error:
-        log.error("%s", error)
-        return 2
-    return 0
+    return stream_main(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":
