@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shopstream.config import order_sim_binary, paths
-from shopstream.kafka_broker import LocalBroker, free_port
+from shopstream.kafka_broker import LocalBroker
+from shopstream.processes import free_port
 from shopstream.spark.stream_consumer import StreamSettings
 
 TOPIC = "bench"

@@ -10,10 +10,7 @@ The broker runs from the jars that `make setup` resolved from Maven Central into
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +24,7 @@ from shopstream.config import (
     REPO_ROOT,
     paths,
 )
+from shopstream.processes import ManagedProcess, port_is_open, service_main
 
 LOG4J_CONFIG = REPO_ROOT / "config" / "kafka" / "log4j2.properties"
 READY_TIMEOUT_S = 60.0
@@ -65,35 +63,6 @@ share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 """
-
-
-def port_is_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        return s.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our own exited child: a zombie still answers kill(pid, 0).
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: started by an earlier `broker up`
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -151,12 +120,12 @@ class LocalBroker:
             *args,
         ]
 
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(self.pid_file, self.log_file)
+
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
+        return self.process.pid()
 
     def _format_storage(self) -> None:
         """Formats KRaft storage once; an already formatted data dir is kept (and its topics)."""
@@ -201,15 +170,7 @@ class LocalBroker:
                     "other ports (SHOPSTREAM_KAFKA_BOOTSTRAP / SHOPSTREAM_KAFKA_CONTROLLER_PORT)"
                 )
         self._format_storage()
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                self._java("kafka.Kafka", str(self.properties_file), heap=self.heap),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives the shell that started it; stopped by `down`
-            )
-        self.pid_file.write_text(str(process.pid))
+        self.process.launch(self._java("kafka.Kafka", str(self.properties_file), heap=self.heap))
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Waits until the broker answers a metadata request, or fails saying where to look."""
@@ -232,26 +193,20 @@ class LocalBroker:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stops the broker gracefully (SIGTERM), then forcibly. Returns whether one ran."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.process.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: for reliability drills."""
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
-                time.sleep(0.05)
+        self.process.kill()
+
+    # For `service_main`.
+    name = "Kafka broker"
+
+    def describe(self) -> str:
+        return f"{self.bootstrap}, log {self.log_file}"
+
+    def running(self) -> bool:
+        return self.pid() is not None
 
 
 def _kraft_cluster_id() -> str:
@@ -275,29 +230,7 @@ def default_broker() -> LocalBroker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "status"])
-    args = parser.parse_args(argv)
-    try:
-        broker = default_broker()
-        if args.action == "up":
-            started = time.monotonic()
-            broker.start()
-            print(
-                f"Kafka broker ready at {broker.bootstrap} ({time.monotonic() - started:.1f} s); "
-                f"log: {broker.log_file}"
-            )
-        elif args.action == "down":
-            stopped = broker.stop()
-            print("Kafka broker stopped" if stopped else "no Kafka broker was running")
-        else:
-            pid = broker.pid()
-            print(f"Kafka broker running, pid {pid}, at {broker.bootstrap}" if pid else "not running")
-            return 0 if pid else 3
-    except BrokerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return service_main(__doc__, default_broker, (BrokerError,), argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Ports: brokers SHOPSTREAM_CLUSTER_KAFKA_PORT (default 19092) and the next two, c
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from shopstream.config import paths
 from shopstream.kafka_broker import READY_TIMEOUT_S, BrokerError, LocalBroker, _kraft_cluster_id
+from shopstream.processes import service_main
 
 NODES = 3
 DEFAULT_FIRST_PORT = 19092
@@ -68,8 +68,15 @@ class LocalCluster:
     def stop(self) -> bool:
         return any([broker.stop() for broker in self.brokers])
 
-    def running(self) -> list[int]:
-        return [b.node_id for b in self.brokers if b.pid() is not None]
+    # For `service_main`.
+    name = "Kafka cluster"
+
+    def describe(self) -> str:
+        up = [b.node_id for b in self.brokers if b.running()]
+        return f"{self.bootstrap}, nodes running {up or 'none'} of {self.nodes}"
+
+    def running(self) -> bool:
+        return all(b.running() for b in self.brokers)
 
 
 def default_cluster() -> LocalCluster:
@@ -78,25 +85,7 @@ def default_cluster() -> LocalCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "status"])
-    args = parser.parse_args(argv)
-    cluster = default_cluster()
-    try:
-        if args.action == "up":
-            started = time.monotonic()
-            cluster.start()
-            print(f"Kafka cluster ready at {cluster.bootstrap} ({time.monotonic() - started:.1f} s)")
-        elif args.action == "down":
-            print("Kafka cluster stopped" if cluster.stop() else "no Kafka cluster node was running")
-        else:
-            running = cluster.running()
-            print(f"Kafka nodes running: {running or 'none'} of {cluster.nodes}, at {cluster.bootstrap}")
-            return 0 if len(running) == cluster.nodes else 3
-    except BrokerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return service_main(__doc__, default_cluster, (BrokerError,), argv)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ cluster profile). Pid and log files live in `.state/cluster/spark/`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -23,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopstream.config import paths
-from shopstream.kafka_broker import _pid_alive, port_is_open
+from shopstream.processes import ManagedProcess, port_is_open, service_main
 
 DEFAULT_MASTER_PORT = 7077
 READY_TIMEOUT_S = 90.0
@@ -64,27 +61,14 @@ class LocalSparkCluster:
         ]  # fmt: skip
         return [master, *workers]
 
-    def _pid_file(self, name: str) -> Path:
-        return self.home / f"{name}.pid"
-
-    def pid(self, name: str) -> int | None:
-        try:
-            pid = int(self._pid_file(name).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
+    def process(self, name: str) -> ManagedProcess:
+        return ManagedProcess(self.home / f"{name}.pid", self.home / f"{name}.log")
 
     def _launch(self, name: str, args: list[str]) -> None:
-        if self.pid(name) is not None:
-            return
-        env = {**os.environ, "SPARK_HOME": str(_spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
+        spark_home = _spark_home()
+        env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
                "SPARK_LOG_DIR": str(self.home), "SPARK_NO_DAEMONIZE": "1"}  # fmt: skip
-        with (self.home / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                [str(_spark_home() / "bin" / "spark-class"), *args], env=env, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-        self._pid_file(name).write_text(str(process.pid))
+        self.process(name).launch([str(spark_home / "bin" / "spark-class"), *args], env)
 
     def alive_workers(self) -> int:
         """Workers the master reports ALIVE (its JSON status page), 0 if it does not answer."""
@@ -97,7 +81,7 @@ class LocalSparkCluster:
 
     def start(self, timeout: float = READY_TIMEOUT_S) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        if self.pid("master") is None and port_is_open(self.master_port):
+        if self.process("master").pid() is None and port_is_open(self.master_port):
             raise SparkClusterError(f"port {self.master_port} is taken by another process")
         for name, args in self._processes():
             self._launch(name, args)
@@ -111,26 +95,25 @@ class LocalSparkCluster:
             time.sleep(1)
 
     def kill_worker(self, number: int) -> None:
-        """SIGKILL one worker (and the executor it launched), as a crashed machine would."""
-        pid = self.pid(f"worker{number}")
-        if pid is not None:
-            os.killpg(pid, signal.SIGKILL)
+        """SIGKILL one worker and the executor it launched, as a crashed machine would."""
+        self.process(f"worker{number}").kill()
 
     def stop(self) -> bool:
-        stopped = False
-        for name, _ in reversed(self._processes()):
-            pid = self.pid(name)
-            if pid is None:
-                continue
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-            self._pid_file(name).unlink(missing_ok=True)
-            stopped = True
-        return stopped
+        """Workers first, then the master. Returns whether anything ran."""
+        stopped = [self.process(name).stop(timeout=20) for name, _ in reversed(self._processes())]
+        return any(stopped)
+
+    # For `service_main`.
+    name = "Spark cluster"
+
+    def describe(self) -> str:
+        return (
+            f"master {self.master_url}, {self.alive_workers()} of {self.workers} workers alive, "
+            f"UI http://127.0.0.1:{self.ui_port}"
+        )
+
+    def running(self) -> bool:
+        return self.alive_workers() == self.workers
 
 
 def default_spark_cluster() -> LocalSparkCluster:
@@ -140,26 +123,7 @@ def default_spark_cluster() -> LocalSparkCluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "status"])
-    args = parser.parse_args(argv)
-    cluster = default_spark_cluster()
-    try:
-        if args.action == "up":
-            started = time.monotonic()
-            cluster.start()
-            print(f"Spark master {cluster.master_url} with {cluster.workers} workers "
-                  f"({time.monotonic() - started:.1f} s); UI http://127.0.0.1:{cluster.ui_port}")  # fmt: skip
-        elif args.action == "down":
-            print("Spark cluster stopped" if cluster.stop() else "no Spark cluster process was running")
-        else:
-            alive = cluster.alive_workers()
-            print(f"Spark master {cluster.master_url}: {alive} of {cluster.workers} workers alive")
-            return 0 if alive == cluster.workers else 3
-    except SparkClusterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return service_main(__doc__, default_spark_cluster, (SparkClusterError,), argv)
 
 
 if __name__ == "__main__":

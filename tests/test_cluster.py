@@ -15,8 +15,8 @@ import duckdb
 import pytest
 
 from shopstream.config import REPO_ROOT, order_sim_binary
-from shopstream.kafka_broker import free_port, port_is_open
 from shopstream.kafka_cluster import LocalCluster
+from shopstream.processes import free_port, port_is_open
 from shopstream.spark.stream_consumer import StreamSettings, run
 from shopstream.spark_cluster import LocalSparkCluster
 from tests.kafka_read import read_topic

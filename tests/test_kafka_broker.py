@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from shopstream import kafka_broker
-from shopstream.kafka_broker import LocalBroker, free_port
+from shopstream.kafka_broker import LocalBroker
+from shopstream.processes import free_port
 
 
 def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(

@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 
 from shopstream.config import order_sim_binary
-from shopstream.kafka_broker import LocalBroker, free_port
+from shopstream.kafka_broker import LocalBroker
+from shopstream.processes import free_port
 from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration

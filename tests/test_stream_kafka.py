@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shopstream.kafka_broker import free_port
+from shopstream.processes import free_port
 from shopstream.spark.stream_consumer import StreamSettings, run
 from tests import oracle
 from tests.conftest import produce

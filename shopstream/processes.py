@@ -1,0 +1,139 @@
+"""The long-running local processes the project starts (Kafka nodes, the Spark master and
+workers): each detached from the shell that started it, with a pid file and a log file, and
+the `up | down | status` command line they share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+def port_is_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our own exited child: a zombie still answers kill(pid, 0).
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: started by an earlier `up`
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """One process started in its own session (it survives the shell that started it); signals
+    go to its whole process group, so that children it spawned (a Spark worker's executors) go
+    with it."""
+
+    pid_file: Path
+    log_file: Path
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def launch(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        """Starts `command` unless this process already runs; output goes to the log file."""
+        if self.pid() is not None:
+            return
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                list(command), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        self.pid_file.write_text(str(process.pid))
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL after `timeout`. Returns whether it ran."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (for the drills); returns once it is gone."""
+        pid = self.pid()
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.05)
+
+
+class Service(Protocol):
+    """What `service_main` drives."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+    def running(self) -> bool: ...
+
+
+def service_main(
+    description: str,
+    make: Callable[[], Service],
+    errors: tuple[type[Exception], ...],
+    argv: Sequence[str] | None,
+) -> int:
+    """`up` (idempotent, waits until ready), `down` and `status` (exit 3 when not fully up)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("action", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    try:
+        service = make()
+        if args.action == "up":
+            started = time.monotonic()
+            service.start()
+            print(f"{service.name} ready ({time.monotonic() - started:.1f} s): {service.describe()}")
+        elif args.action == "down":
+            print(f"{service.name} stopped" if service.stop() else f"no {service.name} was running")
+        else:
+            running = service.running()
+            print(f"{service.name} {'running' if running else 'not (fully) running'}: {service.describe()}")
+            return 0 if running else 3
+    except errors as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
