@@ -15,7 +15,6 @@ import json
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import duckdb
 
@@ -24,17 +23,16 @@ from shopstream.config import order_sim_binary
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import start_queries
+from tests.sink_files import commit_log
 
 
 def commit_times(sink: Path) -> dict[str, float]:
     """Data file -> epoch seconds of the commit-log entry that added it (compactions repeat
     earlier entries; the first sighting counts)."""
-    entries = [e for e in (sink / "_spark_metadata").iterdir() if not e.name.startswith(".")]
     committed: dict[str, float] = {}
-    for entry in sorted(entries, key=lambda e: int(e.name.split(".")[0])):
-        for line in entry.read_text().splitlines()[1:]:
-            record = json.loads(line)
-            committed.setdefault(unquote(urlparse(record["path"]).path), entry.stat().st_mtime)
+    for entry, records in commit_log(sink):
+        for _, path in records:
+            committed.setdefault(path, entry.stat().st_mtime)
     return committed
 
 

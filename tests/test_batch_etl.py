@@ -17,6 +17,7 @@ from shopstream.spark.stream_consumer import StreamSettings, run
 from tests import duckdb_oracle, oracle
 from tests.conftest import produce
 from tests.kafka_read import read_topic
+from tests.sink_files import write_through_file_sink
 
 pytestmark = pytest.mark.integration
 
@@ -180,13 +181,7 @@ def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_pat
         "quantity int, unit_price decimal(12,2), order_status string, region string, "
         "timestamp timestamp, date date",
     )
-    frame.write.parquet(str(tmp_path / "staged"))
-    (
-        spark.readStream.schema(frame.schema).parquet(str(tmp_path / "staged"))
-        .writeStream.format("parquet").partitionBy("date").trigger(availableNow=True)
-        .option("checkpointLocation", str(tmp_path / "cp")).start(str(tmp_path / "raw"))
-        .awaitTermination()
-    )  # fmt: skip
+    write_through_file_sink(spark, frame, tmp_path)
 
     [counts] = batch_rdd_etl.run("2026-11-20", tmp_path / "raw", tmp_path / "out", spark)
 

@@ -20,7 +20,7 @@ from shopstream.processes import free_port, port_is_open
 from shopstream.spark.stream_consumer import StreamSettings, run
 from shopstream.spark_cluster import LocalSparkCluster
 from tests.kafka_read import read_topic
-from tests.sink_files import read_sink
+from tests.sink_files import read_sink, write_through_file_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -133,13 +133,7 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
         "TIMESTAMP'2026-11-12 00:00:00' + make_interval(0, 0, 0, 0, 0, 0, id % 86400) AS timestamp",
         "DATE'2026-11-12' AS date",
     )  # fmt: skip
-    rows.write.parquet(str(tmp_path / "staged"))
-    (
-        spark.readStream.schema(rows.schema).parquet(str(tmp_path / "staged"))
-        .writeStream.format("parquet").partitionBy("date").trigger(availableNow=True)
-        .option("checkpointLocation", str(tmp_path / "cp")).start(str(tmp_path / "raw"))
-        .awaitTermination()
-    )  # fmt: skip
+    write_through_file_sink(spark, rows, tmp_path)
     env = {
         **os.environ,
         "SHOPSTREAM_SPARK_MASTER": spark_cluster.master_url,
