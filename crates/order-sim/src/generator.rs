@@ -103,6 +103,8 @@ pub struct Options {
     pub count: u64,
     pub malformed_ratio: f64,
     pub out_of_domain_ratio: f64,
+    /// Render the `order_updates` record of each status change (off: `Record::update` is None).
+    pub updates: bool,
     pub clock: Clock,
 }
 
@@ -288,8 +290,12 @@ impl Iterator for OrderGenerator {
             }
         }
         let event = self.next_event(timestamp);
+        // The update is always drawn, so that a seed gives the same events with or without
+        // updates; it is only serialised when wanted.
         let update = (event.order_status != NEW)
-            .then(|| serde_json::to_string(&self.update_for(&event)).expect("update serialises"));
+            .then(|| self.update_for(&event))
+            .filter(|_| self.options.updates)
+            .map(|update| serde_json::to_string(&update).expect("update serialises"));
         Some(Record {
             key: Some(event.order_id.clone()),
             payload: event.to_json(),
@@ -311,6 +317,7 @@ mod tests {
             count,
             malformed_ratio,
             out_of_domain_ratio: 0.0,
+            updates: true,
             clock: Clock::Spread {
                 start: "2026-11-25T00:00:00Z".parse().unwrap(),
                 span_ms: 86_400_000,

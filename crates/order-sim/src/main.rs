@@ -141,6 +141,7 @@ fn generator_options(args: &Args) -> Result<Options> {
         count: args.count,
         malformed_ratio: args.malformed_ratio,
         out_of_domain_ratio: args.out_of_domain_ratio,
+        updates: !args.no_updates,
         clock,
     })
 }
@@ -204,6 +205,20 @@ struct Summary {
     bytes: u64,
 }
 
+impl Summary {
+    /// Counts one generated record (and its update, if it has one).
+    fn count(&mut self, record: &generator::Record) {
+        self.generated += 1;
+        self.malformed += u64::from(record.malformed);
+        self.out_of_domain += u64::from(record.out_of_domain);
+        self.bytes += record.payload.len() as u64;
+        if let Some(update) = &record.update {
+            self.updates += 1;
+            self.bytes += update.len() as u64;
+        }
+    }
+}
+
 fn print_summary(args: &Args, summary: &Summary, started: Instant, dry_run: bool) {
     let seconds = started.elapsed().as_secs_f64();
     let json = serde_json::json!({
@@ -229,14 +244,7 @@ fn dry_run(args: &Args) -> Result<()> {
     let mut summary = Summary::default();
     let mut progress = Progress::new(args.count);
     for record in OrderGenerator::new(generator_options(args)?) {
-        summary.generated += 1;
-        summary.malformed += u64::from(record.malformed);
-        summary.out_of_domain += u64::from(record.out_of_domain);
-        summary.bytes += record.payload.len() as u64;
-        if let Some(update) = record.update.as_ref().filter(|_| !args.no_updates) {
-            summary.updates += 1;
-            summary.bytes += update.len() as u64;
-        }
+        summary.count(&record);
         progress.tick(summary.generated);
     }
     print_summary(args, &summary, started, true);
@@ -276,15 +284,10 @@ fn produce(args: &Args) -> Result<()> {
         }
         let key = record.key.as_deref();
         kafka::send(&producer, &args.topic, Stream::Orders, key, &record.payload)?;
-        summary.generated += 1;
-        summary.malformed += u64::from(record.malformed);
-        summary.out_of_domain += u64::from(record.out_of_domain);
-        summary.bytes += record.payload.len() as u64;
-        if let Some(update) = record.update.as_ref().filter(|_| !args.no_updates) {
+        if let Some(update) = &record.update {
             kafka::send(&producer, &args.updates_topic, Stream::Updates, key, update)?;
-            summary.updates += 1;
-            summary.bytes += update.len() as u64;
         }
+        summary.count(&record);
         producer.poll(Duration::ZERO);
         progress.tick(summary.generated);
     }
