@@ -12,25 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shopstream.config import order_sim_binary, paths
-from shopstream.kafka_broker import LocalBroker
-from shopstream.processes import free_port
+from shopstream.kafka_broker import LocalBroker, throwaway_broker
 from shopstream.spark.stream_consumer import StreamSettings
 
 TOPIC = "bench"
+BROKER_HEAP = LocalBroker.heap  # what `make broker-up` runs with: benchmarks measure that broker
 PARTITIONS = 3
 # The producer settings order-sim uses; the reference tools get the same ones.
 PRODUCER_PROPS = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5", "compression.type": "lz4"}
-
-
-@contextmanager
-def throwaway_broker(home: Path) -> Iterator[LocalBroker]:
-    """A broker on free ports under `home`: never the user's."""
-    broker = LocalBroker(home=home / "kafka", port=free_port(), controller_port=free_port())
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def order_sim(*args: str, max_rss_file: Path | None = None) -> dict:
@@ -53,7 +42,7 @@ def fill(broker: LocalBroker, topic: str, count: int, *order_sim_args: str) -> d
 @contextmanager
 def filled_topic(home: Path, count: int, *order_sim_args: str) -> Iterator[LocalBroker]:
     """A throwaway broker whose TOPIC holds `count` events."""
-    with throwaway_broker(home) as broker:
+    with throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
         fill(broker, TOPIC, count, *order_sim_args)
         yield broker
 

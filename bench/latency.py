@@ -18,9 +18,10 @@ from pathlib import Path
 
 import duckdb
 
-from bench.common import TOPIC, stream_settings, temp_home, throwaway_broker
+from bench.common import BROKER_HEAP, TOPIC, stream_settings, temp_home
 from shopstream.config import order_sim_binary
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
+from shopstream.kafka_broker import throwaway_broker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import start_queries
 from tests.sink_files import commit_log
@@ -63,7 +64,7 @@ def wait_for_topic(bootstrap: str, topic: str, timeout: float = 30) -> None:
 def measure(rate: int, seconds: int, trigger: str, spark=None) -> dict:
     spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
     count = rate * seconds
-    with temp_home() as home, throwaway_broker(home) as broker:
+    with temp_home() as home, throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
         settings = stream_settings(home, broker, available_now=False, trigger=trigger)
         producer = subprocess.Popen(
             [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", TOPIC, "--no-updates",

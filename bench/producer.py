@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import TOPIC, order_sim, producer_performance, temp_home, throwaway_broker
+from bench.common import BROKER_HEAP, TOPIC, order_sim, producer_performance, temp_home
 from shopstream.kafka_admin import topic_stats
+from shopstream.kafka_broker import throwaway_broker
 
 
 def measure(count: int) -> dict:
     dry = order_sim("--dry-run", "--no-updates", "--count", str(count), "--seed", "1")
-    with temp_home() as home, throwaway_broker(home) as broker:
+    with temp_home() as home, throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
         rss_file = home / "order-sim.rss"
         run = order_sim("--brokers", broker.bootstrap, "--topic", TOPIC, "--no-updates", "--partitions", "3",
                         "--count", str(count), "--seed", "1", max_rss_file=rss_file)  # fmt: skip

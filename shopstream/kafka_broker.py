@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from shopstream.config import (
     REPO_ROOT,
     paths,
 )
-from shopstream.processes import ManagedProcess, port_is_open, service_main
+from shopstream.processes import ManagedProcess, free_port, port_is_open, service_main
 
 LOG4J_CONFIG = REPO_ROOT / "config" / "kafka" / "log4j2.properties"
 READY_TIMEOUT_S = 60.0
@@ -214,6 +216,18 @@ def _kraft_cluster_id() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+@contextmanager
+def throwaway_broker(home: Path, heap: str = "512m") -> Iterator[LocalBroker]:
+    """A running broker on free loopback ports with its files under `home`, never the user's
+    one; stopped on exit. For tests, drills and benchmarks."""
+    broker = LocalBroker(home=home, port=free_port(), controller_port=free_port(), heap=heap)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def default_broker() -> LocalBroker:

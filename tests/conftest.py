@@ -19,18 +19,13 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
 from shopstream.config import order_sim_binary  # noqa: E402
-from shopstream.kafka_broker import LocalBroker  # noqa: E402
-from shopstream.processes import free_port  # noqa: E402
+from shopstream.kafka_broker import LocalBroker, throwaway_broker  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    broker = LocalBroker(
-        home=tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port(), heap="512m"
-    )
-    broker.start()
-    yield broker
-    broker.stop()
+    with throwaway_broker(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -178,13 +178,11 @@ def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, 
                                                                  monkeypatch):  # fmt: skip
     from shopstream.airflow.run_local import run_dag
     from shopstream.config import ORDERS_TOPIC
-    from shopstream.kafka_broker import LocalBroker
+    from shopstream.kafka_broker import throwaway_broker
 
     date = "2026-11-13"
-    local_broker = LocalBroker(home=tmp_path / "local-kafka", port=free_port(), controller_port=free_port())
-    local_broker.start()
     outputs = {}
-    try:
+    with throwaway_broker(tmp_path / "local-kafka") as local_broker:
         stacks = {"local": (local_broker.bootstrap, "local[2]"),
                   "cluster": (kafka_cluster.bootstrap, spark_cluster.master_url)}  # fmt: skip
         for name, (bootstrap, master) in stacks.items():
@@ -203,8 +201,6 @@ def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, 
             result = run_dag(date, expected_events=2000, retries=0, quiet=True)
             assert result["state"] == "success", (name, result)
             outputs[name] = dag_outputs(home / "data", date)
-    finally:
-        local_broker.stop()
     assert set(outputs["local"]) == {"hourly_sales", "top_products", "regional_revenue", "status_by_category",
                                      "sales_by_product", "rdd_revenue_by_product"}  # fmt: skip
     assert outputs["cluster"] == outputs["local"]

@@ -10,8 +10,7 @@ from collections import Counter
 import pytest
 
 from shopstream.config import order_sim_binary
-from shopstream.kafka_broker import LocalBroker
-from shopstream.processes import free_port
+from shopstream.kafka_broker import throwaway_broker
 from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
@@ -20,9 +19,7 @@ pytestmark = pytest.mark.integration
 def test_producer_rides_out_a_broker_crash_and_restart_without_loss_or_duplicates(tmp_path, topic):
     count = 30_000
     # Its own broker: the session's one must not go down under other tests.
-    broker = LocalBroker(home=tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="512m")
-    broker.start()
-    try:
+    with throwaway_broker(tmp_path / "kafka") as broker:
         sim = subprocess.Popen(
             [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", topic, "--no-updates",
              "--count", str(count), "--rate", "5000", "--seed", "51"],
@@ -43,5 +40,3 @@ def test_producer_rides_out_a_broker_crash_and_restart_without_loss_or_duplicate
         assert len(events) == count, "nothing lost, nothing written twice"
         copies = Counter((e["order_id"], e["order_status"]) for e in events)
         assert max(copies.values()) == 1
-    finally:
-        broker.stop()
