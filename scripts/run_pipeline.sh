@@ -22,8 +22,15 @@ elif ! $PY -m shopstream.kafka_broker status >/dev/null; then
   started_broker=1
 fi
 BROKERS=$($PY -c 'from shopstream.config import kafka_bootstrap; print(kafka_bootstrap())')
+PRODUCER_CONFIG=${SHOPSTREAM_PRODUCER_KAFKA_CONFIG:-${SHOPSTREAM_KAFKA_CONFIG:-}}
+if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && [ -z "$PRODUCER_CONFIG" ]; then
+  # The producer logs in as its own principal (it may only write the pipeline's topics); the
+  # DAG's jobs read as the Spark principal (the profile's kafka_default Connection).
+  PRODUCER_CONFIG=$($PY -m shopstream.kafka_cluster client-config producer)
+fi
 echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
-target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
+SHOPSTREAM_KAFKA_CONFIG="$PRODUCER_CONFIG" \
+  target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
 $PY -m shopstream.kafka_admin count --topic ecommerce_orders
 echo "==> [2/3] running the ecommerce_pipeline DAG for $DATE (Airflow log: .state/airflow-run.log)"
 $PY -m shopstream.airflow.run_local --date "$DATE" --expected-events "$COUNT" 2> .state/airflow-run.log \

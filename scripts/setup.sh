@@ -46,7 +46,18 @@ maven_jars() {
   echo "$fp" > "$STAMPS/jars-$name"
 }
 
+openssl_headers() {
+  # librdkafka needs OpenSSL for SASL/SCRAM (the cluster profile): Debian's libssl-dev.
+  pkg-config --exists openssl 2>/dev/null && return
+  step "OpenSSL headers (Debian libssl-dev) for the Rust producer's SASL/SCRAM"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  local install="$sudo apt-get install -y -qq --no-install-recommends libssl-dev pkg-config"
+  $install >/dev/null 2>&1 || { $sudo apt-get update -qq && $install >/dev/null; } \
+    || { echo "setup: install Debian's libssl-dev and pkg-config (apt-get install libssl-dev pkg-config), then rerun"; exit 1; }
+}
+
 rust_binary() {
+  openssl_headers
   step "Rust producer (cargo build --release)"
   cargo build --release --locked --quiet
 }

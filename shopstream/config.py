@@ -77,6 +77,11 @@ class Paths:
         return self.state / "kafka"
 
     @property
+    def cluster_kafka_dir(self) -> Path:
+        """The loopback Kafka cluster of `make cluster-up`: nodes, ids and credentials."""
+        return self.state / "cluster" / "kafka"
+
+    @property
     def raw(self) -> Path:
         return self.data / "raw"
 
@@ -118,12 +123,24 @@ def kafka_client_config() -> dict[str, str]:
 
     From `SHOPSTREAM_KAFKA_CONFIG` (a JSON object: what an Airflow `kafka` Connection keeps in
     its extras, handed over in the environment so credentials never appear on a command line),
-    else `SHOPSTREAM_KAFKA_BOOTSTRAP`, else the local broker."""
-    config = json.loads(os.environ.get("SHOPSTREAM_KAFKA_CONFIG") or "{}")
+    else the profile's (the loopback cluster's Spark principal); the bootstrap list from there,
+    else `SHOPSTREAM_KAFKA_BOOTSTRAP`, else the profile's brokers."""
+    config = json.loads(os.environ.get("SHOPSTREAM_KAFKA_CONFIG") or "{}") or profile_kafka_settings()
     config.setdefault(
         "bootstrap.servers", os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP") or default_kafka_bootstrap()
     )
     return {str(k): str(v) for k, v in config.items()}
+
+
+def profile_kafka_settings() -> dict[str, str]:
+    """In the cluster profile: the Spark jobs' SASL login to the loopback cluster, once
+    `make cluster-up` has made its credentials. Nothing in the local profile."""
+    credentials = paths().cluster_kafka_dir / "credentials.json"
+    if profile() != "cluster" or not credentials.exists():
+        return {}
+    from shopstream.kafka_security import Credentials
+
+    return Credentials.load(credentials).client_settings("spark")
 
 
 def kafka_bootstrap() -> str:

@@ -9,10 +9,10 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from shopstream.config import ORDERS_TOPIC, kafka_bootstrap
+from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, kafka_security_options
 
 
 class KafkaCheckError(RuntimeError):
@@ -26,8 +26,26 @@ class TopicStats:
     messages: int  # sum over partitions of (high watermark - low watermark)
 
 
-def _client_config(bootstrap: str, extra: dict[str, str] | None) -> dict[str, str]:
-    return {"bootstrap.servers": bootstrap, **(extra or {})}
+def _client_config(bootstrap: str, extra: dict[str, str] | None, errors: list[KafkaError]) -> dict:
+    # The error callback keeps librdkafka's reasons (a refused login, a plaintext client on a SASL
+    # listener) for the message; without it a failed probe only says "timed out".
+    return {"bootstrap.servers": bootstrap, **(extra or {}), "error_cb": errors.append}
+
+
+def _unreachable(bootstrap: str, timeout: float, error: Exception, seen: list[KafkaError]) -> KafkaCheckError:
+    refused = [e for e in seen if e.code() == KafkaError._AUTHENTICATION]
+    if refused:
+        return KafkaCheckError(
+            f"Kafka at {bootstrap} refused the login ({refused[0].str()}): check sasl.username and "
+            "sasl.password in the kafka_default Connection's extras / SHOPSTREAM_KAFKA_CONFIG"
+        )
+    reason = seen[0].str() if seen else str(error)
+    return KafkaCheckError(
+        f"no Kafka broker answered at {bootstrap} within {timeout:.0f} s ({reason}). "
+        "Start the local one with `make broker-up`, or point the kafka_default Connection / "
+        "SHOPSTREAM_KAFKA_BOOTSTRAP at a running cluster (one that requires SASL also needs "
+        "security.protocol, sasl.mechanism, sasl.username and sasl.password in its extras)"
+    )
 
 
 def topic_stats(
@@ -36,21 +54,26 @@ def topic_stats(
     timeout: float = 10.0,
     extra_config: dict[str, str] | None = None,
 ) -> TopicStats:
-    """Partition and message counts of a topic; fails clearly if the broker or topic is missing."""
-    bootstrap = bootstrap or kafka_bootstrap()
-    config = _client_config(bootstrap, extra_config)
+    """Partition and message counts of a topic; fails clearly if the broker or topic is missing,
+    the login is refused or the principal may not see the topic. Without `bootstrap`, the
+    configured cluster and its security settings."""
+    if bootstrap is None:
+        bootstrap, extra_config = kafka_bootstrap(), {**kafka_security_options(), **(extra_config or {})}
+    errors: list[KafkaError] = []
+    config = _client_config(bootstrap, extra_config, errors)
+    admin = AdminClient(config)
     try:
-        metadata = AdminClient(config).list_topics(timeout=timeout)
+        metadata = admin.list_topics(timeout=timeout)
     except KafkaException as error:
-        raise KafkaCheckError(
-            f"no Kafka broker answered at {bootstrap} within {timeout:.0f} s ({error}). "
-            "Start the local one with `make broker-up`, or point the kafka_default Connection / "
-            "SHOPSTREAM_KAFKA_BOOTSTRAP at a running cluster"
-        ) from error
+        admin.poll(0.2)  # serves the queued error events to error_cb
+        raise _unreachable(bootstrap, timeout, error, errors) from error
     topic_meta = metadata.topics.get(topic)
     if topic_meta is None or topic_meta.error is not None:
+        # A secured cluster lists only the topics the principal may describe.
+        user = config.get("sasl.username")
+        acl_hint = f" (or {user} may not see it: it needs DESCRIBE and READ ACLs on it)" if user else ""
         raise KafkaCheckError(
-            f"topic {topic} does not exist on {bootstrap}. Produce events first, e.g. "
+            f"topic {topic} does not exist on {bootstrap}{acl_hint}. Produce events first, e.g. "
             f"`target/release/order-sim --brokers {bootstrap} --topic {topic}`"
         )
     consumer = Consumer({**config, "group.id": "shopstream-topic-stats", "enable.auto.commit": False})

@@ -26,6 +26,7 @@ from shopstream.config import (
     REPO_ROOT,
     paths,
 )
+from shopstream.kafka_security import Credentials
 from shopstream.processes import ManagedProcess, free_port, port_is_open, service_main
 
 LOG4J_CONFIG = REPO_ROOT / "config" / "kafka" / "log4j2.properties"
@@ -36,9 +37,17 @@ class BrokerError(RuntimeError):
     """The broker could not be started, or is not usable; the message says what to do."""
 
 
-def _server_properties(
-    node_id: int, port: int, controller_port: int, log_dir: Path, voters: str, replication: int
-) -> str:
+def _plaintext_listeners(port: int, controller_port: int) -> str:
+    return f"""\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+"""
+
+
+def _server_properties(node_id: int, listeners: str, log_dir: Path, voters: str, replication: int) -> str:
     # Internal topics and new topics replicate to `replication` nodes (1 on a single node); with
     # 3 nodes an acknowledged write is on at least 2 (min.insync.replicas). Topics are never
     # auto-created, so a missing topic is reported instead of silently appearing empty.
@@ -47,12 +56,7 @@ def _server_properties(
 process.roles=broker,controller
 node.id={node_id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={log_dir}
+{listeners}log.dirs={log_dir}
 num.partitions=3
 auto.create.topics.enable=false
 default.replication.factor={replication}
@@ -82,6 +86,9 @@ class LocalBroker:
     voters: str | None = None
     cluster_id: str | None = None
     replication: int = 1
+    # SASL/SCRAM users: with them the node requires a login and enforces ACLs
+    # (see shopstream.kafka_security); without, it serves plaintext to anyone on loopback.
+    credentials: Credentials | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -133,11 +140,15 @@ class LocalBroker:
         """Formats KRaft storage once; an already formatted data dir is kept (and its topics)."""
         self.home.mkdir(parents=True, exist_ok=True)
         voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
-        self.properties_file.write_text(
-            _server_properties(
-                self.node_id, self.port, self.controller_port, self.data_dir, voters, self.replication
-            )
+        listeners = (
+            self.credentials.listener_properties(self.port, self.controller_port)
+            if self.credentials
+            else _plaintext_listeners(self.port, self.controller_port)
         )
+        self.properties_file.write_text(
+            _server_properties(self.node_id, listeners, self.data_dir, voters, self.replication)
+        )
+        self.properties_file.chmod(0o600)  # it holds the admin password when secured
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = self.cluster_id or _kraft_cluster_id()
@@ -148,6 +159,7 @@ class LocalBroker:
                 "format",
                 f"--cluster-id={cluster_id}",
                 f"--config={self.properties_file}",
+                *(self.credentials.scram_format_args() if self.credentials else []),
             ),
             capture_output=True,
             text=True,
@@ -184,7 +196,7 @@ class LocalBroker:
                 raise BrokerError(f"Kafka broker exited during start-up; see {self.log_file}")
             if port_is_open(self.port):
                 try:
-                    AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
+                    AdminClient(self.client_config("admin")).list_topics(timeout=5)
                     return
                 except Exception:  # noqa: BLE001 - not ready yet; retried until the deadline
                     pass
@@ -192,6 +204,11 @@ class LocalBroker:
         raise BrokerError(
             f"Kafka broker at {self.bootstrap} not ready after {timeout:.0f} s; see {self.log_file}"
         )
+
+    def client_config(self, role: str = "admin") -> dict[str, str]:
+        """librdkafka settings to reach this node as `role` (admin, producer, spark)."""
+        login = self.credentials.client_settings(role) if self.credentials else {}
+        return {"bootstrap.servers": self.bootstrap, **login}
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stops the broker gracefully (SIGTERM), then forcibly. Returns whether one ran."""

@@ -4,27 +4,34 @@ a quorum of three), from the same Maven jars as the single local broker.
     python -m shopstream.kafka_cluster up      # start (idempotent) and wait until all serve
     python -m shopstream.kafka_cluster down
     python -m shopstream.kafka_cluster status
+    python -m shopstream.kafka_cluster client-config producer   # JSON for SHOPSTREAM_KAFKA_CONFIG
 
 Topics replicate to all three nodes with min.insync.replicas=2: an acknowledged write survives
 the loss of any one node, and producing stops (instead of losing data) when two are down.
+Clients log in with SASL/SCRAM and ACLs apply: `up` creates the pipeline's topics and lets the
+producer only write them and the Spark jobs only read them (see shopstream.kafka_security).
 Ports: brokers SHOPSTREAM_CLUSTER_KAFKA_PORT (default 19092) and the next two, controllers
 100 above them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shopstream.config import paths
+from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.kafka_broker import READY_TIMEOUT_S, BrokerError, LocalBroker, _kraft_cluster_id
+from shopstream.kafka_security import ROLES, Credentials, grant_pipeline_acls
 from shopstream.processes import service_main
 
 NODES = 3
 DEFAULT_FIRST_PORT = 19092
+PIPELINE_TOPICS = [ORDERS_TOPIC, UPDATES_TOPIC]
+PARTITIONS = 3
 
 
 @dataclass
@@ -34,14 +41,17 @@ class LocalCluster:
     nodes: int = NODES
     heap: str = "512m"
     brokers: list[LocalBroker] = field(init=False)
+    credentials: Credentials = field(init=False)
 
     def __post_init__(self) -> None:
         ports = [(self.first_port + i, self.first_port + 100 + i) for i in range(self.nodes)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
         cluster_id = self._cluster_id()
+        self.credentials = Credentials.load_or_create(self.home / "credentials.json")
         self.brokers = [
             LocalBroker(home=self.home / f"node{i + 1}", port=port, controller_port=controller, node_id=i + 1,
-                        heap=self.heap, voters=voters, cluster_id=cluster_id, replication=self.nodes)
+                        heap=self.heap, voters=voters, cluster_id=cluster_id, replication=self.nodes,
+                        credentials=self.credentials)
             for i, (port, controller) in enumerate(ports)
         ]  # fmt: skip
 
@@ -57,13 +67,32 @@ class LocalCluster:
     def bootstrap(self) -> str:
         return ",".join(b.bootstrap for b in self.brokers)
 
+    def client_config(self, role: str) -> dict[str, str]:
+        """librdkafka settings for `role` (admin, producer, spark): all nodes and its login."""
+        return {"bootstrap.servers": self.bootstrap, **self.credentials.client_settings(role)}
+
     def start(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Launches every node, then waits for each: none is ready before a quorum runs."""
+        """Launches every node, waits for each (none is ready before a quorum runs), then
+        provisions the pipeline's topics."""
         for broker in self.brokers:
             broker.launch()
         deadline = time.monotonic() + timeout
         for broker in self.brokers:
             broker.wait_ready(max(1.0, deadline - time.monotonic()))
+        self.provision(PIPELINE_TOPICS)
+
+    def provision(self, topics: list[str], timeout: float = 30.0) -> None:
+        """Creates `topics` as admin (3 partitions, replicated to every node) unless they exist,
+        and grants the producer and the Spark principal their ACLs on them. Idempotent."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin_config = self.client_config("admin")
+        admin = AdminClient(admin_config)
+        existing = admin.list_topics(timeout=timeout).topics
+        missing = [NewTopic(t, PARTITIONS, self.nodes) for t in topics if t not in existing]
+        for future in admin.create_topics(missing, request_timeout=timeout).values() if missing else []:
+            future.result()
+        grant_pipeline_acls(admin_config, topics, timeout)
 
     def stop(self) -> bool:
         return any([broker.stop() for broker in self.brokers])
@@ -81,10 +110,19 @@ class LocalCluster:
 
 def default_cluster() -> LocalCluster:
     first = int(os.environ.get("SHOPSTREAM_CLUSTER_KAFKA_PORT", DEFAULT_FIRST_PORT))
-    return LocalCluster(home=paths().state / "cluster" / "kafka", first_port=first)
+    return LocalCluster(home=paths().cluster_kafka_dir, first_port=first)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["client-config"]:
+        # For scripts: `SHOPSTREAM_KAFKA_CONFIG="$(python -m shopstream.kafka_cluster client-config
+        # producer)"` hands a role's login to a client without a command line showing it.
+        if len(argv) != 2 or argv[1] not in ROLES:
+            print(f"usage: client-config {{{','.join(ROLES)}}}", file=sys.stderr)
+            return 2
+        print(json.dumps(default_cluster().client_config(argv[1])))
+        return 0
     return service_main(__doc__, default_cluster, (BrokerError,), argv)
 
 

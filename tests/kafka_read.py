@@ -6,7 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -17,17 +17,28 @@ class Message:
     value: bytes
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Message]:
-    """All messages of `topic` (at least `expected`), in partition/offset order."""
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 60.0,
+    login: dict[str, str] | None = None,
+    group_prefix: str = "test",
+) -> list[Message]:
+    """All messages of `topic` (at least `expected`), in partition/offset order. `login`: SASL
+    settings for a secured cluster, whose ACLs may allow only some consumer group names."""
     consumer = Consumer(
         {
+            **(login or {}),
             "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
+            "group.id": f"{group_prefix}-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    # Every partition from its beginning; nothing is committed.
+    partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     messages: list[Message] = []
     deadline = time.monotonic() + timeout
     try:

@@ -1,6 +1,6 @@
 """Scale-out drills on real clusters on loopback: a 3-node Kafka cluster (KRaft, RF 3,
-min.insync.replicas 2) and a Spark standalone master with 2 workers, each on free ports in a
-temp dir. Run alone with `make test-cluster`."""
+min.insync.replicas 2, SASL/SCRAM logins and ACLs) and a Spark standalone master with 2 workers,
+each on free ports in a temp dir. Run alone with `make test-cluster`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from shopstream.config import REPO_ROOT, order_sim_binary
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT, order_sim_binary
 from shopstream.kafka_cluster import LocalCluster
+from shopstream.kafka_security import SPARK_GROUP_PREFIX
 from shopstream.processes import free_port, port_is_open
 from shopstream.spark.stream_consumer import StreamSettings, run
 from shopstream.spark_cluster import LocalSparkCluster
@@ -52,19 +53,39 @@ def spark_cluster(tmp_path_factory):
     cluster.stop()
 
 
-def order_sim(cluster: LocalCluster, topic: str, *args: str) -> subprocess.Popen:
+@pytest.fixture
+def cluster_topic(kafka_cluster, topic) -> str:
+    """A fresh topic the producer may write and the Spark principal read (as cluster-up does for
+    the pipeline's two)."""
+    kafka_cluster.provision([topic])
+    return topic
+
+
+def login(cluster: LocalCluster, role: str) -> dict[str, str]:
+    """A role's SASL settings without the bootstrap list."""
+    return {k: v for k, v in cluster.client_config(role).items() if k != "bootstrap.servers"}
+
+
+def order_sim(
+    cluster: LocalCluster, topic: str, *args: str, role: str | None = "producer"
+) -> subprocess.Popen:
+    """order-sim as `role` (its login in the environment, as run_pipeline hands it over)."""
+    env = {k: v for k, v in os.environ.items() if k != "SHOPSTREAM_KAFKA_CONFIG"}
+    if role:
+        env["SHOPSTREAM_KAFKA_CONFIG"] = json.dumps(cluster.client_config(role))
     return subprocess.Popen(
         [str(order_sim_binary()), "--brokers", cluster.bootstrap, "--topic", topic, "--no-updates", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 
 
-def test_topics_are_replicated_three_times_with_two_in_sync_required(kafka_cluster, topic):
+def test_topics_are_replicated_three_times_with_two_in_sync_required(kafka_cluster, cluster_topic):
     from confluent_kafka.admin import AdminClient, ConfigResource
 
+    topic = cluster_topic
     sim = order_sim(kafka_cluster, topic, "--count", "10", "--seed", "1")
     assert sim.wait(60) == 0, sim.stderr.read()
-    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    admin = AdminClient(kafka_cluster.client_config("admin"))
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     assert len(partitions) == 3 and all(len(p.replicas) == 3 for p in partitions.values())
     [configs] = admin.describe_configs([ConfigResource("topic", topic)]).values()
@@ -72,8 +93,9 @@ def test_topics_are_replicated_three_times_with_two_in_sync_required(kafka_clust
 
 
 def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
-    kafka_cluster, spark, tmp_path, topic
+    kafka_cluster, spark, tmp_path, cluster_topic
 ):
+    topic = cluster_topic
     count = 200_000
     sim = order_sim(kafka_cluster, topic, "--count", str(count), "--rate", "40000", "--seed", "71",
                     "--start", "2026-11-12", "--span", "24h")  # fmt: skip
@@ -91,16 +113,19 @@ def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
     settings = StreamSettings(
         bootstrap=kafka_cluster.bootstrap, topic=topic, raw_dir=tmp_path / "raw",
         quarantine_dir=tmp_path / "quarantine", checkpoint_dir=tmp_path / "cp", available_now=True,
+        kafka_options=login(kafka_cluster, "spark"),
     )  # fmt: skip
     assert run(settings, spark) == {"raw": count, "quarantine": 0}
     copies = read_sink(settings.raw_dir).aggregate("order_id, order_status, count(*) AS n").fetchall()
     assert len(copies) == count and max(n for *_, n in copies) == 1
 
 
-def test_two_nodes_down_stops_the_producer_in_bounded_time_naming_the_cause(kafka_cluster, topic):
+def test_two_nodes_down_stops_the_producer_in_bounded_time_naming_the_cause(kafka_cluster, cluster_topic):
+    topic = cluster_topic
     first = order_sim(kafka_cluster, topic, "--count", "1000", "--seed", "72")
     assert first.wait(60) == 0, first.stderr.read()
-    acknowledged = {m.value for m in read_topic(kafka_cluster.bootstrap, topic, 1000)}
+    reader = login(kafka_cluster, "admin")  # the check's reader, not the pipeline's
+    acknowledged = {m.value for m in read_topic(kafka_cluster.bootstrap, topic, 1000, login=reader)}
     assert len(acknowledged) == 1000  # every record before the outage, each distinct
     down = kafka_cluster.brokers[1:]
     for broker in down:
@@ -122,7 +147,7 @@ def test_two_nodes_down_stops_the_producer_in_bounded_time_naming_the_cause(kafk
             broker.wait_ready()
     # Every record acknowledged before the outage is still there once the nodes are back. (Counting
     # distinct order ids instead was wrong: a CANCELLED/RETURNED event repeats its order's id.)
-    after = {m.value for m in read_topic(kafka_cluster.bootstrap, topic, 1000)}
+    after = {m.value for m in read_topic(kafka_cluster.bootstrap, topic, 1000, login=reader)}
     assert acknowledged <= after
 
 
@@ -180,25 +205,27 @@ def dag_outputs(data, date: str) -> dict[str, list]:
 def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, spark_cluster, tmp_path,
                                                                  monkeypatch):  # fmt: skip
     from shopstream.airflow.run_local import run_dag
-    from shopstream.config import ORDERS_TOPIC
     from shopstream.kafka_broker import throwaway_broker
 
     date = "2026-11-13"
     outputs = {}
     with throwaway_broker(tmp_path / "local-kafka") as local_broker:
-        stacks = {"local": (local_broker.bootstrap, "local[2]"),
-                  "cluster": (kafka_cluster.bootstrap, spark_cluster.master_url)}  # fmt: skip
-        for name, (bootstrap, master) in stacks.items():
+        # Each stack: its brokers, its Spark master, and the producer's and the jobs' logins.
+        secured = (kafka_cluster.client_config("producer"), kafka_cluster.client_config("spark"))
+        stacks = {"local": (local_broker.bootstrap, "local[2]", {}, {}),
+                  "cluster": (kafka_cluster.bootstrap, spark_cluster.master_url, *secured)}  # fmt: skip
+        for name, (bootstrap, master, producer, pipeline) in stacks.items():
             home = tmp_path / name
             monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
             monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
             monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", bootstrap)
             monkeypatch.setenv("SHOPSTREAM_SPARK_MASTER", master)
-            monkeypatch.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+            monkeypatch.setenv("SHOPSTREAM_KAFKA_CONFIG", json.dumps(pipeline))
             sim = subprocess.run(
                 [str(order_sim_binary()), "--brokers", bootstrap, "--topic", ORDERS_TOPIC, "--count", "2000",
                  "--seed", "81", "--malformed-ratio", "0.02", "--start", date, "--span", "24h"],
                 capture_output=True, text=True,
+                env={**os.environ, "SHOPSTREAM_KAFKA_CONFIG": json.dumps(producer)},
             )  # fmt: skip
             assert sim.returncode == 0, sim.stderr[-2000:]
             result = run_dag(date, expected_events=2000, retries=0, quiet=True)
@@ -207,3 +234,63 @@ def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, 
     assert set(outputs["local"]) == {"hourly_sales", "top_products", "regional_revenue", "status_by_category",
                                      "sales_by_product", "rdd_revenue_by_product"}  # fmt: skip
     assert outputs["cluster"] == outputs["local"]
+
+
+def test_clients_without_a_login_or_with_a_wrong_password_are_refused(kafka_cluster):
+    from shopstream.kafka_admin import KafkaCheckError, topic_stats
+
+    anonymous = order_sim(kafka_cluster, ORDERS_TOPIC, "--count", "1", role=None)
+    _, err = anonymous.communicate(timeout=60)
+    assert anonymous.returncode != 0 and "sasl.username" in err, err[-2000:]
+
+    wrong = {**login(kafka_cluster, "producer"), "sasl.password": "not-the-password"}
+    env = {**os.environ, "SHOPSTREAM_KAFKA_CONFIG": json.dumps(wrong)}
+    refused = subprocess.run(
+        [str(order_sim_binary()), "--brokers", kafka_cluster.bootstrap, "--count", "1"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "refused the credentials" in refused.stderr, refused.stderr[-2000:]
+    assert "not-the-password" not in refused.stderr + refused.stdout  # never echoed
+
+    with pytest.raises(KafkaCheckError, match="refused the login"):
+        topic_stats(ORDERS_TOPIC, kafka_cluster.bootstrap, timeout=10, extra_config=wrong)
+    with pytest.raises(KafkaCheckError, match="no Kafka broker answered"):
+        topic_stats(ORDERS_TOPIC, kafka_cluster.bootstrap, timeout=5)
+
+
+def test_the_producer_may_only_write_its_topics_and_spark_may_only_read_them(kafka_cluster, cluster_topic):
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    sim = order_sim(kafka_cluster, cluster_topic, "--count", "20", "--seed", "5")
+    assert sim.wait(60) == 0, sim.stderr.read()  # allowed: write the pipeline's topic
+    spark = login(kafka_cluster, "spark")  # allowed: read it, in a group named as Spark names its own
+    read = read_topic(
+        kafka_cluster.bootstrap, cluster_topic, 20, login=spark, group_prefix=SPARK_GROUP_PREFIX
+    )
+    assert len(read) == 20
+
+    # The producer cannot read it.
+    consumer = Consumer({**kafka_cluster.client_config("producer"), "group.id": "producer-read-attempt"})
+    consumer.assign([TopicPartition(cluster_topic, p, 0) for p in range(3)])
+    try:
+        polled = [m for _ in range(10) for m in consumer.consume(10, timeout=1.0)]
+    finally:
+        consumer.close()
+    assert all(m.error() for m in polled), "the producer read records"
+    assert KafkaError.TOPIC_AUTHORIZATION_FAILED in {m.error().code() for m in polled}, polled
+
+    # ...nor write a topic without its ACLs (which exists: the admin made it).
+    unlisted = f"{cluster_topic}-unlisted"
+    admin = AdminClient(kafka_cluster.client_config("admin"))
+    admin.create_topics([NewTopic(unlisted, 1, 3)])[unlisted].result(30)
+    sim = order_sim(kafka_cluster, unlisted, "--count", "5")
+    _, err = sim.communicate(timeout=60)
+    assert sim.returncode != 0 and "not authorized to write topic" in err, err[-2000:]
+
+    # The Spark principal cannot write the pipeline's topic.
+    failures: list[KafkaError] = []
+    producer = Producer({**kafka_cluster.client_config("spark"), "message.timeout.ms": 10_000})
+    producer.produce(cluster_topic, b"{}", on_delivery=lambda error, _: failures.append(error))
+    producer.flush(20)
+    assert failures and failures[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, failures

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, kafka_security_options, paths
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
+from shopstream.kafka_security import java_client_options
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("stream")
@@ -41,7 +42,8 @@ class StreamSettings:
     available_now: bool = False
     trigger: str = DEFAULT_TRIGGER
     max_offsets_per_trigger: int | None = None
-    # Extra Kafka client settings (security for a real cluster), passed as kafka.<key>.
+    # Extra Kafka client settings (security for a real cluster) in librdkafka's names, as the
+    # Connection keeps them; the Spark source gets them in the Java client's as kafka.<key>.
     kafka_options: dict[str, str] = field(default_factory=dict)
 
 
@@ -82,7 +84,7 @@ def kafka_stream(spark, settings: StreamSettings):
     )
     if settings.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
-    for key, value in settings.kafka_options.items():
+    for key, value in java_client_options(settings.kafka_options).items():
         reader = reader.option(f"kafka.{key}", value)
     return reader.load()
 

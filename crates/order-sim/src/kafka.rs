@@ -1,6 +1,7 @@
 //! Kafka side of the simulator: reachability check, topic creation, and an idempotent producer
 //! whose every delivery report is counted.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -68,10 +69,33 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-/// Client settings shared by the admin client and the producer: brokers plus any `-X` extras
-/// (security settings for a real cluster come in this way, never from code).
-pub fn client_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
+/// librdkafka settings from a JSON object (what `SHOPSTREAM_KAFKA_CONFIG` and the Airflow
+/// Connection's extras hold): strings, numbers and booleans.
+pub fn parse_settings(json: &str) -> Result<BTreeMap<String, String>> {
+    let object: BTreeMap<String, serde_json::Value> = serde_json::from_str(json)
+        .context("SHOPSTREAM_KAFKA_CONFIG is not a JSON object of librdkafka settings")?;
+    object
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => Ok((key, text)),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Ok((key, value.to_string())),
+            _ => bail!("SHOPSTREAM_KAFKA_CONFIG: {key} must be a string, number or boolean"),
+        })
+        .collect()
+}
+
+/// Client settings shared by the probes and the producer: the settings from the environment
+/// (security for a real cluster comes this way, never from code or the command line), the
+/// brokers, then any `-X` extras.
+pub fn client_config(
+    brokers: &str,
+    settings: &BTreeMap<String, String>,
+    extra: &[(String, String)],
+) -> ClientConfig {
     let mut config = ClientConfig::new();
+    for (key, value) in settings {
+        config.set(key, value);
+    }
     config.set("bootstrap.servers", brokers);
     for (key, value) in extra {
         config.set(key, value);
@@ -79,11 +103,44 @@ pub fn client_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig 
     config
 }
 
-fn how_to_fix(brokers: &str) -> String {
-    format!(
-        "no Kafka broker answered at {brokers}. Start the local one with `make broker-up`, \
-         or pass --brokers HOST:PORT of a running cluster"
-    )
+/// Remembers the first error librdkafka reports while probing, so that a failed probe can say
+/// why (a refused password, a plaintext client on a SASL listener) instead of only "timed out".
+#[derive(Default)]
+struct ProbeContext {
+    first_error: Mutex<Option<(Option<RDKafkaErrorCode>, String)>>,
+}
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log::debug!("kafka client error: {error}: {reason}");
+        let mut first = self.first_error.lock().expect("lock");
+        first.get_or_insert((error.rdkafka_error_code(), reason.to_string()));
+    }
+}
+
+/// The probe sends nothing: it only fetches metadata.
+impl ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+fn how_to_fix(brokers: &str, cause: Option<(Option<RDKafkaErrorCode>, String)>) -> String {
+    match cause {
+        Some((Some(RDKafkaErrorCode::Authentication), reason)) => format!(
+            "Kafka at {brokers} refused the credentials ({reason}). Check sasl.username and \
+             sasl.password in SHOPSTREAM_KAFKA_CONFIG (the kafka_default Connection's extras)"
+        ),
+        cause => format!(
+            "no Kafka broker answered at {brokers}{}. Start the local one with `make broker-up`, \
+             or pass --brokers HOST:PORT of a running cluster; a cluster that requires SASL needs \
+             security.protocol, sasl.mechanism, sasl.username and sasl.password in \
+             SHOPSTREAM_KAFKA_CONFIG",
+            cause
+                .map(|(_, reason)| format!(" ({reason})"))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 /// After a delivery failure: which of the bootstrap brokers do not even accept a connection, so
@@ -120,19 +177,35 @@ pub fn diagnose(brokers: &str) -> String {
     }
 }
 
-/// Fails fast, with advice, when no broker answers: librdkafka itself would retry forever.
+/// Fails fast, with advice, when no broker answers or the credentials are refused: librdkafka
+/// itself would retry forever.
 pub fn ensure_reachable(config: &ClientConfig, brokers: &str, timeout: Duration) -> Result<()> {
-    let probe: BaseProducer = config.create().context("creating Kafka client")?;
-    probe
-        .client()
-        .fetch_metadata(None, timeout)
-        .map(|_| ())
-        .map_err(|e| anyhow!("{} ({e})", how_to_fix(brokers)))
+    let probe: BaseProducer<ProbeContext> = config
+        .create_with_context(ProbeContext::default())
+        .context("creating Kafka client")?;
+    match probe.client().fetch_metadata(None, timeout) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            // librdkafka queues its error events: serve them so that the context sees them.
+            probe.poll(Duration::from_millis(200));
+            let cause = probe.context().first_error.lock().expect("lock").take();
+            let cause = cause.or(Some((None, error.to_string())));
+            Err(anyhow!(how_to_fix(brokers, cause)))
+        }
+    }
+}
+
+fn is_authorization_error(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
 }
 
 /// Creates the topic unless it already exists.
 pub fn ensure_topic(
     config: &ClientConfig,
+    brokers: &str,
     topic: &str,
     partitions: i32,
     replication: i32,
@@ -157,14 +230,19 @@ pub fn ensure_topic(
         .request_timeout(Some(timeout))
         .operation_timeout(Some(timeout));
     let results = futures::executor::block_on(admin.create_topics([&new_topic], &options))
-        .with_context(|| format!("creating topic {topic}"))?;
+        .with_context(|| format!("creating topic {topic}; {}", diagnose(brokers)))?;
     for result in results {
         match result {
             Ok(name) => {
                 log::info!("created topic {name} ({partitions} partitions, replication {replication})")
             }
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => log::debug!("topic {name} exists"),
-            Err((name, code)) => bail!("cannot create topic {name}: {code}"),
+            Err((name, code)) if is_authorization_error(code) => bail!(
+                "not authorized to write topic {name} ({code}): it does not exist for this \
+                 principal, which may not create it either; ask for WRITE and DESCRIBE ACLs on \
+                 an existing {name}, or use a topic it may write"
+            ),
+            Err((name, code)) => bail!("cannot create topic {name}: {code}; {}", diagnose(brokers)),
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ mod catalog;
 mod generator;
 mod kafka;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,15 @@ use kafka::Stream;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    brokers: String,
+    /// Kafka bootstrap servers [default: bootstrap.servers of SHOPSTREAM_KAFKA_CONFIG, else
+    /// 127.0.0.1:9092].
+    #[arg(long, env = "SHOPSTREAM_KAFKA_BOOTSTRAP")]
+    brokers: Option<String>,
+    /// librdkafka settings as a JSON object, e.g. security.protocol, sasl.mechanism,
+    /// sasl.username, sasl.password for a SASL cluster (the kafka Connection's extras). Read from
+    /// the environment only, so that credentials never show on a command line.
+    #[arg(skip = std::env::var("SHOPSTREAM_KAFKA_CONFIG").ok())]
+    kafka_config: Option<String>,
     /// Topic for order events.
     #[arg(long, default_value = "ecommerce_orders")]
     topic: String,
@@ -251,10 +258,24 @@ fn dry_run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The brokers: --brokers (or SHOPSTREAM_KAFKA_BOOTSTRAP), else the settings' bootstrap.servers,
+/// else the local broker.
+fn brokers(args: &Args, settings: &BTreeMap<String, String>) -> String {
+    args.brokers
+        .clone()
+        .or_else(|| settings.get("bootstrap.servers").cloned())
+        .unwrap_or_else(|| "127.0.0.1:9092".to_string())
+}
+
 fn produce(args: &Args) -> Result<()> {
-    let config = kafka::client_config(&args.brokers, &args.config);
+    let settings = match &args.kafka_config {
+        Some(json) if !json.trim().is_empty() => kafka::parse_settings(json)?,
+        _ => BTreeMap::new(),
+    };
+    let brokers = brokers(args, &settings);
+    let config = kafka::client_config(&brokers, &settings, &args.config);
     let admin_timeout = Duration::from_secs(10);
-    kafka::ensure_reachable(&config, &args.brokers, admin_timeout)?;
+    kafka::ensure_reachable(&config, &brokers, admin_timeout)?;
     let mut topics = vec![args.topic.as_str()];
     if !args.no_updates {
         topics.push(args.updates_topic.as_str());
@@ -262,12 +283,12 @@ fn produce(args: &Args) -> Result<()> {
     for topic in topics {
         kafka::ensure_topic(
             &config,
+            &brokers,
             topic,
             args.partitions,
             args.replication_factor,
             admin_timeout,
-        )
-        .map_err(|e| e.context(kafka::diagnose(&args.brokers)))?;
+        )?;
     }
     let producer = kafka::producer(&config, Duration::from_secs(args.delivery_timeout_secs))?;
 
@@ -306,9 +327,9 @@ fn produce(args: &Args) -> Result<()> {
             sent - acknowledged,
             sent,
             args.topic,
-            args.brokers,
+            brokers,
             counter.first_error().unwrap_or_else(|| "unknown".into()),
-            kafka::diagnose(&args.brokers)
+            kafka::diagnose(&brokers)
         );
     }
     log::info!(
@@ -355,6 +376,22 @@ mod tests {
         assert_eq!(at.to_rfc3339(), "2026-11-25T08:00:00+00:00");
         assert!(parse_start(Some("now")).unwrap().is_none());
         assert!(parse_start(Some("tomorrow")).is_err());
+    }
+
+    #[test]
+    fn brokers_come_from_the_flag_then_the_settings_then_the_default() {
+        let settings = kafka::parse_settings(r#"{"bootstrap.servers": "a:1,b:2", "linger.ms": 5}"#).unwrap();
+        assert_eq!(settings["linger.ms"], "5");
+        let flag = Args::parse_from(["order-sim", "--brokers", "c:3"]);
+        assert_eq!(brokers(&flag, &settings), "c:3");
+        let no_flag = Args {
+            brokers: None,
+            ..flag
+        };
+        assert_eq!(brokers(&no_flag, &settings), "a:1,b:2");
+        assert_eq!(brokers(&no_flag, &BTreeMap::new()), "127.0.0.1:9092");
+        assert!(kafka::parse_settings("[1]").is_err());
+        assert!(kafka::parse_settings(r#"{"x": {"nested": 1}}"#).is_err());
     }
 
     #[test]
