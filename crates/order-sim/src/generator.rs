@@ -4,7 +4,7 @@
 //! earlier as NEW, carrying that order's product, customer, quantity and price. Open orders wait
 //! in a bounded pool, so memory stays flat for any event count.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::catalog::{self, Product, Weighted};
@@ -44,17 +44,103 @@ impl OrderEvent {
     /// The same JSON as `serde_json::to_string(self)`, written straight into one buffer: the ids,
     /// codes and timestamp are generated ASCII that needs no escaping, the rest is pre-rendered.
     pub fn to_json(&self) -> String {
-        use std::fmt::Write;
         let (product_fields, price) = self.product_json;
-        let mut json = String::with_capacity(96 + product_fields.len() + self.timestamp.len());
-        write!(
-            json,
-            r#"{{"order_id":"{}","customer_id":"{}",{product_fields},"quantity":{},"unit_price":{price},"order_status":"{}","region":"{}","timestamp":"{}"}}"#,
-            self.order_id, self.customer_id, self.quantity, self.order_status, self.region, self.timestamp
-        )
-        .expect("writing to a String");
+        let mut json = String::with_capacity(128 + product_fields.len());
+        for part in [
+            r#"{"order_id":""#,
+            &self.order_id,
+            r#"","customer_id":""#,
+            &self.customer_id,
+            "\",",
+            product_fields,
+            r#","quantity":"#,
+            small_number(self.quantity),
+            r#","unit_price":"#,
+            price,
+            r#","order_status":""#,
+            self.order_status,
+            r#"","region":""#,
+            self.region,
+            r#"","timestamp":""#,
+            &self.timestamp,
+            "\"}",
+        ] {
+            json.push_str(part);
+        }
         json
     }
+}
+
+/// Valid quantities are 1..=10 (out-of-domain ones go through serde_json).
+fn small_number(n: u32) -> &'static str {
+    const NUMBERS: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    NUMBERS.get(n as usize).copied().expect("quantity within 0..=10")
+}
+
+// Ids and timestamps are written by hand: `format!` and chrono's general formatter were the
+// largest costs of generation (perf), and these shapes are fixed.
+
+/// "ORD-" and 16 upper-case hex digits, as `format!("ORD-{n:016X}")`.
+fn order_id(n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut id = *b"ORD-0000000000000000";
+    for (i, digit) in id[4..].iter_mut().enumerate() {
+        *digit = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
+    }
+    String::from_utf8(id.to_vec()).expect("ASCII")
+}
+
+/// "CUST-" and 6 decimal digits, as `format!("CUST-{n:06}")` for n < 1,000,000.
+fn customer_id(n: u32) -> String {
+    let mut id = *b"CUST-000000";
+    write_digits(&mut id[5..], n);
+    String::from_utf8(id.to_vec()).expect("ASCII")
+}
+
+/// Writes `n` zero-padded into all of `out`.
+fn write_digits(out: &mut [u8], mut n: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, "2026-11-25T08:00:00.000Z": what chrono's
+/// `to_rfc3339_opts(SecondsFormat::Millis, true)` prints for years 0..=9999.
+fn rfc3339_millis(unix_ms: i64) -> String {
+    let (days, ms_of_day) = (
+        unix_ms.div_euclid(86_400_000),
+        unix_ms.rem_euclid(86_400_000) as u32,
+    );
+    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    write_digits(&mut text[0..4], year as u32);
+    write_digits(&mut text[5..7], month);
+    write_digits(&mut text[8..10], day);
+    write_digits(&mut text[11..13], ms_of_day / 3_600_000);
+    write_digits(&mut text[14..16], ms_of_day / 60_000 % 60);
+    write_digits(&mut text[17..19], ms_of_day / 1000 % 60);
+    write_digits(&mut text[20..23], ms_of_day % 1000);
+    String::from_utf8(text.to_vec()).expect("ASCII")
+}
+
+/// (year, month, day) of a count of days since 1970-01-01, in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A status change for the `order_updates` topic, mirroring a CANCELLED/RETURNED order event.
@@ -130,14 +216,14 @@ impl OrderGenerator {
     }
 
     fn timestamp(&self, index: u64) -> String {
-        let at = match self.options.clock {
+        let unix_ms = match self.options.clock {
             Clock::Spread { start, span_ms } => {
                 let offset = (span_ms as i128 * index as i128 / self.options.count.max(1) as i128) as i64;
-                start + chrono::Duration::milliseconds(offset)
+                start.timestamp_millis() + offset
             }
-            Clock::WallClock => Utc::now(),
+            Clock::WallClock => Utc::now().timestamp_millis(),
         };
-        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+        rfc3339_millis(unix_ms)
     }
 
     fn quantity(&mut self) -> u32 {
@@ -156,8 +242,8 @@ impl OrderGenerator {
         let product = self.products.pick(&mut self.rng).clone();
         let region = *self.regions.pick(&mut self.rng);
         OrderEvent {
-            order_id: format!("ORD-{:016X}", self.rng.u64(..)),
-            customer_id: format!("CUST-{:06}", self.rng.u32(1..=CUSTOMERS)),
+            order_id: order_id(self.rng.u64(..)),
+            customer_id: customer_id(self.rng.u32(1..=CUSTOMERS)),
             product_id: product.id,
             product_name: product.name,
             category: product.category,
@@ -193,8 +279,20 @@ impl OrderGenerator {
         }
     }
 
-    /// The next valid event: a status change of an open order, or a new order.
-    pub fn next_event(&mut self, timestamp: String) -> OrderEvent {
+    /// The next valid event: a status change of an open order, or a new order (as `next` draws
+    /// them, for the tests of single events).
+    #[cfg(test)]
+    fn next_event(&mut self, timestamp: String) -> OrderEvent {
+        let event = self.draw_event(timestamp);
+        if event.order_status == NEW {
+            self.remember_open(event.clone());
+        }
+        event
+    }
+
+    /// The next valid event: a status change of an open order, or a new order, which the caller
+    /// hands to `remember_open` once serialised (that saves copying its strings).
+    fn draw_event(&mut self, timestamp: String) -> OrderEvent {
         if !self.open_orders.is_empty() && self.rng.f64() < UPDATE_SHARE {
             let index = self.rng.usize(..self.open_orders.len());
             let mut update = self.open_orders.swap_remove(index);
@@ -206,9 +304,7 @@ impl OrderGenerator {
             update.timestamp = timestamp;
             return update;
         }
-        let order = self.new_order(timestamp);
-        self.remember_open(order.clone());
-        order
+        self.new_order(timestamp)
     }
 
     /// A broken event for the quarantine path: bad JSON, wrong types, a missing id or an
@@ -289,20 +385,24 @@ impl Iterator for OrderGenerator {
                 return Some(self.out_of_domain(timestamp));
             }
         }
-        let event = self.next_event(timestamp);
+        let event = self.draw_event(timestamp);
         // The update is always drawn, so that a seed gives the same events with or without
         // updates; it is only serialised when wanted.
         let update = (event.order_status != NEW)
             .then(|| self.update_for(&event))
             .filter(|_| self.options.updates)
             .map(|update| serde_json::to_string(&update).expect("update serialises"));
-        Some(Record {
+        let record = Record {
             key: Some(event.order_id.clone()),
             payload: event.to_json(),
             malformed: false,
             out_of_domain: false,
             update,
-        })
+        };
+        if event.order_status == NEW {
+            self.remember_open(event);
+        }
+        Some(record)
     }
 }
 
@@ -398,6 +498,34 @@ mod tests {
             let event = generator.next_event(timestamp);
             assert_eq!(event.to_json(), serde_json::to_string(&event).unwrap());
         }
+    }
+
+    #[test]
+    fn hand_written_ids_and_timestamps_equal_the_general_formatters() {
+        use chrono::{SecondsFormat, TimeZone};
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..20_000 {
+            // Any instant from 1970 to 2200.
+            let ms = rng.i64(0..7_258_118_400_000);
+            let at = Utc.timestamp_millis_opt(ms).unwrap();
+            assert_eq!(
+                rfc3339_millis(ms),
+                at.to_rfc3339_opts(SecondsFormat::Millis, true)
+            );
+            let n = rng.u64(..);
+            assert_eq!(order_id(n), format!("ORD-{n:016X}"));
+            let c = rng.u32(0..1_000_000);
+            assert_eq!(customer_id(c), format!("CUST-{c:06}"));
+        }
+        for date in [
+            "2024-02-29T23:59:59.999Z",
+            "2000-03-01T00:00:00.000Z",
+            "1999-12-31T23:59:59.999Z",
+        ] {
+            let ms = DateTime::parse_from_rfc3339(date).unwrap().timestamp_millis();
+            assert_eq!(rfc3339_millis(ms), date);
+        }
+        assert_eq!(order_id(u64::MAX), "ORD-FFFFFFFFFFFFFFFF");
     }
 
     #[test]

@@ -21,6 +21,9 @@ use rdkafka::producer::Producer;
 use generator::{Clock, Options, OrderGenerator};
 use kafka::Stream;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Simulates e-commerce order events (NEW, CANCELLED, RETURNED) and produces them to Kafka.
 #[derive(Parser, Debug)]
 #[command(version, about)]
