@@ -15,7 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from bench.common import filled_topic, stream_settings, temp_home
+from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
+from shopstream.kafka_broker import LocalBroker
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
@@ -23,9 +24,10 @@ from tests import duckdb_oracle
 from tests.sink_files import committed_files
 
 
-def build_raw(home: Path, count: int, spark) -> Path:
-    with filled_topic(home, count, "--start", "2026-11-20", "--span", "72h") as broker:
-        settings = stream_settings(home, broker, max_offsets_per_trigger=2_000_000)
+def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) -> Path:
+    topic = fresh_topic()
+    with filled_topic(home, count, topic, "--start", "2026-11-20", "--span", "72h", shared=shared) as broker:
+        settings = stream_settings(home, broker, topic, max_offsets_per_trigger=2_000_000)
         run(settings, spark)
     return settings.raw_dir
 
@@ -65,10 +67,10 @@ def bench_session(home: Path):
     )
 
 
-def measure(count: int, spark=None) -> dict:
+def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     with temp_home() as home:
         spark = spark or bench_session(home)
-        raw = build_raw(home, count, spark)
+        raw = build_raw(home, count, spark, broker)
         rows = spark.read.parquet(str(raw)).count()
         rdd = timed(lambda: batch_rdd_etl.run(None, raw, home / "out", spark))
         df = timed(lambda: batch_df_etl.run(None, raw, home / "out", spark))

@@ -1,5 +1,6 @@
-"""What the benchmarks share: a throwaway broker, topics filled by order-sim, and Kafka's own
-performance tools as references."""
+"""What the benchmarks share: a broker (one for a whole `make bench` run, or a throwaway one
+when a stage runs alone), fresh topics filled by order-sim, and Kafka's own performance tools as
+references."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,11 +41,29 @@ def fill(broker: LocalBroker, topic: str, count: int, *order_sim_args: str) -> d
                      "--no-updates", "--partitions", str(PARTITIONS), *order_sim_args)  # fmt: skip
 
 
+def fresh_topic() -> str:
+    """A topic name of its own, so that stages sharing a broker never read each other's events."""
+    return f"{TOPIC}-{uuid.uuid4().hex[:8]}"
+
+
 @contextmanager
-def filled_topic(home: Path, count: int, *order_sim_args: str) -> Iterator[LocalBroker]:
-    """A throwaway broker whose TOPIC holds `count` events."""
+def bench_broker(home: Path, shared: LocalBroker | None = None) -> Iterator[LocalBroker]:
+    """`shared` when given (`make bench` starts one broker for all stages: its start-up is not
+    what any stage measures), else a throwaway broker under `home`, stopped on exit."""
+    if shared is not None:
+        yield shared
+        return
     with throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
-        fill(broker, TOPIC, count, *order_sim_args)
+        yield broker
+
+
+@contextmanager
+def filled_topic(
+    home: Path, count: int, topic: str, *order_sim_args: str, shared: LocalBroker | None = None
+) -> Iterator[LocalBroker]:
+    """A broker (see `bench_broker`) whose `topic` holds `count` events."""
+    with bench_broker(home, shared) as broker:
+        fill(broker, topic, count, *order_sim_args)
         yield broker
 
 
@@ -79,10 +99,11 @@ def create_topic(broker: LocalBroker, topic: str) -> None:
 
 def producer_performance(broker: LocalBroker, count: int, record_size: int) -> float:
     """Kafka's ProducerPerformance with order-sim's settings: records/s."""
-    create_topic(broker, "reference")
+    reference = fresh_topic()
+    create_topic(broker, reference)
     props = [f"bootstrap.servers={broker.bootstrap}", *(f"{k}={v}" for k, v in PRODUCER_PROPS.items())]
     size = ["--num-records", str(count), "--record-size", str(record_size), "--throughput", "-1"]
-    out = kafka_tool("ProducerPerformance", "--topic", "reference", *size, "--producer-props", *props)
+    out = kafka_tool("ProducerPerformance", "--topic", reference, *size, "--producer-props", *props)
     # Last line: "N records sent, X records/sec (Y MB/sec), ..."
     return float(re.findall(r"([\d.]+) records/sec", out)[-1])
 

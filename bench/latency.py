@@ -18,10 +18,10 @@ from pathlib import Path
 
 import duckdb
 
-from bench.common import BROKER_HEAP, TOPIC, stream_settings, temp_home
+from bench.common import bench_broker, fresh_topic, stream_settings, temp_home
 from shopstream.config import order_sim_binary
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
-from shopstream.kafka_broker import throwaway_broker
+from shopstream.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import start_queries
 from tests.sink_files import commit_log
@@ -61,17 +61,18 @@ def wait_for_topic(bootstrap: str, topic: str, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
-def measure(rate: int, seconds: int, trigger: str, spark=None) -> dict:
+def measure(rate: int, seconds: int, trigger: str, spark=None, broker: LocalBroker | None = None) -> dict:
     spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
     count = rate * seconds
-    with temp_home() as home, throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
-        settings = stream_settings(home, broker, available_now=False, trigger=trigger)
+    topic = fresh_topic()
+    with temp_home() as home, bench_broker(home, broker) as broker:
+        settings = stream_settings(home, broker, topic, available_now=False, trigger=trigger)
         producer = subprocess.Popen(
-            [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", TOPIC, "--no-updates",
+            [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", topic, "--no-updates",
              "--rate", str(rate), "--count", str(count), "--start", "now"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for_topic(broker.bootstrap, TOPIC)
+        wait_for_topic(broker.bootstrap, topic)
         queries = start_queries(spark, settings)
         try:
             assert producer.wait(timeout=seconds + 120) == 0, "order-sim failed"

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import BROKER_HEAP, TOPIC, order_sim, producer_performance, temp_home
+from bench.common import bench_broker, fresh_topic, order_sim, producer_performance, temp_home
 from shopstream.kafka_admin import topic_stats
-from shopstream.kafka_broker import throwaway_broker
+from shopstream.kafka_broker import LocalBroker
 
 
-def measure(count: int) -> dict:
+def measure(count: int, broker: LocalBroker | None = None) -> dict:
     dry = order_sim("--dry-run", "--no-updates", "--count", str(count), "--seed", "1")
-    with temp_home() as home, throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
+    topic = fresh_topic()
+    with temp_home() as home, bench_broker(home, broker) as broker:
         rss_file = home / "order-sim.rss"
-        run = order_sim("--brokers", broker.bootstrap, "--topic", TOPIC, "--no-updates", "--partitions", "3",
+        run = order_sim("--brokers", broker.bootstrap, "--topic", topic, "--no-updates", "--partitions", "3",
                         "--count", str(count), "--seed", "1", max_rss_file=rss_file)  # fmt: skip
-        stats = topic_stats(TOPIC, broker.bootstrap)
+        stats = topic_stats(topic, broker.bootstrap)
         assert stats.messages == count == run["delivered"], (stats, run)
         record_size = round(run["bytes"] / count)
         reference = producer_performance(broker, count, record_size)

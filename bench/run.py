@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import batch, e2e, latency, producer, streaming
-from bench.common import temp_home
+from bench.common import BROKER_HEAP, temp_home
 from shopstream.config import REPO_ROOT, paths
+from shopstream.kafka_broker import LocalBroker, throwaway_broker
 
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
@@ -44,7 +45,7 @@ class Sizes:
 
 
 FULL = Sizes(2_000_000, 1_000_000, (1_000_000, 10_000_000), 500, 1000, 300, "1 minute", "5 seconds")
-SMOKE = Sizes(20_000, 20_000, (20_000,), 500, 200, 8, "2 seconds", "1 seconds")
+SMOKE = Sizes(20_000, 20_000, (20_000,), 500, 200, 5, "2 seconds", "1 seconds")
 
 
 @dataclass
@@ -65,8 +66,8 @@ def rate(value: float, unit: str = "events/s") -> str:
     return f"{value:,.0f} {unit}"
 
 
-def producer_rows(sizes: Sizes) -> list[Row]:
-    r = producer.measure(sizes.produce)
+def producer_rows(sizes: Sizes, broker: LocalBroker) -> list[Row]:
+    r = producer.measure(sizes.produce, broker)
     ratio = r["produce_per_s"] / r["reference_per_s"]
     return [
         Row(f"Producer: order-sim → Kafka, {r['count']:,} events of {r['record_size']} B",
@@ -79,8 +80,8 @@ def producer_rows(sizes: Sizes) -> list[Row]:
     ]  # fmt: skip
 
 
-def streaming_rows(sizes: Sizes, spark) -> list[Row]:
-    r = streaming.measure(sizes.stream, spark)
+def streaming_rows(sizes: Sizes, spark, broker: LocalBroker) -> list[Row]:
+    r = streaming.measure(sizes.stream, spark, broker)
     return [
         Row(f"Streaming ingest, {r['count']:,} events, availableNow, warm Spark session",
             rate(r["per_s"]), f"ConsumerPerformance {rate(r['reference_per_s'], 'msgs/s')}",
@@ -88,10 +89,10 @@ def streaming_rows(sizes: Sizes, spark) -> list[Row]:
     ]  # fmt: skip
 
 
-def batch_rows(sizes: Sizes, spark) -> list[Row]:
+def batch_rows(sizes: Sizes, spark, broker: LocalBroker) -> list[Row]:
     rows = []
     for count in sizes.batch:
-        r = batch.measure(count, spark)
+        r = batch.measure(count, spark, broker)
         judged = count == max(sizes.batch)  # the targets are set for the largest size
         rdd_rate = r["rows"] / r["rdd_seconds"]
         ratio = r["df_seconds"] / r["duckdb_seconds"]
@@ -115,10 +116,10 @@ def e2e_rows(sizes: Sizes) -> list[Row]:
     ]  # fmt: skip
 
 
-def latency_rows(sizes: Sizes, spark) -> list[Row]:
+def latency_rows(sizes: Sizes, spark, broker: LocalBroker) -> list[Row]:
     rows = []
     for trigger, target in ((sizes.slow_trigger, 75.0), (sizes.fast_trigger, None)):
-        r = latency.measure(sizes.latency_rate, sizes.latency_seconds, trigger, spark)
+        r = latency.measure(sizes.latency_rate, sizes.latency_seconds, trigger, spark, broker)
         rows.append(
             Row(f"Latency commit − Kafka timestamp, {r['rate']}/s for {r['seconds']} s, trigger {trigger}",
                 f"p50 {r['p50']:.1f} s, p99 {r['p99']:.1f} s",
@@ -182,17 +183,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     rows: list[Row] = []
-    with temp_home() as home:
+    # One broker for the stages that need one (the end-to-end stage runs `make run`'s own):
+    # starting a broker per stage is not what any stage measures.
+    with temp_home() as home, throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
         session_started = time.monotonic()
         spark = batch.bench_session(home)
         rows.append(Row("Spark session start (JVM), reported apart from the stages",
                         f"{time.monotonic() - session_started:.1f} s"))  # fmt: skip
         stages: list[tuple[str, Callable[[], list[Row]]]] = [
-            ("producer", lambda: producer_rows(sizes)),
-            ("streaming ingest", lambda: streaming_rows(sizes, spark)),
-            ("batch jobs", lambda: batch_rows(sizes, spark)),
+            ("producer", lambda: producer_rows(sizes, broker)),
+            ("streaming ingest", lambda: streaming_rows(sizes, spark, broker)),
+            ("batch jobs", lambda: batch_rows(sizes, spark, broker)),
             ("end to end", lambda: e2e_rows(sizes)),
-            ("latency", lambda: latency_rows(sizes, spark)),
+            ("latency", lambda: latency_rows(sizes, spark, broker)),
         ]
         for number, (name, stage) in enumerate(stages, 1):
             stage_started = time.monotonic()

@@ -12,19 +12,24 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import TOPIC, consumer_performance, filled_topic, stream_settings, temp_home
+from bench.common import consumer_performance, filled_topic, fresh_topic, stream_settings, temp_home
+from shopstream.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
 
 
-def measure(count: int, spark=None) -> dict:
+def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     started = time.monotonic()
     spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
     jvm_seconds = time.monotonic() - started
-    with temp_home() as home, filled_topic(home, count, "--malformed-ratio", "0.01") as broker:
-        reference = consumer_performance(broker, TOPIC, count)
+    topic = fresh_topic()
+    with (
+        temp_home() as home,
+        filled_topic(home, count, topic, "--malformed-ratio", "0.01", shared=broker) as kafka,
+    ):
+        reference = consumer_performance(kafka, topic, count)
         started = time.monotonic()
-        written = run(stream_settings(home, broker), spark)
+        written = run(stream_settings(home, kafka, topic), spark)
         seconds = time.monotonic() - started
     assert sum(written.values()) == count, written
     return {

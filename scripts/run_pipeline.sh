@@ -36,6 +36,5 @@ echo "==> [2/3] running the ecommerce_pipeline DAG for $DATE (Airflow log: .stat
 $PY -m shopstream.airflow.run_local --date "$DATE" --expected-events "$COUNT" 2> .state/airflow-run.log \
   || { echo "DAG run failed; last log lines:"; tail -40 .state/airflow-run.log; exit 1; }
 echo "==> [3/3] outputs"
-$PY -m shopstream.summary --date "$DATE"
-$PY -m shopstream.report --date "$DATE"
+$PY -m shopstream.report --date "$DATE" --summary
 echo "done in $(( $(date +%s) - started )) s"

@@ -147,10 +147,10 @@ def _table(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def build(date: str, folder: Path | None = None) -> Path:
+def build(date: str, folder: Path | None = None, data: dict | None = None) -> Path:
     folder = folder or paths().data / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    data = collect(date)
+    data = data or collect(date)
     (folder / "report.json").write_text(json.dumps(data, indent=2) + "\n")
     charts = _charts(data, folder)
     t, v = data["totals"], data["validation"]
@@ -184,7 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--date", required=True)
-    print(f"report: {build(parser.parse_args(argv).date)}")
+    parser.add_argument("--summary", action="store_true", help="print the text summary first")
+    args = parser.parse_args(argv)
+    data = collect(args.date)  # once, for both
+    if args.summary:
+        from shopstream.summary import summarise
+
+        print(summarise(args.date, data))
+    print(f"report: {build(args.date, data=data)}")
     return 0
 
 

@@ -10,11 +10,14 @@ import argparse
 import sys
 
 from shopstream.config import paths
-from shopstream.report import collect
 
 
-def summarise(date: str) -> str:
-    data = collect(date)
+def summarise(date: str, data: dict | None = None) -> str:
+    """The summary of `report.collect(date)` (collected here unless `data` is given)."""
+    if data is None:
+        from shopstream.report import collect
+
+        data = collect(date)
     t, v = data["totals"], data["validation"]
     lines = [
         f"{date}: {t['orders']} orders, gross revenue {t['gross_revenue']}, net revenue {t['net_revenue']}, "
