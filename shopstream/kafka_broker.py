@@ -26,7 +26,7 @@ from shopstream.config import (
     REPO_ROOT,
     paths,
 )
-from shopstream.kafka_security import Credentials
+from shopstream.kafka_security import Credentials, listeners
 from shopstream.processes import ManagedProcess, free_port, port_is_open, service_main
 
 LOG4J_CONFIG = REPO_ROOT / "config" / "kafka" / "log4j2.properties"
@@ -35,16 +35,6 @@ READY_TIMEOUT_S = 60.0
 
 class BrokerError(RuntimeError):
     """The broker could not be started, or is not usable; the message says what to do."""
-
-
-def _plaintext_listeners(port: int, controller_port: int) -> str:
-    return f"""\
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-"""
 
 
 def _server_properties(node_id: int, listeners: str, log_dir: Path, voters: str, replication: int) -> str:
@@ -140,13 +130,13 @@ class LocalBroker:
         """Formats KRaft storage once; an already formatted data dir is kept (and its topics)."""
         self.home.mkdir(parents=True, exist_ok=True)
         voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
-        listeners = (
+        listener_lines = (
             self.credentials.listener_properties(self.port, self.controller_port)
             if self.credentials
-            else _plaintext_listeners(self.port, self.controller_port)
+            else listeners("PLAINTEXT", self.port, self.controller_port, "PLAINTEXT")
         )
         self.properties_file.write_text(
-            _server_properties(self.node_id, listeners, self.data_dir, voters, self.replication)
+            _server_properties(self.node_id, listener_lines, self.data_dir, voters, self.replication)
         )
         self.properties_file.chmod(0o600)  # it holds the admin password when secured
         if (self.data_dir / "meta.properties").exists():

@@ -76,12 +76,9 @@ class Credentials:
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{ADMIN}" password="{admin_password}" user_{ADMIN}="{admin_password}";'
         )
-        return f"""\
-listeners=CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=CLIENT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=CLIENT
-listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+        return (
+            listeners("CLIENT", port, controller_port, "SASL_PLAINTEXT")
+            + f"""\
 sasl.enabled.mechanisms={MECHANISM}
 sasl.mechanism.inter.broker.protocol={MECHANISM}
 listener.name.client.scram-sha-256.sasl.jaas.config={scram_login}
@@ -91,6 +88,19 @@ listener.name.controller.plain.sasl.jaas.config={plain_login}
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:{ADMIN}
 allow.everyone.if.no.acl.found=false
+"""
+        )
+
+
+def listeners(name: str, port: int, controller_port: int, protocol: str) -> str:
+    """server.properties lines for a node's two loopback listeners: `name` for clients and
+    between brokers, CONTROLLER for the quorum, both speaking `protocol`."""
+    return f"""\
+listeners={name}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={name}://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name={name}
+listener.security.protocol.map={name}:{protocol},CONTROLLER:{protocol}
 """
 
 
