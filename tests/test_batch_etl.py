@@ -194,3 +194,9 @@ def test_rdd_lines_print_cents_exactly_including_net_refunds():
     assert batch_rdd_etl.format_line("P-2", -5) == "P-2\t-0.05"
     assert batch_rdd_etl.format_line("P-3", -123456) == "P-3\t-1234.56"
     assert batch_rdd_etl.format_line("P-4", 0) == "P-4\t0.00"
+
+
+def test_rdd_records_come_as_text_lines_and_a_tab_in_a_product_id_is_kept():
+    assert batch_rdd_etl.parse_record("1\tP-1\tNEW\t2\t1050") == (True, "P-1", "NEW", 2, 1050)
+    assert batch_rdd_etl.parse_record("1\tP\t9\tRETURNED\t1\t5") == (True, "P\t9", "RETURNED", 1, 5)
+    assert batch_rdd_etl.parse_record("0")[0] is False
