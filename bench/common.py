@@ -67,7 +67,7 @@ def filled_topic(
         yield broker
 
 
-def stream_settings(home: Path, broker: LocalBroker, topic: str = TOPIC, **overrides) -> StreamSettings:
+def stream_settings(home: Path, broker: LocalBroker, topic: str, **overrides) -> StreamSettings:
     """The streaming job drained (--available-now) into folders under `home`."""
     options = {"raw_dir": home / "raw", "quarantine_dir": home / "quarantine",
                "checkpoint_dir": home / "checkpoints", "available_now": True, **overrides}  # fmt: skip

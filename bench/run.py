@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import batch, e2e, latency, producer, streaming
-from bench.common import BROKER_HEAP, temp_home
+from bench.common import bench_broker, temp_home
 from shopstream.config import REPO_ROOT, paths
-from shopstream.kafka_broker import LocalBroker, throwaway_broker
+from shopstream.kafka_broker import LocalBroker
 
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     # One broker for the stages that need one (the end-to-end stage runs `make run`'s own):
     # starting a broker per stage is not what any stage measures.
-    with temp_home() as home, throwaway_broker(home / "kafka", heap=BROKER_HEAP) as broker:
+    with temp_home() as home, bench_broker(home) as broker:
         session_started = time.monotonic()
         spark = batch.bench_session(home)
         rows.append(Row("Spark session start (JVM), reported apart from the stages",

@@ -135,10 +135,11 @@ def kafka_client_config() -> dict[str, str]:
 def profile_kafka_settings() -> dict[str, str]:
     """In the cluster profile: the Spark jobs' SASL login to the loopback cluster, once
     `make cluster-up` has made its credentials. Nothing in the local profile."""
-    credentials = paths().cluster_kafka_dir / "credentials.json"
+    from shopstream.kafka_security import CREDENTIALS_FILE, Credentials
+
+    credentials = paths().cluster_kafka_dir / CREDENTIALS_FILE
     if profile() != "cluster" or not credentials.exists():
         return {}
-    from shopstream.kafka_security import Credentials
 
     return Credentials.load(credentials).client_settings("spark")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.kafka_broker import READY_TIMEOUT_S, BrokerError, LocalBroker, _kraft_cluster_id
-from shopstream.kafka_security import ROLES, Credentials, grant_pipeline_acls
+from shopstream.kafka_security import CREDENTIALS_FILE, ROLES, Credentials, grant_pipeline_acls
 from shopstream.processes import service_main
 
 NODES = 3
@@ -47,7 +47,7 @@ class LocalCluster:
         ports = [(self.first_port + i, self.first_port + 100 + i) for i in range(self.nodes)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
         cluster_id = self._cluster_id()
-        self.credentials = Credentials.load_or_create(self.home / "credentials.json")
+        self.credentials = Credentials.load_or_create(self.home / CREDENTIALS_FILE)
         self.brokers = [
             LocalBroker(home=self.home / f"node{i + 1}", port=port, controller_port=controller, node_id=i + 1,
                         heap=self.heap, voters=voters, cluster_id=cluster_id, replication=self.nodes,

@@ -24,6 +24,8 @@ ADMIN = "admin"
 PRODUCER = "shopstream-producer"
 SPARK = "shopstream-spark"
 ROLES = {"admin": ADMIN, "producer": PRODUCER, "spark": SPARK}
+# The users' passwords, in the cluster's folder.
+CREDENTIALS_FILE = "credentials.json"
 # The Spark Kafka source names its consumer groups spark-kafka-source-<uuid>-…
 SPARK_GROUP_PREFIX = "spark-kafka-source"
 

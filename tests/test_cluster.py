@@ -63,7 +63,7 @@ def cluster_topic(kafka_cluster, topic) -> str:
 
 def login(cluster: LocalCluster, role: str) -> dict[str, str]:
     """A role's SASL settings without the bootstrap list."""
-    return {k: v for k, v in cluster.client_config(role).items() if k != "bootstrap.servers"}
+    return cluster.credentials.client_settings(role)
 
 
 def order_sim(
