@@ -16,8 +16,10 @@ from pathlib import Path
 import duckdb
 
 from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
+from shopstream.config import VALID
 from shopstream.kafka_broker import LocalBroker
 from shopstream.spark import batch_df_etl, batch_rdd_etl
+from shopstream.spark.batch_common import read_raw
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
 from tests import duckdb_oracle
@@ -36,7 +38,7 @@ def duckdb_reference(raw: Path) -> float:
     """Seconds for DuckDB to compute every output of both jobs from the raw files."""
     started = time.monotonic()
     con = duckdb.connect()
-    files = committed_files(raw)
+    files = committed_files(raw, VALID)
     con.execute(
         "CREATE VIEW events AS SELECT order_id, customer_id, product_id, product_name, category, quantity, "
         "unit_price, order_status, region, timestamp AS ts "
@@ -71,7 +73,7 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     with temp_home() as home:
         spark = spark or bench_session(home)
         raw = build_raw(home, count, spark, broker)
-        rows = spark.read.parquet(str(raw)).count()
+        rows = read_raw(spark, raw, None, ["date"]).count()
         rdd = timed(lambda: batch_rdd_etl.run(None, raw, home / "out", spark))
         df = timed(lambda: batch_df_etl.run(None, raw, home / "out", spark))
         reference = duckdb_reference(raw)

@@ -69,8 +69,8 @@ def filled_topic(
 
 def stream_settings(home: Path, broker: LocalBroker, topic: str, **overrides) -> StreamSettings:
     """The streaming job drained (--available-now) into folders under `home`."""
-    options = {"raw_dir": home / "raw", "quarantine_dir": home / "quarantine",
-               "checkpoint_dir": home / "checkpoints", "available_now": True, **overrides}  # fmt: skip
+    options = {"raw_dir": home / "raw", "checkpoint_dir": home / "checkpoints", "available_now": True,
+               **overrides}  # fmt: skip
     return StreamSettings(bootstrap=broker.bootstrap, topic=topic, **options)
 
 

@@ -76,11 +76,11 @@ def measure(rate: int, seconds: int, trigger: str, spark=None, broker: LocalBrok
         queries = start_queries(spark, settings)
         try:
             assert producer.wait(timeout=seconds + 120) == 0, "order-sim failed"
-            raw = next(q for q in queries if q.name == "raw")
+            [ingest] = queries
             deadline = time.monotonic() + 3 * 60
             while time.monotonic() < deadline:  # until the last events are committed
                 done = sum(
-                    p.get("numInputRows", 0) for p in map(json.loads, (x.json for x in raw.recentProgress))
+                    p.get("numInputRows", 0) for p in map(json.loads, (x.json for x in ingest.recentProgress))
                 )
                 if done >= count and not any(q.status["isTriggerActive"] for q in queries):
                     break

@@ -83,11 +83,17 @@ class Paths:
 
     @property
     def raw(self) -> Path:
+        """The ingest sink's root: its commit log and one partition per verdict (valid rows,
+        quarantined records), each partitioned by date. Readers start here (see `verdict_dir`)."""
         return self.data / "raw"
 
     @property
+    def raw_valid(self) -> Path:
+        return verdict_dir(self.raw, VALID)
+
+    @property
     def quarantine(self) -> Path:
-        return self.data / "quarantine"
+        return verdict_dir(self.raw, QUARANTINED)
 
     @property
     def order_status(self) -> Path:
@@ -106,6 +112,16 @@ class Paths:
     def checkpoints(self) -> Path:
         # Offsets of one Kafka deployment mean nothing to another: each profile has its own.
         return self.state / "checkpoints" if profile() == "local" else self.state / profile() / "checkpoints"
+
+
+# The ingest sink's first partition column: the validation verdict on each Kafka record.
+VERDICT = "verdict"
+VALID, QUARANTINED = "valid", "quarantined"
+
+
+def verdict_dir(raw_root: Path, verdict: str) -> Path:
+    """`raw_root`'s folder of one verdict (its files only: read through the root's commit log)."""
+    return raw_root / f"{VERDICT}={verdict}"
 
 
 def paths() -> Paths:

@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlparse
 
 import duckdb
 
+from shopstream.config import VALID, VERDICT
+
 
 def commit_log(sink: Path) -> list[tuple[Path, list[tuple[str, str]]]]:
     """The sink's commit-log entries in batch order, each with its (action, file path) records.
@@ -28,7 +30,8 @@ def commit_log(sink: Path) -> list[tuple[Path, list[tuple[str, str]]]]:
     return result
 
 
-def committed_files(sink: Path) -> list[str]:
+def committed_files(sink: Path, verdict: str | None = None) -> list[str]:
+    """The data files the sink's commit log holds now; with `verdict`, those of that partition."""
     files: set[str] = set()
     for _, records in commit_log(sink):
         for action, path in records:
@@ -36,23 +39,31 @@ def committed_files(sink: Path) -> list[str]:
                 files.add(path)
             else:
                 files.discard(path)
+    if verdict is not None:
+        files = {f for f in files if f"/{VERDICT}={verdict}/" in f}
     return sorted(files)
 
 
 def write_through_file_sink(spark, frame, home: Path) -> Path:
-    """Writes `frame` (with a `date` column) as a raw layer the production way: through a
-    streaming file sink, so that it has the commit log the jobs read. Returns the sink folder."""
+    """Writes `frame` (with a `date` column) as the valid rows of a raw layer the production way:
+    through a streaming file sink, so that it has the commit log the jobs read. Returns the sink
+    folder."""
+    from pyspark.sql import functions as F
+
+    frame = frame.withColumn(VERDICT, F.lit(VALID))
     frame.write.parquet(str(home / "staged"))
     (
         spark.readStream.schema(frame.schema).parquet(str(home / "staged"))
-        .writeStream.format("parquet").partitionBy("date").trigger(availableNow=True)
+        .writeStream.format("parquet").partitionBy(VERDICT, "date").trigger(availableNow=True)
         .option("checkpointLocation", str(home / "cp")).start(str(home / "raw"))
         .awaitTermination()
     )  # fmt: skip
     return home / "raw"
 
 
-def read_sink(sink: Path) -> duckdb.DuckDBPyRelation:
-    files = committed_files(sink)
-    assert files, f"no committed files in {sink}"
-    return duckdb.read_parquet(files, hive_partitioning=True)
+def read_sink(sink: Path, verdict: str | None = None) -> duckdb.DuckDBPyRelation:
+    """The sink's committed rows; with `verdict`, only those of that partition (`valid`,
+    `quarantined`: the raw sink's two kinds of row)."""
+    files = committed_files(sink, verdict)
+    assert files, f"no committed files in {sink}" + (f" for verdict {verdict}" if verdict else "")
+    return duckdb.read_parquet(files, hive_partitioning=True, union_by_name=True)

@@ -39,7 +39,7 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
     ]
     settings = StreamSettings(
         bootstrap=kafka_broker.bootstrap, topic=topic, raw_dir=home / "raw",
-        quarantine_dir=home / "quarantine", checkpoint_dir=home / "checkpoints", available_now=True,
+        checkpoint_dir=home / "checkpoints", available_now=True,
     )  # fmt: skip
     run(settings, spark)
     out = home / "transformed"
@@ -197,6 +197,6 @@ def test_rdd_lines_print_cents_exactly_including_net_refunds():
 
 
 def test_rdd_records_come_as_text_lines_and_a_tab_in_a_product_id_is_kept():
-    assert batch_rdd_etl.parse_record("1\tP-1\tNEW\t2\t1050") == ("P-1", "NEW", 2100)
-    assert batch_rdd_etl.parse_record("1\tP\t9\tRETURNED\t1\t5") == ("P\t9", "RETURNED", 5)
-    assert batch_rdd_etl.parse_record("0") is None
+    assert batch_rdd_etl.parse_record("P-1\tNEW\t2100") == ("P-1", "NEW", 2100)
+    assert batch_rdd_etl.parse_record("P\t9\tRETURNED\t5") == ("P\t9", "RETURNED", 5)
+    assert batch_rdd_etl.parse_record("") is None

@@ -112,7 +112,7 @@ def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
 
     settings = StreamSettings(
         bootstrap=kafka_cluster.bootstrap, topic=topic, raw_dir=tmp_path / "raw",
-        quarantine_dir=tmp_path / "quarantine", checkpoint_dir=tmp_path / "cp", available_now=True,
+        checkpoint_dir=tmp_path / "cp", available_now=True,
         kafka_options=login(kafka_cluster, "spark"),
     )  # fmt: skip
     assert run(settings, spark) == {"raw": count, "quarantine": 0}

@@ -66,7 +66,7 @@ def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_
     )
     assert rdd_total == expected
     reasons = duckdb.sql(
-        f"SELECT reason FROM read_parquet('{local_stack}/quarantine/*/*.parquet')"
+        f"SELECT reason FROM read_parquet('{local_stack}/raw/verdict=quarantined/*/*.parquet')"
     ).fetchall()
     produced = first_run["produced"]
     assert len(reasons) == COUNT - len(events) == produced["malformed"] + produced["out_of_domain"]
@@ -93,7 +93,7 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
     assert [(t["product"], t["net_quantity"]) for t in data["top_products"]] == top
     # Records with no readable event time are filed under their arrival date, not this one.
     quarantined = duckdb.sql(
-        f"SELECT count(*) FROM read_parquet('{local_stack}/quarantine/date={DATE}/*.parquet')"
+        f"SELECT count(*) FROM read_parquet('{local_stack}/raw/verdict=quarantined/date={DATE}/*.parquet')"
     )
     assert data["totals"]["quarantined"] == quarantined.fetchall()[0][0] > 0
     assert data["validation"]["passed"] is True
@@ -151,12 +151,13 @@ def test_a_date_without_data_skips_the_etl_with_a_clear_message(first_run, local
 def test_the_no_data_message_says_why_and_what_to_do(tmp_path):
     from shopstream.airflow.sensors import no_raw_data_message
 
-    nothing = no_raw_data_message("2026-11-10", tmp_path / "raw", tmp_path / "quarantine")
+    nothing = no_raw_data_message("2026-11-10", tmp_path / "raw")
     assert "no raw events for 2026-11-10" in nothing and "held no events of that date" in nothing
     assert "produce them and clear this DAG run" in nothing
-    (tmp_path / "quarantine" / "date=2026-11-10").mkdir(parents=True)
-    (tmp_path / "quarantine" / "date=2026-11-10" / "part-0.parquet").write_bytes(b"")
-    all_bad = no_raw_data_message("2026-11-10", tmp_path / "raw", tmp_path / "quarantine")
+    quarantined = tmp_path / "raw" / "verdict=quarantined" / "date=2026-11-10"
+    quarantined.mkdir(parents=True)
+    (quarantined / "part-0.parquet").write_bytes(b"")
+    all_bad = no_raw_data_message("2026-11-10", tmp_path / "raw")
     assert "all went to quarantine" in all_bad and "1 files" in all_bad
 
 

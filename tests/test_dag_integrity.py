@@ -76,7 +76,7 @@ def test_connections_and_run_date_parameters(dag):
     sensor = tasks["wait_for_raw_data"]
     assert isinstance(sensor, FileSensor) and sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
-    assert sensor.filepath == "raw/date={{ params.run_date or ds }}/*.parquet"
+    assert sensor.filepath == "raw/verdict=valid/date={{ params.run_date or ds }}/*.parquet"
     for task_id in ("run_rdd_etl", "run_df_etl"):
         assert tasks[task_id].application_args == ["--date", "{{ params.run_date or ds }}"]
     assert tasks["validate_output"].op_kwargs == {"date": "{{ params.run_date or ds }}"}

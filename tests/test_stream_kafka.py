@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.processes import free_port
-from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark.stream_consumer import SinkCheckpointMismatch, StreamSettings, run
 from tests import oracle
 from tests.conftest import produce
 from tests.kafka_read import read_topic
@@ -28,7 +29,6 @@ def settings_for(tmp_path: Path, bootstrap: str, topic: str, **overrides) -> Str
         bootstrap=bootstrap,
         topic=topic,
         raw_dir=tmp_path / "raw",
-        quarantine_dir=tmp_path / "quarantine",
         checkpoint_dir=tmp_path / "checkpoints",
         **overrides,
     )
@@ -47,8 +47,8 @@ def expected_from_kafka(bootstrap: str, topic: str, count: int):
 
 
 def landed(settings: StreamSettings):
-    raw = read_sink(settings.raw_dir)
-    quarantine = read_sink(settings.quarantine_dir)
+    raw = read_sink(settings.raw_dir, VALID)
+    quarantine = read_sink(settings.raw_dir, QUARANTINED)
     raw_rows = raw.select("kafka_partition, kafka_offset, order_id, order_status, date").fetchall()
     bad_rows = quarantine.select("kafka_partition, kafka_offset, reason").fetchall()
     return raw_rows, bad_rows
@@ -70,18 +70,23 @@ def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topi
     assert all(reason for *_, reason in bad_rows)
     assert 100 < len(bad) < 300
 
-    partitions = {p.name for p in settings.raw_dir.glob("date=*")}
+    assert {p.name for p in settings.raw_dir.glob("*=*")} == {"verdict=valid", "verdict=quarantined"}
+    partitions = {p.name for p in verdict_dir(settings.raw_dir, VALID).glob("date=*")}
     event_dates = {e["timestamp"][:10] for e in valid.values()}
     assert partitions == {f"date={d}" for d in event_dates} == {
         "date=2026-11-20", "date=2026-11-21", "date=2026-11-22"}  # fmt: skip
     # Money survives to the cent: the raw layer's revenue equals the events' own.
-    raw_revenue = read_sink(settings.raw_dir).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
+    raw_revenue = read_sink(settings.raw_dir, VALID).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
     oracle_cents = sum(e["quantity"] * round(e["unit_price"] * 100) for e in valid.values())
     assert round(raw_revenue * 100) == oracle_cents
 
     # A second run finds nothing new and writes nothing twice.
     assert run(settings, spark) == {"raw": 0, "quarantine": 0}
     assert len(landed(settings)[0]) == len(valid)
+    # The sink with a checkpoint that is not its own would skip batches: refused up front.
+    settings.checkpoint_dir = tmp_path / "another-checkpoint"
+    with pytest.raises(SinkCheckpointMismatch, match="belong together"):
+        run(settings, spark)
 
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kafka_broker, topic, tmp_path):
@@ -92,13 +97,13 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kaf
         sys.executable, "-m", "shopstream.spark.stream_consumer",
         "--bootstrap", kafka_broker.bootstrap, "--topic", topic, "--trigger", "1s",
         "--max-offsets-per-trigger", "2000", "--raw-dir", str(settings.raw_dir),
-        "--quarantine-dir", str(settings.quarantine_dir), "--checkpoint-dir", str(settings.checkpoint_dir),
+        "--checkpoint-dir", str(settings.checkpoint_dir),
     ]  # fmt: skip
     log_file = (tmp_path / "stream.log").open("w")
     stream = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        # Wait for the second committed batch of the raw query, then crash mid-stream.
-        commit = settings.checkpoint_dir / "raw" / "commits" / "1"
+        # Wait for the second committed batch, then crash mid-stream.
+        commit = settings.checkpoint_dir / "orders" / "commits" / "1"
         deadline = time.monotonic() + 120
         while not commit.exists():
             assert stream.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]

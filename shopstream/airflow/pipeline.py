@@ -21,7 +21,7 @@ from airflow.sdk import DAG, Param, TaskGroup
 from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
 from shopstream.airflow.sensors import RawPartitionSensor
-from shopstream.config import ORDERS_TOPIC, REPO_ROOT
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT, VALID, VERDICT
 from shopstream.spark.session import SPARK_CONF_DIR, job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
@@ -46,8 +46,9 @@ DOC = """
 Daily analytics of the shop's order events.
 
 1. **check_kafka_topic**: `ecommerce_orders` exists and holds events (Connection `kafka_default`).
-2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet by
-   `date` (+ `quarantine/` for rejected records), exactly once through its checkpoint.
+2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet,
+   `verdict=valid/` by `date` (+ `verdict=quarantined/` for rejected records, with the reason),
+   exactly once through its checkpoint.
 3. **wait_for_raw_data**: the run date's raw partition has Parquet files (Connection `fs_default`).
 4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the run date (Connection `spark_default`).
 5. **validate_output**: data-quality checks of every output; the report is in
@@ -132,7 +133,7 @@ def build_ecommerce_dag() -> DAG:
         wait_for_raw = RawPartitionSensor(
             task_id="wait_for_raw_data",
             fs_conn_id=FS_CONN_ID,
-            filepath=f"raw/date={RUN_DATE}/*.parquet",
+            filepath=f"raw/{VERDICT}={VALID}/date={RUN_DATE}/*.parquet",
             run_date=RUN_DATE,
             poke_interval=int(os.environ.get("SHOPSTREAM_RAW_POKE_SECONDS", 30)),
             timeout=int(os.environ.get("SHOPSTREAM_RAW_WAIT_SECONDS", timedelta(minutes=20).total_seconds())),

@@ -7,9 +7,12 @@ from pathlib import Path
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
+from shopstream.config import QUARANTINED, VALID, verdict_dir
 
-def no_raw_data_message(date: str, raw_root: Path, quarantine_root: Path) -> str:
+
+def no_raw_data_message(date: str, raw_root: Path) -> str:
     """Why there is nothing to transform for `date`, and what to do about it."""
+    quarantine_root = verdict_dir(raw_root, QUARANTINED)
     quarantined = sorted((quarantine_root / f"date={date}").glob("*.parquet"))
     seen = (
         f"its records all went to quarantine ({quarantine_root}/date={date}, {len(quarantined)} files: "
@@ -18,7 +21,8 @@ def no_raw_data_message(date: str, raw_root: Path, quarantine_root: Path) -> str
         else "the topic held no events of that date"
     )
     return (
-        f"no raw events for {date} in {raw_root}: the streaming job processed everything in the topic "
+        f"no raw events for {date} in {verdict_dir(raw_root, VALID)}: the streaming job processed "
+        "everything in the topic "
         f"and {seen}. Nothing to transform, so the ETL and validation tasks are skipped. "
         f"If events for {date} are still to come, produce them and clear this DAG run."
     )
@@ -42,6 +46,6 @@ class RawPartitionSensor(FileSensor):
             from airflow.providers.standard.hooks.filesystem import FSHook
 
             data = Path(FSHook(self.fs_conn_id).get_path())  # the Connection, at run time only
-            message = no_raw_data_message(self.run_date, data / "raw", data / "quarantine")
+            message = no_raw_data_message(self.run_date, data / "raw")
             self.log.warning("%s", message)
             raise AirflowSkipException(message) from timeout

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from shopstream.config import paths
 from shopstream.schema import ORDER_STATUSES
+from shopstream.spark.orders import valid_rows
 
 
 class MissingInputError(RuntimeError):
@@ -42,16 +43,18 @@ def batch_arg_parser(description: str) -> argparse.ArgumentParser:
 def read_raw(
     spark: SparkSession, raw_dir: Path, date: str | None, columns: Sequence[str] | None = None
 ) -> DataFrame:
-    """The raw layer read from its root, so that Spark honours the streaming sink's commit log
-    (`_spark_metadata`) and never sees files of an uncommitted batch; then pruned to `date`."""
+    """The raw layer's valid rows, read from the sink's root so that Spark honours its commit log
+    (`_spark_metadata`) and never sees files of an uncommitted batch; pruned to `date` (partition
+    pruning: only that date's folder of `verdict=valid` is scanned)."""
     if not (raw_dir / "_spark_metadata").is_dir():
         raise MissingInputError(
             f"no raw layer at {raw_dir}: run the streaming job first "
             "(python -m shopstream.spark.stream_consumer --available-now)"
         )
-    raw = spark.read.parquet(str(raw_dir))
+    sink = spark.read.parquet(str(raw_dir))
     if date is not None:
-        raw = raw.where(F.col("date") == F.lit(date).cast("date"))
+        sink = sink.where(F.col("date") == F.lit(date).cast("date"))
+    raw = valid_rows(sink)
     return raw.select(*columns) if columns else raw
 
 

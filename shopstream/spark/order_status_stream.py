@@ -159,12 +159,12 @@ def start_queries(spark, settings: StatusSettings) -> list:
     parsed_updates = parse_updates(kafka_stream(spark, settings.updates_source))
     updates = valid_updates(parsed_updates, settings.lateness)
     status = current_status(orders, updates, settings.max_update_delay).observe(
-        "order_status", F.count(F.lit(1)).alias("rows")
+        "order_status", F.count(F.lit(1)).alias("order_status")
     )
     bad = (
         parsed_updates.where(F.col("reason").isNotNull())
         .select(*UPDATE_QUARANTINE_COLUMNS)
-        .observe("quarantine_updates", F.count(F.lit(1)).alias("rows"))
+        .observe("quarantine_updates", F.count(F.lit(1)).alias("quarantine_updates"))
     )
     checkpoints, stream = settings.checkpoint_dir, settings.stream
     return [
@@ -179,7 +179,7 @@ def run(settings: StatusSettings, spark=None) -> dict[str, int]:
     check_source(settings.stream)
     check_source(settings.updates_source)
     spark = spark or get_spark("shopstream-order-status")
-    totals = run_queries(start_queries(spark, settings))
+    totals = run_queries(start_queries(spark, settings), ("order_status", "quarantine_updates"))
     log.info("order status run finished: %s", totals)
     return totals
 

@@ -1,8 +1,9 @@
 """Parsing and validation of Kafka order records into the raw layer's rows, as Spark Column
 expressions only (no Python UDFs: they would serialise every row through Python).
 
-Every record ends up in exactly one place: a valid row for `data/raw/`, or a quarantine row
-with the untouched Kafka value and the reason it was rejected.
+Every record ends up in exactly one place of the raw sink: a valid row (`verdict=valid`), or a
+quarantine row (`verdict=quarantined`) with the untouched Kafka value and the reason it was
+rejected.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from shopstream.config import QUARANTINED, VALID, VERDICT
 from shopstream.schema import ORDER_FIELD_NAMES, ORDER_STATUSES, order_spark_schema
 
 CORRUPT = "_corrupt_record"
@@ -18,6 +20,8 @@ LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_time
 # Raw layer: the event fields (timestamp parsed to a UTC timestamp), lineage, and the partition.
 RAW_COLUMNS = (*ORDER_FIELD_NAMES, *LINEAGE_COLUMNS, "date")
 QUARANTINE_COLUMNS = ("value", "reason", "kafka_key", *LINEAGE_COLUMNS, "date")
+# The raw sink holds both kinds of row: each kind's own columns are null in the other's rows.
+SINK_COLUMNS = (*ORDER_FIELD_NAMES, "value", "reason", "kafka_key", *LINEAGE_COLUMNS, VERDICT, "date")
 REQUIRED_IDS = ("order_id", "customer_id", "product_id")
 
 
@@ -95,13 +99,28 @@ def parse_orders(kafka_records: DataFrame) -> DataFrame:
     return parsed.withColumn("date", F.to_date(F.coalesce("event_time", "kafka_timestamp")))
 
 
-def valid_rows(parsed: DataFrame) -> DataFrame:
-    event_fields = [
-        F.col("event_time").alias("timestamp") if n == "timestamp" else F.col("event")[n].alias(n)
-        for n in ORDER_FIELD_NAMES
-    ]
-    return parsed.where(F.col("reason").isNull()).select(*event_fields, *LINEAGE_COLUMNS, "date")
+def _event_field(name: str) -> Column:
+    """A raw-layer event column: the parsed field (the timestamp as a timestamp), unnamed."""
+    return F.col("event_time") if name == "timestamp" else F.col("event")[name]
 
 
-def quarantine_rows(parsed: DataFrame) -> DataFrame:
-    return parsed.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
+def sink_rows(parsed: DataFrame) -> DataFrame:
+    """Every parsed record as one row of the raw sink (SINK_COLUMNS): the event's fields when
+    valid, else its untouched value and reason; `verdict` says which. One frame, so that one query
+    reads and parses each record once and one commit log covers both kinds."""
+    valid = F.col("reason").isNull()
+    columns = {n: F.when(valid, _event_field(n)) for n in ORDER_FIELD_NAMES}
+    columns |= {"value": F.when(~valid, F.col("value")), "reason": F.col("reason"),
+                "kafka_key": F.when(~valid, F.col("kafka_key"))}  # fmt: skip
+    columns[VERDICT] = F.when(valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED))
+    return parsed.select(*(columns[n].alias(n) if n in columns else F.col(n) for n in SINK_COLUMNS))
+
+
+def valid_rows(sink: DataFrame) -> DataFrame:
+    """The raw layer proper: the valid rows of the sink (`sink_rows`, or the sink read back),
+    without the columns only quarantined records fill."""
+    return sink.where(F.col(VERDICT) == VALID).drop("value", "reason", "kafka_key", VERDICT)
+
+
+def quarantine_rows(sink: DataFrame) -> DataFrame:
+    return sink.where(F.col(VERDICT) == QUARANTINED).select(*QUARANTINE_COLUMNS)

@@ -31,12 +31,18 @@ def kafka_connector_jars(required: bool = True) -> list[str]:
     return jars
 
 
+# The throughput collector: on 2 cores G1's concurrent work competes with the tasks (measured:
+# 1M events ingested in 19.9 s -> 17.9 s with a cold JVM, 10.5 s -> 9.6 s warm).
+JVM_OPTIONS = "-XX:+UseParallelGC"
+
+
 def job_conf() -> dict[str, str]:
     """Settings every job session needs that depend on the state folder (not in spark-defaults)."""
     state = paths().state
     return {
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={state / 'derby'}",
+        "spark.driver.extraJavaOptions": f"{JVM_OPTIONS} -Dderby.system.home={state / 'derby'}",
+        "spark.executor.extraJavaOptions": JVM_OPTIONS,
     }
 
 

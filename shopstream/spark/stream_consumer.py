@@ -5,10 +5,12 @@
 
 (`python -m shopstream.spark.stream_consumer` does the same with the jars found for you.)
 
-Two streaming queries read the topic: one writes valid rows to `raw/`, one writes rejected
-records with their reason to `quarantine/`. Each has its own checkpoint and uses Spark's file
-sink, whose commit log (`_spark_metadata/`) makes the output exactly-once across crashes and
-restarts; readers must read the sink's root folder so that they honour that log.
+One streaming query reads the topic, parses each record once and writes it to the raw sink
+(`data/raw/`) under its verdict: valid rows to `verdict=valid/date=…/`, rejected records with
+their untouched value and reason to `verdict=quarantined/date=…/`. Spark's file sink and its
+commit log (`_spark_metadata/`), tied to the query's checkpoint, make the output exactly-once
+across crashes and restarts; readers must read the sink's root folder so that they honour that
+log (`batch_common.read_raw` does).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, kafka_security_options, paths
+from shopstream.config import ORDERS_TOPIC, VALID, VERDICT, kafka_bootstrap, kafka_security_options, paths
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 from shopstream.kafka_security import java_client_options
 from shopstream.spark.session import exit_after, get_spark, job_logger
@@ -30,6 +32,7 @@ from shopstream.spark.session import exit_after, get_spark, job_logger
 log = job_logger("stream")
 
 DEFAULT_TRIGGER = "1 minute"
+SINKS = ("raw", "quarantine")  # what `run` counts: rows written per verdict
 
 
 @dataclass
@@ -37,11 +40,12 @@ class StreamSettings:
     bootstrap: str
     topic: str = ORDERS_TOPIC
     raw_dir: Path = field(default_factory=lambda: paths().raw)
-    quarantine_dir: Path = field(default_factory=lambda: paths().quarantine)
     checkpoint_dir: Path = field(default_factory=lambda: paths().checkpoints / "stream_consumer")
     available_now: bool = False
     trigger: str = DEFAULT_TRIGGER
     max_offsets_per_trigger: int | None = None
+    # Spark tasks per micro-batch at least (None: 3 per core of the session).
+    min_partitions: int | None = None
     # Extra Kafka client settings (security for a real cluster) in librdkafka's names, as the
     # Connection keeps them; the Spark source gets them in the Java client's as kafka.<key>.
     kafka_options: dict[str, str] = field(default_factory=dict)
@@ -82,6 +86,10 @@ def kafka_stream(spark, settings: StreamSettings):
         # Lost offsets (retention, a re-created topic) stop the query instead of being skipped.
         .option("failOnDataLoss", "true")
     )
+    # More tasks than topic partitions (3 partitions on 2 cores left one core idle for a third
+    # of every batch); Spark splits large offset ranges evenly.
+    if settings.min_partitions:
+        reader = reader.option("minPartitions", str(settings.min_partitions))
     if settings.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
     for key, value in java_client_options(settings.kafka_options).items():
@@ -89,11 +97,13 @@ def kafka_stream(spark, settings: StreamSettings):
     return reader.load()
 
 
-def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings):
+def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings,
+               partition_by: Sequence[str] = ("date",)):  # fmt: skip
+    check_sink_matches_checkpoint(path, checkpoint)
     writer = (
         frame.writeStream.queryName(name)
         .format("parquet")
-        .partitionBy("date")
+        .partitionBy(*partition_by)
         .option("path", str(path))
         .option("checkpointLocation", str(checkpoint))
         .outputMode("append")
@@ -106,32 +116,58 @@ def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamS
     return writer.start()
 
 
+class SinkCheckpointMismatch(RuntimeError):
+    """The output folder and the checkpoint given to a streaming query are not each other's."""
+
+
+def _holds_batches(log_dir: Path) -> bool:
+    return log_dir.is_dir() and any(p.name.split(".")[0].isdigit() for p in log_dir.iterdir())
+
+
+def check_sink_matches_checkpoint(sink: Path, checkpoint: Path) -> None:
+    """A file sink skips every batch id its commit log already holds: with a new checkpoint
+    against an old sink, Spark would silently drop the first batches. Refuse instead. (A batch is
+    in the checkpoint's offset log before the sink commits it, so a sink with batches and a
+    checkpoint without offsets never belong together.)"""
+    if _holds_batches(sink / "_spark_metadata") and not _holds_batches(checkpoint / "offsets"):
+        raise SinkCheckpointMismatch(
+            f"{sink} already holds committed batches but the checkpoint {checkpoint} is new: they "
+            "belong together. Restore that sink's checkpoint, or move the sink away to start over "
+            "(`make clean` clears both for the local defaults)."
+        )
+
+
 def start_queries(spark, settings: StreamSettings) -> list:
-    """Starts the raw and the quarantine query; returns them (both run until stopped/drained)."""
+    """Starts the ingest query (runs until stopped, or drained with availableNow)."""
     from pyspark.sql import functions as F
 
-    from shopstream.spark.orders import parse_orders, quarantine_rows, valid_rows
+    from shopstream.spark.orders import parse_orders, sink_rows
 
-    parsed = parse_orders(kafka_stream(spark, settings))
+    if settings.min_partitions is None:
+        settings.min_partitions = 3 * spark.sparkContext.defaultParallelism
+    valid = F.col(VERDICT) == VALID
     # Observed metrics ride along with each micro-batch's progress at no extra pass over the data.
-    raw = valid_rows(parsed).observe("raw", F.count(F.lit(1)).alias("rows"))
-    bad = quarantine_rows(parsed).observe("quarantine", F.count(F.lit(1)).alias("rows"))
-    return [
-        start_sink(raw, "raw", settings.raw_dir, settings.checkpoint_dir / "raw", settings),
-        start_sink(
-            bad, "quarantine", settings.quarantine_dir, settings.checkpoint_dir / "quarantine", settings
-        ),
-    ]
+    rows = sink_rows(parse_orders(kafka_stream(spark, settings))).observe(
+        "orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine")
+    )
+    checkpoint = settings.checkpoint_dir / "orders"
+    return [start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))]
 
 
 def _as_dict(progress) -> dict:
     return json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
 
 
+def rows_written(progress: dict) -> dict[str, int]:
+    """Rows a micro-batch wrote per sink: the query's observation (named after the query) counts
+    them, one metric per sink."""
+    observed = (progress.get("observedMetrics") or {}).get(progress.get("name")) or {}
+    return {sink: int(rows) for sink, rows in observed.items()}
+
+
 def log_progress(progress: dict) -> None:
-    """One line per micro-batch: records in, rows written to this sink, duration."""
-    observed = progress.get("observedMetrics") or {}
-    written = next(iter(observed.values()), {}).get("rows", "?")
+    """One line per micro-batch: records in, rows written per sink, duration."""
+    written = ", ".join(f"{rows} {sink}" for sink, rows in rows_written(progress).items()) or "?"
     # Stateful queries (the order-status join) also report their state and late drops.
     state = progress.get("stateOperators") or []
     stateful = (
@@ -141,7 +177,7 @@ def log_progress(progress: dict) -> None:
         else ""
     )
     log.info(
-        "%s batch %s: %s records in, %s rows written, %.1f s%s",
+        "%s batch %s: %s records in, rows written: %s, %.1f s%s",
         progress.get("name"),
         progress.get("batchId"),
         progress.get("numInputRows"),
@@ -151,12 +187,12 @@ def log_progress(progress: dict) -> None:
     )
 
 
-def await_queries(queries: list, poll_seconds: float = 2.0) -> dict[str, int]:
+def await_queries(queries: list, sinks: Sequence[str], poll_seconds: float = 2.0) -> dict[str, int]:
     """Waits for every query to end, logging each finished micro-batch as it appears (polling:
     a Python listener would need a py4j callback server racing the JVM's shutdown). Raises the
-    first query failure. Returns the rows written per query."""
+    first query failure. Returns the rows written per sink (see `rows_written`)."""
     seen: set[tuple[str, int]] = set()
-    written: dict[str, int] = {q.name: 0 for q in queries}
+    written: dict[str, int] = dict.fromkeys(sinks, 0)
 
     def drain_progress() -> None:
         for query in queries:
@@ -166,8 +202,8 @@ def await_queries(queries: list, poll_seconds: float = 2.0) -> dict[str, int]:
                     continue
                 seen.add(key)
                 log_progress(progress)
-                observed = (progress.get("observedMetrics") or {}).get(query.name) or {}
-                written[query.name] += int(observed.get("rows", 0))
+                for sink, rows in rows_written(progress).items():
+                    written[sink] += rows
 
     while any(q.isActive for q in queries):
         next(q for q in queries if q.isActive).awaitTermination(poll_seconds)
@@ -178,10 +214,10 @@ def await_queries(queries: list, poll_seconds: float = 2.0) -> dict[str, int]:
     return written
 
 
-def run_queries(queries: list) -> dict[str, int]:
+def run_queries(queries: list, sinks: Sequence[str]) -> dict[str, int]:
     """Waits for the queries (see await_queries) and stops any still active, also on failure."""
     try:
-        return await_queries(queries)
+        return await_queries(queries, sinks)
     finally:
         for query in queries:
             if query.isActive:
@@ -194,7 +230,7 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     check_source(settings)
     spark = spark or get_spark("shopstream-stream-consumer")
     started = time.monotonic()
-    totals = run_queries(start_queries(spark, settings))
+    totals = run_queries(start_queries(spark, settings), SINKS)
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 
@@ -247,13 +283,13 @@ def stream_main(parse: Callable[[Sequence[str] | None], object], job: Callable[[
     message saying which."""
     try:
         job(parse(argv))
-    except KafkaCheckError as error:
+    except (KafkaCheckError, SinkCheckpointMismatch) as error:
         job_log.error("%s", error)
         return 2
     return 0
 
 
-FOLDERS = ("raw", "quarantine", "checkpoint")
+FOLDERS = ("raw", "checkpoint")
 
 
 def parse_args(argv: Sequence[str] | None) -> StreamSettings:
