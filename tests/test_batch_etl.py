@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -196,7 +197,22 @@ def test_rdd_lines_print_cents_exactly_including_net_refunds():
     assert batch_rdd_etl.format_line("P-4", 0) == "P-4\t0.00"
 
 
-def test_rdd_records_come_as_text_lines_and_a_tab_in_a_product_id_is_kept():
-    assert batch_rdd_etl.parse_record("P-1\tNEW\t2100") == ("P-1", "NEW", 2100)
-    assert batch_rdd_etl.parse_record("P\t9\tRETURNED\t5") == ("P\t9", "RETURNED", 5)
-    assert batch_rdd_etl.parse_record("") is None
+def test_rdd_partition_totals_count_per_date_and_keep_a_tab_in_a_product_id():
+    class Total:  # what the accumulators receive from one partition
+        def __init__(self):
+            self.value = Counter()
+
+        def add(self, more):
+            self.value.update(more)
+
+    lines = ["2026-11-20\tP-1\tNEW\t2100", "2026-11-20\tP-1\tNEW\t5", "2026-11-20\tP\t9\tRETURNED\t5",
+             "2026-11-21\tP-1\tNEW\t7", "2026-11-21", "2026-11-21"]  # fmt: skip
+    seen, malformed = Total(), Total()
+    totals = sorted(batch_rdd_etl.totals_by_key(iter(lines), seen, malformed))
+    assert totals == [
+        ("2026-11-20", "P\t9", "RETURNED", 5, 1),
+        ("2026-11-20", "P-1", "NEW", 2105, 2),
+        ("2026-11-21", "P-1", "NEW", 7, 1),
+    ]
+    assert seen.value == {"2026-11-20": 3, "2026-11-21": 3}
+    assert malformed.value == {"2026-11-21": 2}

@@ -2,12 +2,12 @@
 
     spark-submit shopstream/spark/batch_rdd_etl.py --date 2026-11-20
 
-For each date: raw rows -> RDD of text lines, summed per (product, status) within each partition;
-accumulators count records seen, CANCELLED records filtered out of the sales RDD, and malformed
-records; sales (NEW +, RETURNED -) and cancellations (-) are reduced by product_id (the revenue
-rule of `shopstream.metrics`); the result is saved with `saveAsTextFile` as sorted
-`product_id<TAB>revenue` lines under `rdd_revenue_by_product/date=<date>/`, with the counts in
-`_counts.json` beside it.
+Raw rows of every date asked for -> one RDD of text lines, summed per (date, product, status)
+within each partition; accumulators count per date the records seen, the CANCELLED records
+filtered out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and cancellations
+(-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`); each date is
+saved with `saveAsTextFile` as sorted `product_id<TAB>revenue` lines under
+`rdd_revenue_by_product/date=<date>/`, with its counts in `_counts.json` beside it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from operator import add
 from pathlib import Path
 
-from pyspark import RDD, StorageLevel
+from pyspark import RDD, AccumulatorParam, StorageLevel
 from pyspark.serializers import UTF8Deserializer
 from pyspark.sql import functions as F
 
@@ -42,9 +43,9 @@ OUTPUT_NAME = "rdd_revenue_by_product"
 CENTS_PER_UNIT = 100
 
 
-def sale_lines(spark, raw_dir: Path, date: str):
-    """One line of text per raw row: 'product_id<TAB>order_status<TAB>amount in cents' for a
-    usable row, '' for one that is not.
+def sale_lines(spark, raw_dir: Path, date: str | None):
+    """One line of text per raw row: 'date<TAB>product_id<TAB>order_status<TAB>amount in cents'
+    for a usable row, just 'date' for one that is not.
 
     "Usable" is the shared `well_formed()` rule evaluated by Spark, so both batch jobs agree on
     which rows count. Money travels as integer cents (quantity x unit price, multiplied by the
@@ -53,10 +54,11 @@ def sale_lines(spark, raw_dir: Path, date: str):
     those cost three quarters of the job (2M rows: 7.7 s of 11.2 s; as text 2.0 s).
     """
     needed = ("order_id", "product_id", "order_status", "quantity", "unit_price", "timestamp", "region")
+    day = F.col("date").cast("string")
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")
-    # A usable row's fields are never null; an unusable one is only counted, so "" is enough.
-    line = F.when(well_formed(), F.concat_ws("\t", "product_id", "order_status", cents)).otherwise(F.lit(""))
-    return _text_rdd(read_raw(spark, raw_dir, date, needed).select(line))
+    usable = F.concat_ws("\t", day, "product_id", "order_status", cents)
+    line = F.when(well_formed(), usable).otherwise(day)
+    return _text_rdd(read_raw(spark, raw_dir, date, (*needed, "date")).select(line))
 
 
 def _text_rdd(frame):
@@ -66,20 +68,52 @@ def _text_rdd(frame):
     return RDD(as_strings.toJavaRDD(), frame.sparkSession.sparkContext, UTF8Deserializer())
 
 
-def parse_record(line: str) -> tuple[str, str, int] | None:
-    """A line of `sale_lines` -> (product_id, order_status, amount in cents), or None for an
-    unusable row. Split from the right: only the product id could ever hold a tab."""
-    if not line:
-        return None
-    product_id, status, cents = line.rsplit("\t", 2)
-    return product_id, status, int(cents)
+class CounterParam(AccumulatorParam):
+    """Accumulators of counts per date: one job covers every date asked for."""
+
+    def zero(self, value: Counter) -> Counter:
+        return Counter()
+
+    def addInPlace(self, total: Counter, more: Counter) -> Counter:
+        total.update(more)
+        return total
 
 
-def signed_cents(total: tuple[str, str, int, int]) -> tuple[str, int]:
-    """(product_id, revenue in cents) of a `partition_totals` record, with the sign of
+def split_key(key: str) -> tuple[str, str, str]:
+    """'date<TAB>product_id<TAB>order_status' -> its parts. The date is always YYYY-MM-DD and
+    the status never holds a tab, so a tab in a product id is kept."""
+    product_id, _, status = key[11:].rpartition("\t")
+    return key[:10], product_id, status
+
+
+def totals_by_key(lines, seen, malformed):
+    """The usable records of a partition summed per (date, product_id, order_status): yields
+    (date, product_id, order_status, cents, records) tuples. Counts per date go to the
+    accumulators once per partition (an `add` per record cost more than the parsing)."""
+    cents: dict[str, int] = defaultdict(int)
+    records: dict[str, int] = defaultdict(int)
+    unusable: Counter = Counter()
+    for line in lines:
+        key, _, amount = line.rpartition("\t")
+        if key:
+            cents[key] += int(amount)
+            records[key] += 1
+        else:
+            unusable[amount] += 1  # an unusable row's line is just its date
+    per_date: Counter = Counter(unusable)
+    for key, count in records.items():
+        per_date[key[:10]] += count
+    seen.add(per_date)
+    malformed.add(unusable)
+    for key, amount in cents.items():
+        yield (*split_key(key), amount, records[key])
+
+
+def signed_cents(total: tuple[str, str, str, int, int]) -> tuple[tuple[str, str], int]:
+    """((date, product_id), revenue in cents) of a `totals_by_key` record, with the sign of
     `shopstream.metrics.REVENUE_SIGN`."""
-    product_id, status, cents, _ = total
-    return product_id, REVENUE_SIGN[status] * cents
+    date, product_id, status, cents, _ = total
+    return (date, product_id), REVENUE_SIGN[status] * cents
 
 
 def format_line(product_id: str, cents: int) -> str:
@@ -87,71 +121,44 @@ def format_line(product_id: str, cents: int) -> str:
     return f"{product_id}\t{'-' if cents < 0 else ''}{whole}.{rest:02d}"
 
 
-def totals_by_product_status(lines, seen, malformed):
-    """The usable records of a partition summed per (product_id, order_status): yields
-    (product_id, order_status, cents, records) tuples. The counts go to the accumulators once per
-    partition (an `add` per record cost more than the parsing)."""
-    totals: dict[tuple[str, str], list[int]] = {}
-    lines_seen = unusable = 0
-    for line in lines:
-        lines_seen += 1
-        record = parse_record(line)
-        if record is None:
-            unusable += 1
-            continue
-        product_id, status, cents = record
-        total = totals.get((product_id, status))
-        if total is None:
-            totals[product_id, status] = [cents, 1]
-        else:
-            total[0] += cents
-            total[1] += 1
-    seen.add(lines_seen)
-    malformed.add(unusable)
-    for (product_id, status), (cents, records) in totals.items():
-        yield product_id, status, cents, records
-
-
-def revenue_for_date(spark, raw_dir: Path, date: str, out_dir: Path) -> dict[str, int | str]:
+def revenue_by_date_product(spark, raw_dir: Path, date: str | None):
+    """((date, product_id), net cents) for `date` (None: every date), persisted and computed,
+    with the accumulators' counts per date: (revenue, seen, cancelled, malformed)."""
     sc = spark.sparkContext
-    seen, cancelled, malformed = sc.accumulator(0), sc.accumulator(0), sc.accumulator(0)
+    seen, cancelled, malformed = (sc.accumulator(Counter(), CounterParam()) for _ in range(3))
 
     def not_cancelled(total) -> bool:
-        if total[1] == CANCELLED:
-            cancelled.add(total[3])  # the records this partial total stands for
+        if total[2] == CANCELLED:
+            cancelled.add(Counter({total[0]: total[4]}))  # the records this partial total stands for
             return False
         return True
 
-    # Each partition is first summed per (product, status) in plain Python: the map-side combine
-    # reduceByKey would do, without pickling every record through its merger. What the key-value
-    # steps below handle is then a few hundred partial totals per partition, not millions of
-    # records; persisted (spilling, never dropped) so the two branches read them once and every
-    # accumulator counts each record exactly once.
+    # Each partition is first summed per (date, product, status) in plain Python: the map-side
+    # combine reduceByKey would do, without pickling every record through its merger. What the
+    # key-value steps below handle is then a few hundred partial totals per partition, not
+    # millions of records; persisted (spilling, never dropped) so the two branches read them once
+    # and every accumulator counts each record exactly once.
     lines = sale_lines(spark, raw_dir, date)
-    totals = lines.mapPartitions(lambda part: totals_by_product_status(part, seen, malformed))
+    totals = lines.mapPartitions(lambda part: totals_by_key(part, seen, malformed))
     totals = totals.persist(StorageLevel.MEMORY_AND_DISK)
     # CANCELLED orders are filtered out of the sales; the revenue rule then books each
     # cancellation as a reversal on its own date, so the two key-value RDDs are combined.
     sales = totals.filter(not_cancelled).map(signed_cents)
-    reversals = totals.filter(lambda total: total[1] == CANCELLED).map(signed_cents)
-    revenue = sales.union(reversals).reduceByKey(add).sortByKey(numPartitions=1)
+    reversals = totals.filter(lambda total: total[2] == CANCELLED).map(signed_cents)
+    revenue = sales.union(reversals).reduceByKey(add).persist(StorageLevel.MEMORY_AND_DISK)
+    revenue.count()  # one action runs the whole lineage once: each accumulator counts each record once
+    totals.unpersist()
+    return revenue, seen.value, cancelled.value, malformed.value
 
+
+def save_date(spark, revenue, date: str, out_dir: Path) -> Path:
+    """`date`'s sorted 'product_id<TAB>revenue' lines, swapped in for the folder of that date."""
     final = out_dir / OUTPUT_NAME / f"date={date}"
     staged = out_dir / OUTPUT_NAME / f"_staging-{uuid.uuid4().hex}"
-    # One action runs the whole lineage once, so each accumulator counts each record once.
-    revenue.map(lambda kv: format_line(*kv)).saveAsTextFile(str(staged))
-    totals.unpersist()
+    of_date = revenue.filter(lambda kv: kv[0][0] == date).map(lambda kv: (kv[0][1], kv[1]))
+    of_date.sortByKey(numPartitions=1).map(lambda kv: format_line(*kv)).saveAsTextFile(str(staged))
     replace_dir(spark, str(staged), str(final))
-
-    counts = {
-        "date": date,
-        "records_seen": seen.value,
-        "cancelled_filtered": cancelled.value,
-        "malformed": malformed.value,
-        "products": sum(1 for _ in _lines(final)),
-    }
-    (final / "_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
-    return counts
+    return final
 
 
 def _lines(folder: Path):
@@ -162,18 +169,31 @@ def _lines(folder: Path):
 def run(
     date: str | None, raw_dir: Path | None = None, output_dir: Path | None = None, spark=None
 ) -> list[dict]:
+    """Revenue per product for `date` (None: every date of the raw layer, in one pass); returns
+    the counts of each date."""
     raw_dir = (raw_dir or paths().raw).resolve()
     spark = spark or get_spark("shopstream-rdd-etl")
     out = output_root(output_dir)
+    started = time.monotonic()
     dates = [date] if date else raw_dates(read_raw(spark, raw_dir, None, ["date"]))
+    revenue, seen, cancelled, malformed = revenue_by_date_product(spark, raw_dir, date)
     results = []
     for day in dates:
-        started = time.monotonic()
-        counts = revenue_for_date(spark, raw_dir, day, out)
+        final = save_date(spark, revenue, day, out)
+        counts = {
+            "date": day,
+            "records_seen": seen[day],
+            "cancelled_filtered": cancelled[day],
+            "malformed": malformed[day],
+            "products": sum(1 for _ in _lines(final)),
+        }
+        (final / "_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
         if counts["records_seen"] == 0:
             log.warning("no raw events for %s: wrote an empty result", day)
-        log.info("%s in %.1f s: %s", day, time.monotonic() - started, counts)
+        log.info("%s: %s", day, counts)
         results.append(counts)
+    revenue.unpersist()
+    log.info("%d date(s) in %.1f s", len(dates), time.monotonic() - started)
     return results
 
 
