@@ -58,10 +58,6 @@ def read_raw(
     return raw.select(*columns) if columns else raw
 
 
-def raw_dates(raw: DataFrame) -> list[str]:
-    return [r.date.isoformat() for r in raw.select("date").distinct().orderBy("date").collect()]
-
-
 def well_formed() -> Column:
     """Rows whose fields the analytics can use. The streaming job already quarantines anything
     else; this guards the batch jobs against a raw layer written by something older or foreign."""

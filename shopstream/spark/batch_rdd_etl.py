@@ -30,7 +30,6 @@ from shopstream.schema import CANCELLED
 from shopstream.spark.batch_common import (
     batch_main,
     output_root,
-    raw_dates,
     read_raw,
     replace_dir,
     well_formed,
@@ -175,8 +174,9 @@ def run(
     spark = spark or get_spark("shopstream-rdd-etl")
     out = output_root(output_dir)
     started = time.monotonic()
-    dates = [date] if date else raw_dates(read_raw(spark, raw_dir, None, ["date"]))
     revenue, seen, cancelled, malformed = revenue_by_date_product(spark, raw_dir, date)
+    # Every date with a raw row has a line, so the accumulator knows them all: no second scan.
+    dates = [date] if date else sorted(seen)
     results = []
     for day in dates:
         final = save_date(spark, revenue, day, out)

@@ -32,6 +32,7 @@ from shopstream.spark.session import exit_after, get_spark, job_logger
 log = job_logger("stream")
 
 DEFAULT_TRIGGER = "1 minute"
+MAX_POLL_RECORDS = 10_000
 SINKS = ("raw", "quarantine")  # what `run` counts: rows written per verdict
 
 
@@ -44,7 +45,8 @@ class StreamSettings:
     available_now: bool = False
     trigger: str = DEFAULT_TRIGGER
     max_offsets_per_trigger: int | None = None
-    # Spark tasks per micro-batch at least (None: 3 per core of the session).
+    # Spark tasks per micro-batch at least (None: 3 per core of the session; 0: one per Kafka
+    # partition). More tasks balance the cores; each task writes its own files, so more files.
     min_partitions: int | None = None
     # Extra Kafka client settings (security for a real cluster) in librdkafka's names, as the
     # Connection keeps them; the Spark source gets them in the Java client's as kafka.<key>.
@@ -85,6 +87,9 @@ def kafka_stream(spark, settings: StreamSettings):
         .option("startingOffsets", "earliest")
         # Lost offsets (retention, a re-created topic) stop the query instead of being skipped.
         .option("failOnDataLoss", "true")
+        # Records per poll: the default 500 made each task poll thousands of times (measured on
+        # 1M events: Kafka read 2.8 s -> 2.0 s warm, 7.0 s -> 6.2 s in a fresh JVM).
+        .option("kafka.max.poll.records", str(MAX_POLL_RECORDS))
     )
     # More tasks than topic partitions (3 partitions on 2 cores left one core idle for a third
     # of every batch); Spark splits large offset ranges evenly.
@@ -296,8 +301,13 @@ def parse_args(argv: Sequence[str] | None) -> StreamSettings:
     parser = stream_arg_parser(__doc__, FOLDERS)
     parser.add_argument("--topic", default=ORDERS_TOPIC)
     parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    parser.add_argument(
+        "--min-partitions", type=int, default=None,
+        help="Spark tasks per micro-batch at least (default: 3 per core; 0: one per Kafka partition)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    settings = source_settings(args, args.topic, max_offsets_per_trigger=args.max_offsets_per_trigger)
+    limits = {"max_offsets_per_trigger": args.max_offsets_per_trigger, "min_partitions": args.min_partitions}
+    settings = source_settings(args, args.topic, **limits)
     apply_folders(settings, args, FOLDERS)
     return settings
 
