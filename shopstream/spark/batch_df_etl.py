@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from shopstream.config import REGIONS_CSV, paths
@@ -193,24 +193,25 @@ def run(
             "status_by_category": (status_by_category(base), ["category"]),
             "sales_by_product": (by_product, ["product_id"]),
         }
-        this_run = _dates(date, base)  # the dates this run wrote, for counting what is there now
         by_product.count()  # materialised once, before two outputs read it at the same time
+        # Rows written per output (and unknown regions) counted as the rows pass by, not by
+        # reading the outputs back: the dynamic overwrite replaces exactly the dates written.
+        counters = {name: [F.count(F.lit(1)).alias("rows")] for name in frames}
+        unknown_regions = F.count_if(F.col("region_name") == UNKNOWN_REGION).alias("unknown")
+        counters["regional_revenue"].append(unknown_regions)
+        observations = {name: Observation(name) for name in frames}
 
-        def write_and_count(name: str) -> int:
+        def write_observed(name: str) -> None:
             frame, sort_by = frames[name]
-            write_date_partitions(frame, out / name, sort_by)
-            return spark.read.parquet(str(out / name)).where(this_run).count()
+            write_date_partitions(frame.observe(observations[name], *counters[name]), out / name, sort_by)
 
         # Each output is a small roll-up of the cached base, so its write is mostly per-job cost
         # (planning, scheduling, the commit): run them as concurrent Spark jobs.
         with ThreadPoolExecutor(max_workers=len(frames)) as pool:
-            written = dict(zip(frames, pool.map(write_and_count, frames), strict=True))
+            list(pool.map(write_observed, frames))
+        written = {name: observations[name].get["rows"] for name in frames}
         write_bucketed_table(spark, out / "sales_by_product")
-        unknown = (
-            spark.read.parquet(str(out / "regional_revenue"))
-            .where(this_run & (F.col("region_name") == UNKNOWN_REGION))
-            .count()
-        )
+        unknown = observations["regional_revenue"].get["unknown"]
         if unknown:
             log.warning(
                 "%d region code(s) not in %s: reported as %s", unknown, REGIONS_CSV.name, UNKNOWN_REGION
@@ -226,12 +227,6 @@ def run(
         time.monotonic() - started,
     )
     return written
-
-
-def _dates(date: str | None, base: DataFrame) -> F.Column:
-    if date is not None:
-        return F.col("date") == F.lit(date).cast("date")
-    return F.col("date").isin([r.date for r in base.select("date").distinct().collect()])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
