@@ -73,8 +73,8 @@ def producer_rows(sizes: Sizes, broker: LocalBroker) -> list[Row]:
         Row(f"Producer: order-sim → Kafka, {r['count']:,} events of {r['record_size']} B",
             rate(r["produce_per_s"]), f"ProducerPerformance {rate(r['reference_per_s'], 'records/s')}",
             f"{ratio:.2f}×", "≥ 400k/s and ≥ 1.5×", r["produce_per_s"] >= 400_000 and ratio >= 1.5),
-        Row("Generation alone (`--dry-run`)", rate(r["generate_per_s"]), target="≥ 3M/s",
-            met=r["generate_per_s"] >= 3_000_000),
+        Row(f"Generation alone (`--dry-run`), best of {producer.GENERATION_RUNS} runs",
+            rate(r["generate_per_s"]), target="≥ 3M/s", met=r["generate_per_s"] >= 3_000_000),
         Row("order-sim peak RSS (producing)", f"{r['max_rss_mb']:.0f} MB", target="≤ 100 MB",
             met=r["max_rss_mb"] <= 100),
     ]  # fmt: skip

@@ -33,6 +33,7 @@ log = job_logger("stream")
 
 DEFAULT_TRIGGER = "1 minute"
 MAX_POLL_RECORDS = 10_000
+TASKS_PER_CORE = 3  # the default minPartitions, per core of the session
 SINKS = ("raw", "quarantine")  # what `run` counts: rows written per verdict
 
 
@@ -93,8 +94,11 @@ def kafka_stream(spark, settings: StreamSettings):
     )
     # More tasks than topic partitions (3 partitions on 2 cores left one core idle for a third
     # of every batch); Spark splits large offset ranges evenly.
-    if settings.min_partitions:
-        reader = reader.option("minPartitions", str(settings.min_partitions))
+    min_partitions = settings.min_partitions
+    if min_partitions is None:
+        min_partitions = TASKS_PER_CORE * spark.sparkContext.defaultParallelism
+    if min_partitions:
+        reader = reader.option("minPartitions", str(min_partitions))
     if settings.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
     for key, value in java_client_options(settings.kafka_options).items():
@@ -148,8 +152,6 @@ def start_queries(spark, settings: StreamSettings) -> list:
 
     from shopstream.spark.orders import parse_orders, sink_rows
 
-    if settings.min_partitions is None:
-        settings.min_partitions = 3 * spark.sparkContext.defaultParallelism
     valid = F.col(VERDICT) == VALID
     # Observed metrics ride along with each micro-batch's progress at no extra pass over the data.
     rows = sink_rows(parse_orders(kafka_stream(spark, settings))).observe(
