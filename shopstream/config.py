@@ -88,10 +88,6 @@ class Paths:
         return self.data / "raw"
 
     @property
-    def raw_valid(self) -> Path:
-        return verdict_dir(self.raw, VALID)
-
-    @property
     def quarantine(self) -> Path:
         return verdict_dir(self.raw, QUARANTINED)
 

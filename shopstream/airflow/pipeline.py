@@ -21,7 +21,7 @@ from airflow.sdk import DAG, Param, TaskGroup
 from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
 from shopstream.airflow.sensors import RawPartitionSensor
-from shopstream.config import ORDERS_TOPIC, REPO_ROOT, VALID, VERDICT
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT, VALID, verdict_dir
 from shopstream.spark.session import SPARK_CONF_DIR, job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
@@ -133,7 +133,7 @@ def build_ecommerce_dag() -> DAG:
         wait_for_raw = RawPartitionSensor(
             task_id="wait_for_raw_data",
             fs_conn_id=FS_CONN_ID,
-            filepath=f"raw/{VERDICT}={VALID}/date={RUN_DATE}/*.parquet",
+            filepath=f"{verdict_dir(Path('raw'), VALID)}/date={RUN_DATE}/*.parquet",
             run_date=RUN_DATE,
             poke_interval=int(os.environ.get("SHOPSTREAM_RAW_POKE_SECONDS", 30)),
             timeout=int(os.environ.get("SHOPSTREAM_RAW_WAIT_SECONDS", timedelta(minutes=20).total_seconds())),

@@ -19,9 +19,11 @@ CORRUPT = "_corrupt_record"
 LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 # Raw layer: the event fields (timestamp parsed to a UTC timestamp), lineage, and the partition.
 RAW_COLUMNS = (*ORDER_FIELD_NAMES, *LINEAGE_COLUMNS, "date")
-QUARANTINE_COLUMNS = ("value", "reason", "kafka_key", *LINEAGE_COLUMNS, "date")
+# What only a quarantined record fills: its untouched Kafka value and key, and why.
+REJECTED_COLUMNS = ("value", "reason", "kafka_key")
+QUARANTINE_COLUMNS = (*REJECTED_COLUMNS, *LINEAGE_COLUMNS, "date")
 # The raw sink holds both kinds of row: each kind's own columns are null in the other's rows.
-SINK_COLUMNS = (*ORDER_FIELD_NAMES, "value", "reason", "kafka_key", *LINEAGE_COLUMNS, VERDICT, "date")
+SINK_COLUMNS = (*ORDER_FIELD_NAMES, *REJECTED_COLUMNS, *LINEAGE_COLUMNS, VERDICT, "date")
 REQUIRED_IDS = ("order_id", "customer_id", "product_id")
 
 
@@ -119,7 +121,7 @@ def sink_rows(parsed: DataFrame) -> DataFrame:
 def valid_rows(sink: DataFrame) -> DataFrame:
     """The raw layer proper: the valid rows of the sink (`sink_rows`, or the sink read back),
     without the columns only quarantined records fill."""
-    return sink.where(F.col(VERDICT) == VALID).drop("value", "reason", "kafka_key", VERDICT)
+    return sink.where(F.col(VERDICT) == VALID).drop(*REJECTED_COLUMNS, VERDICT)
 
 
 def quarantine_rows(sink: DataFrame) -> DataFrame:
