@@ -19,10 +19,11 @@ from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
 from shopstream.config import VALID
 from shopstream.kafka_broker import LocalBroker
 from shopstream.spark import batch_df_etl, batch_rdd_etl
-from shopstream.spark.batch_common import read_raw
+from shopstream.spark.batch_common import read_raw, run_inputs
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
 from tests import duckdb_oracle
+from tests.dates import days_ago
 from tests.sink_files import committed_files
 
 STREAM_BATCH = 2_000_000  # maxOffsetsPerTrigger while building the raw layer
@@ -32,20 +33,21 @@ def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) 
     """The raw layer of `count` events through the real path; also the streaming job's seconds
     (2M events per micro-batch: the ingest rate once the first batch has warmed the JVM up)."""
     topic = fresh_topic()
-    with filled_topic(home, count, topic, "--start", "2026-11-20", "--span", "72h", shared=shared) as broker:
+    with filled_topic(home, count, topic, "--start", days_ago(4), "--span", "72h", shared=shared) as broker:
         settings = stream_settings(home, broker, topic, max_offsets_per_trigger=STREAM_BATCH)
         stream_seconds = timed(lambda: run(settings, spark))
     return settings.raw_dir, stream_seconds
 
 
 def duckdb_reference(raw: Path) -> float:
-    """Seconds for DuckDB to compute every output of both jobs from the raw files."""
+    """Seconds for DuckDB to compute every output of both jobs from the raw files, each event
+    once (as the jobs count them)."""
     started = time.monotonic()
     con = duckdb.connect()
     files = committed_files(raw, VALID)
     con.execute(
-        "CREATE VIEW events AS SELECT order_id, customer_id, product_id, product_name, category, quantity, "
-        "unit_price, order_status, region, timestamp AS ts "
+        "CREATE VIEW events AS SELECT DISTINCT ON (order_id, order_status, timestamp) order_id, customer_id, "
+        "product_id, product_name, category, quantity, unit_price, order_status, region, timestamp AS ts "
         f"FROM read_parquet({files!r}, hive_partitioning=true)"
     )
     con.execute("CREATE TABLE regions AS SELECT * FROM read_csv_auto('data/regions.csv')")
@@ -77,9 +79,10 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     with temp_home() as home:
         spark = spark or bench_session(home)
         raw, stream_seconds = build_raw(home, count, spark, broker)
-        rows = read_raw(spark, raw, None, ["date"]).count()
-        rdd = timed(lambda: batch_rdd_etl.run(None, raw, home / "out", spark))
-        df = timed(lambda: batch_df_etl.run(None, raw, home / "out", spark))
+        inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
+        rows = read_raw(spark, inputs, ["date"]).count()
+        rdd = timed(lambda: batch_rdd_etl.run(inputs, spark))
+        df = timed(lambda: batch_df_etl.run(inputs, spark))
         reference = duckdb_reference(raw)
     return {"rows": rows, "rdd_seconds": rdd, "df_seconds": df, "duckdb_seconds": reference,
             "stream_seconds": stream_seconds}  # fmt: skip

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The README's main command: start the local Kafka broker, produce COUNT order events for today,
-# run the ecommerce_pipeline DAG for today with an embedded Airflow, print what it produced, and
-# stop the broker again (also on failure or Ctrl-C).
+# The README's main command: start the local Kafka broker, produce COUNT order events of the day
+# that closed at the last midnight UTC (nothing timestamped in the future), run the DAG run the
+# scheduler creates at that midnight (it transforms that day) with an embedded Airflow, print what
+# it produced, and stop the broker again (also on failure or Ctrl-C).
+# SHOPSTREAM_RUN_DATE=YYYY-MM-DD instead produces that date's events and runs a manual run naming it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-500}
-DATE=${SHOPSTREAM_RUN_DATE:-$(date -u +%F)}
+DATE=${SHOPSTREAM_RUN_DATE:-$(date -u -d yesterday +%F)}
+RUN=(--scheduled)
+[ -n "${SHOPSTREAM_RUN_DATE:-}" ] && RUN=(--date "$DATE")
 PY=.venv/bin/python
 started=$(date +%s)
 
@@ -32,8 +36,8 @@ echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
 SHOPSTREAM_KAFKA_CONFIG="$PRODUCER_CONFIG" \
   target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
 $PY -m shopstream.kafka_admin count --topic ecommerce_orders
-echo "==> [2/3] running the ecommerce_pipeline DAG for $DATE (Airflow log: .state/airflow-run.log)"
-$PY -m shopstream.airflow.run_local --date "$DATE" --expected-events "$COUNT" 2> .state/airflow-run.log \
+echo "==> [2/3] running the ecommerce_pipeline DAG (${RUN[*]}) for $DATE (Airflow log: .state/airflow-run.log)"
+$PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" 2> .state/airflow-run.log \
   || { echo "DAG run failed; last log lines:"; tail -40 .state/airflow-run.log; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.report --date "$DATE" --summary

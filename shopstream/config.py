@@ -166,6 +166,18 @@ def kafka_security_options() -> dict[str, str]:
     return {k: v for k, v in kafka_client_config().items() if k not in skip}
 
 
+# Lateness policy, one number for both ends: ingest quarantines an event that reaches Kafka more
+# than this many days after its time (reason `too late`), and each daily run recomputes the dates
+# up to this many days back whose raw rows changed since publication. So every accepted event
+# reaches its date's published analytics, and no older date ever changes.
+LATENESS_DAYS = 7
+
+
+def lateness_days() -> int:
+    """`SHOPSTREAM_LATENESS_DAYS`, else LATENESS_DAYS."""
+    return int(os.environ.get("SHOPSTREAM_LATENESS_DAYS", LATENESS_DAYS))
+
+
 def order_sim_binary() -> Path:
     return _path_from_env("SHOPSTREAM_ORDER_SIM", REPO_ROOT / "target" / "release" / "order-sim")
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from shopstream.config import paths
+from shopstream import publication
+from shopstream.config import QUARANTINED, paths
+from shopstream.sink_log import committed_files
 from shopstream.validation import validate
 
 
@@ -28,9 +30,12 @@ def _rows(con, sql: str) -> list[tuple]:
 
 
 def collect(date: str) -> dict:
-    """Every number the report shows, read from the transformed outputs of `date`."""
-    out = paths().transformed
-    part = lambda name: out / name / f"date={date}"  # noqa: E731
+    """Every number the report shows, read from the published outputs of `date`."""
+    out = publication.transformed_root()
+    version = publication.published_version(out, date)
+    if version is None:
+        raise SystemExit(f"{date} has no published outputs in {out}: run the DAG for it first")
+    part = lambda name: publication.output_dir(out, version, name, date)  # noqa: E731
     con = duckdb.connect()
     hourly = _rows(con, f"SELECT hour, total_orders, gross_revenue, refunds, total_revenue "
                         f"FROM {_scan(part('hourly_sales'))} ORDER BY hour")  # fmt: skip
@@ -40,22 +45,33 @@ def collect(date: str) -> dict:
                          f"FROM {_scan(part('regional_revenue'))} ORDER BY net_revenue DESC")  # fmt: skip
     status = _rows(con, 'SELECT category, "NEW", "CANCELLED", "RETURNED" '
                         f"FROM {_scan(part('status_by_category'))} ORDER BY category")  # fmt: skip
-    quarantine_dir = paths().quarantine / f"date={date}"
+    # Through the sink's commit log: never the orphan files of a crashed batch.
+    quarantined = committed_files(paths().raw, QUARANTINED, date)
     reasons = (
-        _rows(con, f"SELECT reason, count(*) FROM {_scan(quarantine_dir)} GROUP BY 1 ORDER BY 2 DESC, 1")
-        if any(quarantine_dir.glob("*.parquet"))
+        con.execute(
+            "SELECT reason, count(*) FROM read_parquet(?, hive_partitioning=false) "
+            "GROUP BY 1 ORDER BY 2 DESC, 1",
+            [quarantined],
+        ).fetchall()
+        if quarantined
         else []
     )
     report = validate(date)
     money = lambda v: str(Decimal(v).quantize(Decimal("0.01")))  # noqa: E731
+    duplicates = sum(
+        json.loads(counts.read_text())["duplicates_dropped"]
+        for counts in part("rdd_revenue_by_product").glob("_counts.json")
+    )
     return {
         "date": date,
+        "version": version,
         "totals": {
             "orders": sum(r[1] for r in hourly),
             "gross_revenue": money(sum((r[2] for r in hourly), Decimal(0))),
             "refunds": money(sum((r[3] for r in hourly), Decimal(0))),
             "net_revenue": money(sum((r[4] for r in hourly), Decimal(0))),
             "quarantined": sum(n for _, n in reasons),
+            "duplicates_dropped": duplicates,
         },
         "hourly": [
             {"hour": h.strftime("%H:00"), "orders": o, "gross": money(g), "net": money(n)}
@@ -160,6 +176,7 @@ def build(date: str, folder: Path | None = None, data: dict | None = None) -> Pa
         "refunds": t["refunds"],
         "net revenue": t["net_revenue"],
         "quarantined events": t["quarantined"],
+        "re-deliveries dropped": t["duplicates_dropped"],
         "validation": f"{'passed' if v['passed'] else 'FAILED'} ({v['checks']} checks)",
     }
     kpis = "".join(
@@ -172,7 +189,9 @@ def build(date: str, folder: Path | None = None, data: dict | None = None) -> Pa
     page = f"""<!doctype html><html><head><meta charset=utf-8><title>shopstream {date}</title>
 <style>{STYLE}</style></head><body><h1>Order analytics, {date}</h1>{kpis}<h2>Charts</h2>{images}
 <h2>Top products</h2>{_table(data["top_products"])}<h2>Regions</h2>{_table(data["regions"])}
-<h2>Data quality</h2><p>Validation: {"passed" if v["passed"] else "FAILED: " + ", ".join(v["failed"])}.</p>
+<h2>Data quality</h2><p>Validation: {"passed" if v["passed"] else "FAILED: " + ", ".join(v["failed"])}.
+Published version: {html.escape(data["version"])}. Each event counts once: {t["duplicates_dropped"]}
+re-delivered copies were dropped.</p>
 <h3>Quarantined events by reason</h3>{_table(data["quarantine_reasons"])}</body></html>"""
     target = folder / "index.html"
     target.write_text(page)

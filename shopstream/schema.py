@@ -32,6 +32,10 @@ ORDER_FIELDS: tuple[tuple[str, type], ...] = (
     ("timestamp", str),
 )
 ORDER_FIELD_NAMES = tuple(name for name, _ in ORDER_FIELDS)
+# An event's identity. A re-delivered event (a producer retry, a replayed batch, a resent file)
+# repeats all three; no two distinct events share them (an order has one NEW event and at most one
+# CANCELLED or RETURNED, each at its own time). Every event is counted once per identity.
+EVENT_IDENTITY = ("order_id", "order_status", "timestamp")
 
 # The `order_updates` topic: one status change per CANCELLED/RETURNED order event, same order_id
 # and timestamp (the producer's contract).

@@ -21,7 +21,7 @@ def summarise(date: str, data: dict | None = None) -> str:
     t, v = data["totals"], data["validation"]
     lines = [
         f"{date}: {t['orders']} orders, gross revenue {t['gross_revenue']}, net revenue {t['net_revenue']}, "
-        f"{t['quarantined']} events quarantined",
+        f"{t['quarantined']} events quarantined, {t['duplicates_dropped']} re-delivered copies dropped",
         "top products by net quantity:",
         *(
             f"  {p['rank']}. {p['product']:<38} {p['net_quantity']:>5} units  {p['net_revenue']:>12}"
@@ -31,7 +31,7 @@ def summarise(date: str, data: dict | None = None) -> str:
         *(f"  {r['region']:<20} {r['net_revenue']:>12}" for r in data["regions"][:5]),
         f"validation: {'PASSED' if v['passed'] else 'FAILED'} "
         f"({v['checks'] - len(v['failed'])}/{v['checks']} checks)",
-        f"outputs: {paths().transformed}",
+        f"outputs: {paths().transformed} (published version {data['version']})",
     ]
     return "\n".join(lines)
 

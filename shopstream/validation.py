@@ -1,9 +1,14 @@
 """Data-quality checks of every transformed output for one date, with a readable report.
 
-    python -m shopstream.validation --date 2026-11-20
+    python -m shopstream.validation --date 2026-11-20                  # the published outputs
+    python -m shopstream.validation --date 2026-11-20 --version V --publish  # a run's, published
 
-Reads the outputs with DuckDB (no JVM needed), so the DAG's `validate_output` task is quick and
-independent of the Spark code that wrote them. Exit code 1 and a report naming each failed check.
+Checks one version of the date's outputs (default: the published one; see
+`shopstream.publication`). Reads them with DuckDB (no JVM needed), so the DAG's `validate_output`
+task is quick and independent of the Spark code that wrote them, and reconciles them with the raw
+layer: the date's distinct events, orders and net revenue recomputed from the raw files must equal
+the outputs', so stale or partial outputs fail with the command that re-runs the date. Exit code 1
+and a report naming each failed check.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from pathlib import Path
 
 import duckdb
 
-from shopstream.config import paths
+from shopstream import publication
+from shopstream.config import VALID, paths
 from shopstream.metrics import TOP_N_PRODUCTS
+from shopstream.schema import EVENT_IDENTITY, NEW, ORDER_STATUSES
+from shopstream.sink_log import committed_files
 
 # Output -> (columns that must exist, key columns that must never be null).
 EXPECTED_OUTPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -50,6 +58,7 @@ class Check:
 @dataclass
 class Report:
     date: str
+    version: str | None = None
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -64,18 +73,16 @@ class Report:
         self.checks.append(Check(name, bool(passed), detail))
 
     def text(self) -> str:
-        lines = [f"validation of {self.date}: {'PASSED' if self.passed else 'FAILED'} "
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [f"validation of {self.date} (version {self.version}): {verdict} "
                  f"({len(self.checks) - len(self.failed)}/{len(self.checks)} checks passed)"]  # fmt: skip
         lines += [f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
         return "\n".join(lines)
 
     def to_json(self) -> str:
         checks = [asdict(c) for c in self.checks]
-        return json.dumps({"date": self.date, "passed": self.passed, "checks": checks}, indent=2)
-
-
-def _partition(root: Path, name: str, date: str) -> Path:
-    return root / name / f"date={date}"
+        content = {"date": self.date, "version": self.version, "passed": self.passed, "checks": checks}
+        return json.dumps(content, indent=2)
 
 
 def _scan(folder: Path) -> str:
@@ -87,13 +94,82 @@ def _rdd_total(folder: Path) -> tuple[int, Decimal]:
     return len(lines), sum((Decimal(line.split("\t")[1]) for line in lines), Decimal(0))
 
 
-def validate(date: str, transformed: Path | None = None) -> Report:
-    root = (transformed or paths().transformed).resolve()
-    report = Report(date)
+def raw_truth(files: list[str]) -> tuple[int, int, Decimal]:
+    """(distinct events, orders placed, net revenue) of raw files' valid rows, each event once by
+    its identity, with the revenue rule spelled out in SQL: the validation's own reading,
+    independent of the Spark jobs."""
+    if not files:
+        return 0, 0, Decimal(0)
+    statuses = ", ".join(f"'{s}'" for s in ORDER_STATUSES)
+    identity = ", ".join(f'"{c}"' for c in EVENT_IDENTITY)
+    events, orders, net = (
+        duckdb.connect()
+        .execute(
+            f"""
+        WITH events AS (
+            SELECT DISTINCT ON ({identity}) order_status, quantity, unit_price
+            FROM read_parquet(?, hive_partitioning=false)
+            WHERE order_id IS NOT NULL AND product_id IS NOT NULL AND region IS NOT NULL
+              AND "timestamp" IS NOT NULL AND order_status IN ({statuses})
+              AND quantity > 0 AND unit_price > 0)
+        SELECT count(*), count(*) FILTER (WHERE order_status = '{NEW}'),
+               coalesce(sum(CASE WHEN order_status = '{NEW}' THEN 1 ELSE -1 END * quantity * unit_price), 0)
+        FROM events""",
+            [files],
+        )
+        .fetchall()[0]
+    )
+    return events, orders, Decimal(net)
+
+
+def reconcile_with_raw(
+    report: Report, con, present: dict[str, Path], raw_files: list[str], date: str
+) -> None:
+    """The outputs' events, orders and net revenue must be those of the raw files: the version's
+    pinned inputs when checking a run's candidate, the raw layer now when checking what is
+    published (events of the date that arrived since, or a cut-short write, make it stale)."""
+    if not {"hourly_sales", "status_by_category"} <= present.keys():
+        return
+    orders, net = con.execute(
+        f"SELECT coalesce(sum(total_orders), 0), coalesce(sum(total_revenue), 0) "
+        f"FROM {_scan(present['hourly_sales'])}"
+    ).fetchall()[0]
+    pivot = _scan(present["status_by_category"])
+    events = con.execute(
+        f'SELECT coalesce(sum("NEW" + "CANCELLED" + "RETURNED"), 0) FROM {pivot}'
+    ).fetchall()[0][0]
+    truth = raw_truth(raw_files)
+    outputs = (events, orders, Decimal(net))
+    detail = (
+        f"outputs: {events} events, {orders} orders, net revenue {net}; raw layer: {truth[0]} events, "
+        f"{truth[1]} orders, net revenue {truth[2]}"
+    )
+    if outputs != truth:
+        detail += (
+            f". The outputs of {date} are stale or partial: transform the date again "
+            f"(make backfill FROM={date} TO={date})"
+        )
+    report.add("reconciles_with_raw", outputs == truth, detail)
+
+
+def validate(
+    date: str, transformed: Path | None = None, raw: Path | None = None, version: str | None = None
+) -> Report:
+    """Checks `version`'s outputs of `date` (None: the published version), reconciled with the
+    raw files that version was computed from (the published one: the raw layer now)."""
+    root = publication.transformed_root(transformed)
+    raw = (raw or paths().raw).resolve()
+    pinned = publication.read_inputs(root, version).get(date) if version else None
+    raw_files = pinned["files"] if pinned else committed_files(raw, VALID, date)
+    version = version or publication.published_version(root, date)
+    report = Report(date, version)
+    if version is None:
+        report.add("published", False, f"{date} has no published version in {root}: run the DAG for it")
+        return report
     con = duckdb.connect()
     present: dict[str, Path] = {}
     for name, (columns, keys) in EXPECTED_OUTPUTS.items():
-        folder = _partition(root, name, date)
+        folder = publication.output_dir(root, version, name, date)
         files = list(folder.glob("*.parquet"))
         report.add(f"{name}.exists", bool(files), f"{len(files)} file(s) in {folder}")
         if not files:
@@ -127,7 +203,7 @@ def validate(date: str, transformed: Path | None = None) -> Report:
         ok = n <= TOP_N_PRODUCTS and ranks == list(range(1, n + 1))
         report.add("top_products.at_most_10_ranked", ok, f"{n} rows, ranks {ranks}")
 
-    rdd_folder = _partition(root, RDD_OUTPUT, date)
+    rdd_folder = publication.output_dir(root, version, RDD_OUTPUT, date)
     rdd_present = rdd_folder.is_dir() and any(rdd_folder.glob("part-*"))
     report.add(f"{RDD_OUTPUT}.exists", rdd_present, str(rdd_folder))
     if rdd_present and {"sales_by_product", "hourly_sales", "regional_revenue"} <= present.keys():
@@ -149,7 +225,19 @@ def validate(date: str, transformed: Path | None = None) -> Report:
         ]
         report.add("products_agree_rdd_vs_dataframe", products == df_products,
                    f"rdd {products} products, dataframe {df_products}")  # fmt: skip
+    reconcile_with_raw(report, con, present, raw_files, date)
     return report
+
+
+def publish_validated(report: Report, transformed: Path | None = None) -> dict:
+    """Publishes the version a passing report checked, recording the inputs it was made from."""
+    if not report.passed:
+        raise ValueError(f"{report.date}: validation failed, nothing to publish")
+    root = publication.transformed_root(transformed)
+    pinned = publication.read_inputs(root, report.version).get(report.date)
+    if pinned is None:
+        raise ValueError(f"version {report.version} pinned no inputs for {report.date}")
+    return publication.publish(root, report.date, report.version, pinned["fingerprint"], len(report.checks))
 
 
 def write_report(report: Report, transformed: Path | None = None) -> Path:
@@ -166,10 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--date", required=True)
     parser.add_argument("--transformed-dir", type=Path, default=None)
+    parser.add_argument("--raw-dir", type=Path, default=None)
+    parser.add_argument("--version", default=None, help="a run's version (default: the published one)")
+    parser.add_argument("--publish", action="store_true", help="publish --version if every check passes")
     args = parser.parse_args(argv)
-    report = validate(args.date, args.transformed_dir)
+    report = validate(args.date, args.transformed_dir, args.raw_dir, args.version)
     write_report(report, args.transformed_dir)
     print(report.text())
+    if report.passed and args.publish and args.version:
+        publish_validated(report, args.transformed_dir)
+        print(f"published {args.date}: version {report.version}")
     return 0 if report.passed else 1
 
 

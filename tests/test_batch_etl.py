@@ -12,18 +12,21 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from shopstream import publication
 from shopstream.spark import batch_df_etl, batch_rdd_etl
-from shopstream.spark.batch_common import MissingInputError
+from shopstream.spark.batch_common import MissingInputError, run_inputs
 from shopstream.spark.stream_consumer import StreamSettings, run
 from tests import duckdb_oracle, oracle
 from tests.conftest import produce
-from tests.kafka_read import read_topic
+from tests.dates import days_ago
+from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.sink_files import write_through_file_sink
 
 pytestmark = pytest.mark.integration
 
-DAYS = ("2026-11-20", "2026-11-21")
+DAYS = (days_ago(3), days_ago(2))
 COUNT = 6000
+REDELIVERED = 300
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +36,29 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
     topic = f"batch-{home.name}"
     produce(kafka_broker, topic, "--count", str(COUNT), "--seed", "31", "--malformed-ratio", "0.01",
             "--start", DAYS[0], "--span", "48h")  # fmt: skip
-    events = [
-        json.loads(m.value)
-        for m in read_topic(kafka_broker.bootstrap, topic, expected=COUNT)
-        if not oracle.problems(m.value)
+    # 300 valid events arrive a second time (an upstream retry): each must still count once.
+    valid = [
+        m for m in read_topic(kafka_broker.bootstrap, topic, expected=COUNT) if not oracle.problems(m.value)
     ]
+    redeliver(kafka_broker.bootstrap, topic, valid[::7][:REDELIVERED])
+    delivered = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, topic, COUNT + REDELIVERED)
+                 if not oracle.problems(m.value)]  # fmt: skip
+    assert len(delivered) == len(valid) + REDELIVERED
+    events = distinct_events(delivered)
+    assert len(events) == len(valid)
     settings = StreamSettings(
         bootstrap=kafka_broker.bootstrap, topic=topic, raw_dir=home / "raw",
         checkpoint_dir=home / "checkpoints", available_now=True,
     )  # fmt: skip
     run(settings, spark)
-    out = home / "transformed"
-    rdd_counts = batch_rdd_etl.run(None, settings.raw_dir, out, spark)
-    df_written = batch_df_etl.run(None, settings.raw_dir, out, spark)
+    root = home / "transformed"
+    inputs = run_inputs(settings.raw_dir, root, None, "v1")  # every date of the raw layer
+    assert inputs.dates == list(DAYS)
+    rdd_counts = batch_rdd_etl.run(inputs, spark)
+    df_written = batch_df_etl.run(inputs, spark)
     return {
-        "raw": settings.raw_dir, "out": out, "events": events, "oracle": duckdb_oracle.connect(events),
-        "rdd_counts": rdd_counts, "df_written": df_written,
+        "raw": settings.raw_dir, "root": root, "out": inputs.out, "inputs": inputs, "events": events,
+        "oracle": duckdb_oracle.connect(events), "rdd_counts": rdd_counts, "df_written": df_written,
     }  # fmt: skip
 
 
@@ -62,6 +72,16 @@ def parquet_rows(path: Path, columns: str, order: str) -> list[tuple]:
 def rdd_lines(out: Path, date: str) -> list[str]:
     folder = out / batch_rdd_etl.OUTPUT_NAME / f"date={date}"
     return [line for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]
+
+
+def test_redelivered_events_count_once_and_the_jobs_say_how_many_they_dropped(pipeline):
+    # Every output below is checked against the oracle over distinct events; here the counts.
+    assert sum(c["duplicates_dropped"] for c in pipeline["rdd_counts"]) == REDELIVERED
+    assert pipeline["df_written"]["duplicates_dropped"] == REDELIVERED
+    for counts in pipeline["rdd_counts"]:
+        on_disk = json.loads((pipeline["out"] / batch_rdd_etl.OUTPUT_NAME / f"date={counts['date']}" /
+                              "_counts.json").read_text())  # fmt: skip
+        assert on_disk["duplicates_dropped"] == counts["duplicates_dropped"] > 0
 
 
 def test_rdd_revenue_and_counters_match_the_oracle(pipeline):
@@ -132,39 +152,54 @@ def snapshot(folder: Path) -> dict[str, bytes]:
             and not p.name.startswith(".")}  # fmt: skip
 
 
-def test_rerunning_a_date_is_identical_and_leaves_other_dates_alone(pipeline, spark):
-    out, raw = pipeline["out"], pipeline["raw"]
-    first_day = {name: parquet_rows(out / name, "*", "ALL") for name in batch_df_etl.OUTPUTS}
-    other_day_files = {name: snapshot(out / name / f"date={DAYS[1]}") for name in batch_df_etl.OUTPUTS}
-    rdd_text = snapshot(out / "rdd_revenue_by_product" / f"date={DAYS[0]}")
+def test_rerunning_a_date_is_identical_and_publishing_it_leaves_other_dates_alone(pipeline, spark):
+    root, raw, first = pipeline["root"], pipeline["raw"], pipeline["out"]
+    pinned = publication.read_inputs(root, "v1")
+    for day in DAYS:
+        publication.publish(root, day, "v1", pinned[day]["fingerprint"], checks=1)
 
-    batch_rdd_etl.run(DAYS[0], raw, out, spark)
-    batch_df_etl.run(DAYS[0], raw, out, spark)
+    again = run_inputs(raw, root, [DAYS[0]], "v2")
+    batch_rdd_etl.run(again, spark)
+    written = batch_df_etl.run(again, spark)
 
-    assert snapshot(out / "rdd_revenue_by_product" / f"date={DAYS[0]}") == rdd_text, "RDD text byte-identical"
+    # The new version of the date is the same, byte for byte (text) and row for row (Parquet).
+    rdd_dir = f"{batch_rdd_etl.OUTPUT_NAME}/date={DAYS[0]}"
+    assert snapshot(again.out / rdd_dir) == snapshot(first / rdd_dir), "RDD text byte-identical"
     for name in batch_df_etl.OUTPUTS:
-        assert parquet_rows(out / name, "*", "ALL") == first_day[name], name
-        assert snapshot(out / name / f"date={DAYS[1]}") == other_day_files[name], (
-            f"{name} of {DAYS[1]} touched"
-        )
-    assert spark.table(batch_df_etl.BUCKETED_TABLE).count() == pipeline["df_written"]["sales_by_product"]
+        assert parquet_rows(again.out / name, "*", "ALL") == [
+            r for r in parquet_rows(first / name, "*", "ALL") if str(r[-1]) == DAYS[0]
+        ], name
+    assert spark.table(batch_df_etl.BUCKETED_TABLE).count() == written["sales_by_product"]
+    # Published: readers of that date see the new version, of the other date still the first.
+    publication.publish(root, DAYS[0], "v2", again_fingerprint(root, DAYS[0]), checks=1)
+    assert (
+        publication.published_dir(root, "hourly_sales", DAYS[0])
+        == again.out / "hourly_sales" / f"date={DAYS[0]}"
+    )
+    assert (
+        publication.published_dir(root, "hourly_sales", DAYS[1]) == first / "hourly_sales" / f"date={DAYS[1]}"
+    )
+    assert [h["version"] for h in publication.published(root, DAYS[0])["history"]] == ["v1"]
+
+
+def again_fingerprint(root: Path, day: str) -> str:
+    return publication.read_inputs(root, "v2")[day]["fingerprint"]
 
 
 def test_a_date_without_events_writes_nothing_and_says_so(pipeline, spark, caplog):
     empty_day = (dt.date.fromisoformat(DAYS[1]) + dt.timedelta(days=30)).isoformat()
-    assert batch_df_etl.run(empty_day, pipeline["raw"], pipeline["out"], spark) == dict.fromkeys(
-        batch_df_etl.OUTPUTS, 0
-    )
-    counts = batch_rdd_etl.run(empty_day, pipeline["raw"], pipeline["out"], spark)
+    inputs = run_inputs(pipeline["raw"], pipeline["root"], [empty_day], "v-empty")
+    assert inputs.files == []
+    assert batch_df_etl.run(inputs, spark) == dict.fromkeys(batch_df_etl.OUTPUTS, 0)
+    counts = batch_rdd_etl.run(inputs, spark)
     assert counts[0]["records_seen"] == 0
     assert "no raw events" in caplog.text
 
 
 def test_missing_raw_layer_is_a_clear_error(spark, tmp_path):
     with pytest.raises(MissingInputError, match="run the streaming job first"):
-        batch_rdd_etl.run("2026-11-20", tmp_path / "nothing", tmp_path / "out", spark)
-    with pytest.raises(MissingInputError, match="run the streaming job first"):
-        batch_df_etl.run("2026-11-20", tmp_path / "nothing", tmp_path / "out", spark)
+        run_inputs(tmp_path / "nothing", tmp_path / "out", ["2026-11-20"], None)
+    assert batch_rdd_etl.main(["--date", "2026-11-20", "--raw-dir", str(tmp_path / "nothing")]) == 2
 
 
 def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_path):
@@ -184,10 +219,11 @@ def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_pat
     )
     write_through_file_sink(spark, frame, tmp_path)
 
-    [counts] = batch_rdd_etl.run("2026-11-20", tmp_path / "raw", tmp_path / "out", spark)
+    inputs = run_inputs(tmp_path / "raw", tmp_path / "out", ["2026-11-20"], "v")
+    [counts] = batch_rdd_etl.run(inputs, spark)
 
     assert (counts["records_seen"], counts["malformed"], counts["products"]) == (3, 2, 1)
-    assert rdd_lines(tmp_path / "out", "2026-11-20") == ["P-1\t21.00"]
+    assert rdd_lines(inputs.out, "2026-11-20") == ["P-1\t21.00"]
 
 
 def test_rdd_lines_print_cents_exactly_including_net_refunds():
@@ -205,10 +241,11 @@ def test_rdd_partition_totals_count_per_date_and_keep_a_tab_in_a_product_id():
         def add(self, more):
             self.value.update(more)
 
-    lines = ["2026-11-20\tP-1\tNEW\t2100", "2026-11-20\tP-1\tNEW\t5", "2026-11-20\tP\t9\tRETURNED\t5",
-             "2026-11-21\tP-1\tNEW\t7", "2026-11-21", "2026-11-21"]  # fmt: skip
-    seen, malformed = Total(), Total()
-    totals = sorted(batch_rdd_etl.totals_by_key(iter(lines), seen, malformed))
+    lines = ["2026-11-20\tP-1\tNEW\t2100\t1", "2026-11-20\tP-1\tNEW\t5\t3",
+             "2026-11-20\tP\t9\tRETURNED\t5\t1", "2026-11-21\tP-1\tNEW\t7\t1",
+             "2026-11-21", "2026-11-21"]  # fmt: skip
+    seen, malformed, duplicates = Total(), Total(), Total()
+    totals = sorted(batch_rdd_etl.totals_by_key(iter(lines), seen, malformed, duplicates))
     assert totals == [
         ("2026-11-20", "P\t9", "RETURNED", 5, 1),
         ("2026-11-20", "P-1", "NEW", 2105, 2),
@@ -216,3 +253,4 @@ def test_rdd_partition_totals_count_per_date_and_keep_a_tab_in_a_product_id():
     ]
     assert seen.value == {"2026-11-20": 3, "2026-11-21": 3}
     assert malformed.value == {"2026-11-21": 2}
+    assert duplicates.value == {"2026-11-20": 2}  # the event delivered 3 times

@@ -14,12 +14,14 @@ from decimal import Decimal
 import duckdb
 import pytest
 
+from shopstream import publication
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT, order_sim_binary
 from shopstream.kafka_cluster import LocalCluster
 from shopstream.kafka_security import SPARK_GROUP_PREFIX
 from shopstream.processes import free_port, port_is_open
 from shopstream.spark.stream_consumer import StreamSettings, run
 from shopstream.spark_cluster import LocalSparkCluster
+from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.sink_files import read_sink, write_through_file_sink
 
@@ -98,7 +100,7 @@ def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
     topic = cluster_topic
     count = 200_000
     sim = order_sim(kafka_cluster, topic, "--count", str(count), "--rate", "40000", "--seed", "71",
-                    "--start", "2026-11-12", "--span", "24h")  # fmt: skip
+                    "--start", days_ago(3), "--span", "24h")  # fmt: skip
     time.sleep(2)
     assert sim.poll() is None, "still producing when the node dies"
     victim = kafka_cluster.brokers[1]
@@ -179,7 +181,7 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     spark_cluster.start()  # the worker back, for the tests after this one
     assert job.returncode == 0, output[-3000:]
 
-    scan = f"read_parquet('{tmp_path}/out/hourly_sales/*/*.parquet')"
+    scan = f"read_parquet('{tmp_path}/out/_versions/*/hourly_sales/*/*.parquet')"  # the job's one version
     hourly = duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0]
     new = sum(1 for i in range(300_000) if i % 10)
     revenue = sum((1 + i % 3) * (1 if i % 10 else -1) for i in range(300_000)) * 999
@@ -187,10 +189,11 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
 
 
 def dag_outputs(data, date: str) -> dict[str, list]:
-    """Every output of one date, as sorted rows (Parquet) or lines (the RDD job's text)."""
+    """Every published output of one date, as sorted rows (Parquet) or lines (the RDD job's text)."""
     out = data / "transformed"
+    version = publication.published_version(out, date)
     found = {}
-    for folder in sorted(out.glob(f"*/date={date}")):
+    for folder in sorted((out / "_versions" / version).glob(f"*/date={date}")):
         if any(folder.glob("*.parquet")):
             found[folder.parent.name] = sorted(
                 duckdb.sql(f"SELECT * FROM read_parquet('{folder}/*.parquet')").fetchall()
@@ -207,7 +210,7 @@ def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, 
     from shopstream.airflow.run_local import run_dag
     from shopstream.kafka_broker import throwaway_broker
 
-    date = "2026-11-13"
+    date = days_ago(2)
     outputs = {}
     with throwaway_broker(tmp_path / "local-kafka") as local_broker:
         # Each stack: its brokers, its Spark master, and the producer's and the jobs' logins.

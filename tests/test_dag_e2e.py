@@ -3,23 +3,37 @@ spark-submit of all three jobs, real sensor and validation; then a run on corrup
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 
 import duckdb
 import pytest
 
+from shopstream import publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC
 from tests import oracle
 from tests.conftest import produce
-from tests.kafka_read import read_topic
+from tests.kafka_read import distinct_events, read_topic, redeliver
 
 pytestmark = pytest.mark.integration
 
-DATE = "2026-11-23"
+# The day that closed at the last midnight UTC: what the scheduler's run transforms now.
+DATE = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
 COUNT = 2000
+
+
+def days_before(days: int) -> str:
+    return (dt.date.fromisoformat(DATE) - dt.timedelta(days=days)).isoformat()
+
+
+def published(data, output: str, date: str):
+    """The folder readers see for `output` of `date`: where its publication record points."""
+    folder = publication.published_dir(data / "transformed", output, date)
+    assert folder is not None, f"{date} not published"
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +54,8 @@ def first_run(local_stack, kafka_broker):
     produced = produce(kafka_broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "41",
                        "--malformed-ratio", "0.05", "--out-of-domain-ratio", "0.01",
                        "--start", DATE, "--span", "24h")  # fmt: skip
-    result = run_dag(DATE, expected_events=COUNT, retries=0, quiet=True)
+    # Exactly the run the scheduler creates now (from the DAG's timetable), not a named date.
+    result = run_dag(None, expected_events=COUNT, retries=0, quiet=True)
     return {**result, "produced": produced}
 
 
@@ -49,6 +64,9 @@ DOMAIN_REASONS = ("unknown order_status ", "quantity not positive: ", "unit_pric
 
 def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_broker):
     assert first_run["state"] == "success", first_run
+    # The scheduled run's data interval is the closed day, and that is the date it transformed.
+    assert first_run["run_type"] == "scheduled" and first_run["date"] == DATE
+    assert [t[:10] for t in first_run["data_interval"]] == [DATE, days_before(-1)]
     assert list(first_run["tasks"]) == list(TASK_IDS)
     assert {t: info["state"] for t, info in first_run["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
 
@@ -60,7 +78,7 @@ def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_
               if not oracle.problems(m.value)]  # fmt: skip
     sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
     expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
-    rdd_dir = local_stack / "transformed" / "rdd_revenue_by_product" / f"date={DATE}"
+    rdd_dir = published(local_stack, "rdd_revenue_by_product", DATE)
     rdd_total = sum(
         Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
     )
@@ -81,14 +99,12 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
     assert first_run["state"] == "success"
     page = build(DATE)
     data = json.loads((page.parent / "report.json").read_text())
-    out = local_stack / "transformed"
-
-    rdd_dir = out / "rdd_revenue_by_product" / f"date={DATE}"
+    rdd_dir = published(local_stack, "rdd_revenue_by_product", DATE)
     rdd_total = sum(
         Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
     )
     assert Decimal(data["totals"]["net_revenue"]) == rdd_total
-    scan = f"read_parquet('{out}/top_products/date={DATE}/*.parquet')"
+    scan = f"read_parquet('{published(local_stack, 'top_products', DATE)}/*.parquet')"
     top = duckdb.sql(f"SELECT product_name, net_quantity FROM {scan} ORDER BY rank").fetchall()
     assert [(t["product"], t["net_quantity"]) for t in data["top_products"]] == top
     # Records with no readable event time are filed under their arrival date, not this one.
@@ -111,7 +127,7 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
 
 def test_corrupted_output_fails_validate_output_naming_the_check(first_run, local_stack):
     assert first_run["state"] == "success"
-    top = local_stack / "transformed" / "top_products" / f"date={DATE}"
+    top = published(local_stack, "top_products", DATE)
     [original] = list(top.glob("*.parquet"))
     # An 11th row with a null product: breaks two rules at once.
     scan = f"read_parquet('{original}', hive_partitioning=false)"
@@ -132,12 +148,59 @@ def test_corrupted_output_fails_validate_output_naming_the_check(first_run, loca
     assert failed == {"top_products.at_most_10_ranked", "top_products.no_null_keys"}
 
 
+LATE, REDELIVERED = 300, 100
+
+
+def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_run(
+    first_run, local_stack, kafka_broker, monkeypatch
+):
+    assert first_run["state"] == "success"
+    root = local_stack / "transformed"
+    before = publication.published(root, DATE)
+    # After DATE's run: 300 more events of DATE arrive late, and 100 of its events a second time.
+    produce(
+        kafka_broker, ORDERS_TOPIC, "--count", str(LATE), "--seed", "43", "--start", DATE, "--span", "24h"
+    )
+    valid = [
+        m
+        for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, COUNT + LATE)
+        if not oracle.problems(m.value)
+    ]
+    redeliver(kafka_broker.bootstrap, ORDERS_TOPIC, valid[::13][:REDELIVERED])
+    monkeypatch.setenv("SHOPSTREAM_RAW_WAIT_SECONDS", "5")
+    monkeypatch.setenv("SHOPSTREAM_RAW_POKE_SECONDS", "2")
+
+    # The next day's run (no events of its own yet) finds DATE changed and transforms it again.
+    result = run_dag(days_before(-1), expected_events=COUNT, retries=0, quiet=True)
+
+    assert result["state"] == "success", result
+    assert {t: i["state"] for t, i in result["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
+    after = publication.published(root, DATE)
+    assert after["version"] != before["version"] and after["history"][0]["version"] == before["version"]
+    # Every event of DATE counts, each once: the published outputs equal the events' own numbers.
+    topic = read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, COUNT + LATE + REDELIVERED)
+    delivered = [json.loads(m.value) for m in topic if not oracle.problems(m.value)]
+    events = [e for e in distinct_events(delivered) if e["timestamp"].startswith(DATE)]
+    assert len(events) == len(valid)
+    sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
+    revenue = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
+    scan = f"read_parquet('{published(local_stack, 'hourly_sales', DATE)}/*.parquet')"
+    assert duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0] == (
+        sum(e["order_status"] == "NEW" for e in events), revenue
+    )  # fmt: skip
+    counts = json.loads((published(local_stack, "rdd_revenue_by_product", DATE) / "_counts.json").read_text())
+    assert counts["duplicates_dropped"] == REDELIVERED
+    report = json.loads((root / "_validation" / f"{DATE}.json").read_text())
+    assert report["passed"] and report["version"] == after["version"]
+    assert any(c["name"] == "reconciles_with_raw" and c["passed"] for c in report["checks"])
+
+
 def test_a_date_without_data_skips_the_etl_with_a_clear_message(first_run, local_stack, monkeypatch):
     assert first_run["state"] == "success"
     monkeypatch.setenv("SHOPSTREAM_RAW_WAIT_SECONDS", "5")
     monkeypatch.setenv("SHOPSTREAM_RAW_POKE_SECONDS", "2")
 
-    result = run_dag("2026-11-10", expected_events=COUNT, retries=0, quiet=True)
+    result = run_dag(days_before(20), expected_events=COUNT, retries=0, quiet=True)
 
     states = {t: info["state"] for t, info in result["tasks"].items()}
     assert result["state"] == "success", result
@@ -145,7 +208,15 @@ def test_a_date_without_data_skips_the_etl_with_a_clear_message(first_run, local
     assert [t for t, s in states.items() if s == "skipped"] == [
         "wait_for_raw_data", "run_rdd_etl", "run_df_etl", "validate_output", "end"
     ]  # fmt: skip
-    assert not (local_stack / "transformed" / "hourly_sales" / "date=2026-11-10").exists()
+    assert publication.published(local_stack / "transformed", days_before(20)) is None
+
+
+def test_a_date_before_the_start_date_is_refused_not_an_empty_success(local_stack):
+    from shopstream.airflow.pipeline import START_DATE
+
+    early = (START_DATE.date() - dt.timedelta(days=1)).isoformat()
+    result = run_dag(early, retries=0, quiet=True)
+    assert result["state"] == "refused" and "before the start date" in result["error"], result
 
 
 def test_the_no_data_message_says_why_and_what_to_do(tmp_path):
@@ -161,13 +232,14 @@ def test_the_no_data_message_says_why_and_what_to_do(tmp_path):
     assert "all went to quarantine" in all_bad and "1 files" in all_bad
 
 
-BACKFILL = ("2026-11-14", "2026-11-15", "2026-11-16")
+BACKFILL = tuple(days_before(n) for n in (5, 4, 3))
 
 
 def outputs_of(data, date: str) -> dict[str, bytes]:
-    """Every output file of one date, by path: to prove that other runs left it untouched."""
+    """Every published output file of one date, by path: to prove that other runs left it untouched."""
+    version = publication.published_version(data / "transformed", date)
     found = {}
-    for folder in sorted((data / "transformed").glob(f"*/date={date}")):
+    for folder in sorted((data / "transformed" / "_versions" / version).glob(f"*/date={date}")):
         for file in sorted(folder.iterdir()):
             found[str(file.relative_to(data))] = file.read_bytes()
     return found
@@ -194,7 +266,7 @@ def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
     for day in BACKFILL:
         mine = [e for e in events if e["timestamp"].startswith(day)]
         expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in mine)
-        scan = f"read_parquet('{local_stack}/transformed/hourly_sales/date={day}/*.parquet')"
+        scan = f"read_parquet('{published(local_stack, 'hourly_sales', day)}/*.parquet')"
         orders, revenue = duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[
             0
         ]

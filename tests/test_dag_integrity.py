@@ -3,7 +3,7 @@ Parsing must not touch a Connection (Airflow's DagBag integrity-test practice)."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -15,7 +15,7 @@ OPERATORS = {
     "start": "EmptyOperator",
     "check_kafka_topic": "PythonOperator",
     "run_streaming_job": "SparkSubmitOperator",
-    "wait_for_raw_data": "RawPartitionSensor",  # a FileSensor that explains an empty day
+    "wait_for_raw_data": "RawDateSensor",  # committed raw rows of the date, then the run's plan
     "run_rdd_etl": "SparkSubmitOperator",
     "run_df_etl": "SparkSubmitOperator",
     "validate_output": "PythonOperator",
@@ -54,7 +54,7 @@ def test_tasks_and_dependencies_are_exactly_the_pipeline(dag):
 
 
 def test_schedule_retries_and_alerts(dag):
-    assert dag.schedule == "@daily" and dag.timetable.expression == "0 0 * * *"
+    assert dag.timetable.expression == "0 0 * * *" and dag.timetable == pipeline.DAILY
     assert dag.catchup is False and dag.max_active_runs == 1
     for task in dag.tasks:
         assert task.retries == 2, task.task_id
@@ -71,16 +71,48 @@ def test_connections_and_run_date_parameters(dag):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"
     assert tasks["run_streaming_job"].application_args[0] == "--available-now"
-    from airflow.providers.standard.sensors.filesystem import FileSensor
-
     sensor = tasks["wait_for_raw_data"]
-    assert isinstance(sensor, FileSensor) and sensor.fs_conn_id == "fs_default"
+    assert sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
-    assert sensor.filepath == "raw/verdict=valid/date={{ params.run_date or ds }}/*.parquet"
+    run_date = "{{ params.run_date or data_interval_start | ds }}"
+    assert (sensor.run_date, sensor.version) == (run_date, "{{ run_id }}")
+    plan = "ti.xcom_pull(task_ids='wait_for_raw_data')"
     for task_id in ("run_rdd_etl", "run_df_etl"):
-        assert tasks[task_id].application_args == ["--date", "{{ params.run_date or ds }}"]
-    assert tasks["validate_output"].op_kwargs == {"date": "{{ params.run_date or ds }}"}
+        assert tasks[task_id].application_args == [
+            "--dates", "{{ " + plan + "['dates'] | join(',') }}", "--version", "{{ " + plan + "['version'] }}"
+        ]  # fmt: skip
+    assert tasks["validate_output"].op_kwargs == {"date": run_date, "plan_task": "wait_for_raw_data"}
     assert set(dag.params.keys()) == {"run_date", "expected_events"}
+
+
+def _rendered_run_date(dag, data_interval_start: datetime, run_date: str | None = None) -> str:
+    template = dag.get_template_env().from_string(pipeline.RUN_DATE)
+    return template.render(params={"run_date": run_date}, data_interval_start=data_interval_start)
+
+
+def test_the_run_the_scheduler_creates_transforms_the_day_that_closed(dag):
+    from shopstream.airflow.scheduling import next_scheduled_run
+
+    # Catchup is off, so the scheduler's next run depends on the time: a DAG that transformed the
+    # day before yesterday last gets, at the last midnight UTC, a run whose data interval (where
+    # every task's date comes from) is yesterday.
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    for previous in (yesterday - timedelta(days=1), None):  # None: a DAG that never ran
+        info = next_scheduled_run(dag, previous_day=previous)
+        assert info.run_after == datetime.combine(today, time(), tzinfo=UTC)
+        assert (info.data_interval.start.date(), info.data_interval.end.date()) == (yesterday, today)
+        assert _rendered_run_date(dag, info.data_interval.start) == yesterday.isoformat()
+    # A manual run may name its date.
+    assert _rendered_run_date(dag, info.data_interval.start, run_date="2026-02-19") == "2026-02-19"
+
+
+def test_a_date_before_the_start_date_is_refused_with_a_message(dag):
+    from shopstream.airflow.scheduling import BeforeStartDate, check_not_before_start
+
+    check_not_before_start(dag, date(2026, 2, 19))  # well after the start date: processed
+    with pytest.raises(BeforeStartDate, match="before the start date of ecommerce_pipeline"):
+        check_not_before_start(dag, dag.start_date.date() - timedelta(days=1))
 
 
 def test_backfill_dag_has_a_group_per_configured_range(bag):
@@ -91,9 +123,12 @@ def test_backfill_dag_has_a_group_per_configured_range(bag):
     for name, dates in configured.items():
         for day in dates:
             d = day.replace("-", "")
-            rdd, df, check = (backfill.get_task(f"{name}.{kind}_{d}") for kind in ("rdd", "df", "validate"))
+            plan, rdd, df, check = (
+                backfill.get_task(f"{name}.{kind}_{d}") for kind in ("plan", "rdd", "df", "validate")
+            )
+            assert plan.downstream_task_ids == {rdd.task_id} and plan.op_kwargs["date"] == day
             assert rdd.downstream_task_ids == {df.task_id} and df.downstream_task_ids == {check.task_id}
-            assert rdd.application_args == ["--date", day]
+            assert f"task_ids='{plan.task_id}'" in rdd.application_args[1]
     assert backfill.schedule is None and backfill.max_active_tasks == 1
 
 
@@ -102,7 +137,7 @@ def test_backfill_dag_follows_its_config_file(tmp_path):
     config.write_text('{"ranges": [{"name": "q", "start": "2026-12-30", "end": "2027-01-02"}]}')
     assert pipeline.backfill_dates(config) == {"q": ["2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02"]}
     dag = pipeline.build_backfill_dag(config)
-    assert len([t for t in dag.tasks if t.task_id.startswith("q.")]) == 12
+    assert len([t for t in dag.tasks if t.task_id.startswith("q.")]) == 16
     config.write_text('{"ranges": [{"name": "bad", "start": "2026-12-30", "end": "2026-12-01"}]}')
     with pytest.raises(ValueError, match="before start"):
         pipeline.backfill_dates(config)

@@ -13,12 +13,13 @@ from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings,
 from shopstream.spark.stream_consumer import StreamSettings
 from tests import oracle
 from tests.conftest import produce
+from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.sink_files import read_sink
 
 pytestmark = pytest.mark.integration
 
-DAY, NEXT_DAY = "2026-11-18", "2026-11-19"
+DAY, NEXT_DAY = days_ago(3), days_ago(2)
 MAX_DELAY = timedelta(hours=6)
 
 

@@ -18,6 +18,7 @@ from shopstream.processes import free_port
 from shopstream.spark.stream_consumer import SinkCheckpointMismatch, StreamSettings, run
 from tests import oracle
 from tests.conftest import produce
+from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.sink_files import committed_files, read_sink
 
@@ -56,7 +57,7 @@ def landed(settings: StreamSettings):
 
 def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topic, tmp_path):
     produce(kafka_broker, topic, "--count", "20000", "--seed", "13", "--malformed-ratio", "0.01",
-            "--start", "2026-11-20", "--span", "72h")  # fmt: skip
+            "--start", days_ago(4), "--span", "72h")  # fmt: skip
     valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, 20000)
     settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
 
@@ -73,8 +74,7 @@ def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topi
     assert {p.name for p in settings.raw_dir.glob("*=*")} == {"verdict=valid", "verdict=quarantined"}
     partitions = {p.name for p in verdict_dir(settings.raw_dir, VALID).glob("date=*")}
     event_dates = {e["timestamp"][:10] for e in valid.values()}
-    assert partitions == {f"date={d}" for d in event_dates} == {
-        "date=2026-11-20", "date=2026-11-21", "date=2026-11-22"}  # fmt: skip
+    assert partitions == {f"date={d}" for d in event_dates} == {f"date={days_ago(n)}" for n in (4, 3, 2)}
     # Money survives to the cent: the raw layer's revenue equals the events' own.
     raw_revenue = read_sink(settings.raw_dir, VALID).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
     oracle_cents = sum(e["quantity"] * round(e["unit_price"] * 100) for e in valid.values())
@@ -91,7 +91,7 @@ def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topi
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kafka_broker, topic, tmp_path):
     produce(kafka_broker, topic, "--count", "20000", "--seed", "21", "--malformed-ratio", "0.01",
-            "--start", "2026-11-20")  # fmt: skip
+            "--start", days_ago(4))  # fmt: skip
     settings = settings_for(tmp_path, kafka_broker.bootstrap, topic)
     command = [
         sys.executable, "-m", "shopstream.spark.stream_consumer",
@@ -116,7 +116,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kaf
     raw_so_far, _ = landed(settings)
     assert 0 < len(raw_so_far) < 20000, "killed after the first batches, before the end"
 
-    produce(kafka_broker, topic, "--count", "5000", "--seed", "22", "--start", "2026-11-21")
+    produce(kafka_broker, topic, "--count", "5000", "--seed", "22", "--start", days_ago(3))
     valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, 25000)
     settings.available_now = True
     run(settings, spark)

@@ -50,6 +50,12 @@ CASES = [
     (with_(quantity=-2), "quantity not positive: -2"),
     (with_(unit_price=0), "unit_price not positive: 0.00"),
     (with_(timestamp="yesterday at noon"), "bad timestamp: yesterday at noon"),
+    # Arrived 2026-11-21 08:00: more than 7 days after its time is too late, exactly 7 is not.
+    (
+        with_(timestamp="2026-11-14T07:59:59.999Z"),
+        "too late: more than 7 days after its time, at 2026-11-21 08:00:00",
+    ),
+    (with_(timestamp="2026-11-14T08:00:00Z"), None),
     (None, "empty message"),
 ]
 
@@ -74,8 +80,8 @@ def test_every_record_gets_its_reason(parsed):
 
 def test_valid_rows_are_typed_and_partitioned_by_event_date_in_utc(parsed):
     rows = valid_rows(parsed).collect()
-    assert len(rows) == 1
-    row = rows[0]
+    assert len(rows) == sum(reason is None for _, reason in CASES) == 2
+    [row] = [r for r in rows if r.kafka_offset == 0]
     assert tuple(row.asDict()) == RAW_COLUMNS
     assert row.unit_price == Decimal("129.99")
     assert row.quantity == 2
@@ -85,7 +91,7 @@ def test_valid_rows_are_typed_and_partitioned_by_event_date_in_utc(parsed):
 
 def test_quarantine_keeps_the_untouched_value(parsed):
     rows = quarantine_rows(parsed).collect()
-    assert len(rows) == len(CASES) - 1
+    assert len(rows) == len(CASES) - 2
     assert all(tuple(r.asDict()) == QUARANTINE_COLUMNS for r in rows)
     by_offset = {r.kafka_offset: r for r in rows}
     assert by_offset[2].value == "<<not json at all>>"

@@ -16,12 +16,12 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup
 
 from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
-from shopstream.airflow.sensors import RawPartitionSensor
-from shopstream.config import ORDERS_TOPIC, REPO_ROOT, VALID, verdict_dir
+from shopstream.airflow.sensors import RawDateSensor
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT
 from shopstream.spark.session import SPARK_CONF_DIR, job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
@@ -37,8 +37,31 @@ TASK_IDS = (
 )
 RETRIES = 2
 RETRY_DELAY = timedelta(minutes=5)
-# The logical date of the run, unless the run's params override it.
-RUN_DATE = "{{ params.run_date or ds }}"
+# Runs are created for dates from here on (catchup is off: the scheduler never backfills on its
+# own). Early, so that a manual run or `make backfill` of any past date really runs its tasks:
+# Airflow creates no task instances for a run whose logical date precedes the start date.
+START_DATE = datetime(2020, 1, 1, tzinfo=UTC)
+# At each midnight UTC, a run whose data interval is the day that just closed. (`@daily` is a
+# zero-length interval in Airflow 3: its `ds` is the day that has just begun.)
+DAILY = CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=timedelta(days=1))
+# The date a run transforms: the `run_date` param of a manual run that names one, else the start
+# of the run's data interval (the closed day). Never `ds`: for this timetable a manual run's
+# logical date is its trigger time, and a scheduled run's is the interval start.
+RUN_DATE = "{{ params.run_date or data_interval_start | ds }}"
+PLAN_TASK = "wait_for_raw_data"
+
+
+def _plan(task_id: str, key: str) -> str:
+    """A field of the plan (dates, version) that task `task_id` pushed, as a Jinja template."""
+    value = f"ti.xcom_pull(task_ids='{task_id}')['{key}']"
+    return "{{ %s | join(',') }}" % value if key == "dates" else "{{ %s }}" % value  # noqa: UP031
+
+
+def _job_args(plan_task: str) -> list[str]:
+    """A batch job's arguments: the dates and the version the run's plan chose."""
+    return ["--dates", _plan(plan_task, "dates"), "--version", _plan(plan_task, "version")]
+
+
 SPARK_JOBS = Path(__file__).resolve().parent.parent / "spark"
 
 DOC = """
@@ -49,13 +72,19 @@ Daily analytics of the shop's order events.
 2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet,
    `verdict=valid/` by `date` (+ `verdict=quarantined/` for rejected records, with the reason),
    exactly once through its checkpoint.
-3. **wait_for_raw_data**: the run date's raw partition has Parquet files (Connection `fs_default`).
-4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the run date (Connection `spark_default`).
-5. **validate_output**: data-quality checks of every output; the report is in
+3. **wait_for_raw_data**: the raw sink has committed rows of the run date (Connection `fs_default`);
+   then plans the run: the run date plus every date of the last 7 whose raw rows changed since they
+   were published (late events, re-deliveries), their raw files pinned in a new version.
+4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the planned dates, writing into the run's
+   version of `transformed/` (Connection `spark_default`); each event counts once.
+5. **validate_output**: data-quality checks of every output of every planned date, reconciled with
+   the raw rows; only if all pass is each date published (atomically) for readers. Reports in
    `transformed/_validation/<date>.json`.
 
-Params: `run_date` (YYYY-MM-DD, default: the logical date), `expected_events` (minimum number of
-messages the topic must hold).
+Schedule: every midnight UTC a run transforms the day that has just closed (its data interval).
+Params: `run_date` (YYYY-MM-DD: a manual run that names the date to transform; default: the run's
+data interval, i.e. the previous day), `expected_events` (minimum number of messages the topic must
+hold).
 """
 
 
@@ -101,8 +130,8 @@ def build_ecommerce_dag() -> DAG:
         dag_id=DAG_ID,
         description="Kafka -> Spark streaming -> raw Parquet -> RDD + DataFrame ETL -> validation",
         doc_md=DOC,
-        schedule="@daily",
-        start_date=datetime(2026, 11, 1, tzinfo=UTC),
+        schedule=DAILY,
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         default_args=_default_args(),
@@ -130,21 +159,21 @@ def build_ecommerce_dag() -> DAG:
             ["--available-now", "--topic", ORDERS_TOPIC],
             timeout=timedelta(minutes=60),
         )
-        wait_for_raw = RawPartitionSensor(
-            task_id="wait_for_raw_data",
+        wait_for_raw = RawDateSensor(
+            task_id=PLAN_TASK,
             fs_conn_id=FS_CONN_ID,
-            filepath=f"{verdict_dir(Path('raw'), VALID)}/date={RUN_DATE}/*.parquet",
             run_date=RUN_DATE,
+            version="{{ run_id }}",
             poke_interval=int(os.environ.get("SHOPSTREAM_RAW_POKE_SECONDS", 30)),
             timeout=int(os.environ.get("SHOPSTREAM_RAW_WAIT_SECONDS", timedelta(minutes=20).total_seconds())),
             mode="reschedule",
         )
-        rdd = _spark_task("run_rdd_etl", "batch_rdd_etl", ["--date", RUN_DATE], timeout=timedelta(minutes=30))
-        df = _spark_task("run_df_etl", "batch_df_etl", ["--date", RUN_DATE], timeout=timedelta(minutes=30))
+        rdd = _spark_task("run_rdd_etl", "batch_rdd_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
+        df = _spark_task("run_df_etl", "batch_df_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
         validate = PythonOperator(
             task_id="validate_output",
             python_callable=tasks.validate_output,
-            op_kwargs={"date": RUN_DATE},
+            op_kwargs={"date": RUN_DATE, "plan_task": PLAN_TASK},
         )
         end = EmptyOperator(task_id="end")
 
@@ -176,7 +205,7 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
         description="Re-run the batch jobs and validation for configured date ranges",
         doc_md=f"Generated from `{config_path.name}`: one task group per date range.",
         schedule=None,
-        start_date=datetime(2026, 11, 1, tzinfo=UTC),
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         max_active_tasks=1,  # Spark jobs one at a time: they size themselves to the machine
@@ -188,16 +217,20 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
             with TaskGroup(group_id=name) as group:
                 for day in dates:
                     suffix = day.replace("-", "")
-                    rdd = _spark_task(
-                        f"rdd_{suffix}", "batch_rdd_etl", ["--date", day], timedelta(minutes=30)
+                    plan = PythonOperator(
+                        task_id=f"plan_{suffix}",
+                        python_callable=tasks.plan_date,
+                        op_kwargs={"date": day, "label": "{{ run_id }}"},
                     )
-                    df = _spark_task(f"df_{suffix}", "batch_df_etl", ["--date", day], timedelta(minutes=30))
+                    args = _job_args(f"{name}.plan_{suffix}")
+                    rdd = _spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30))
+                    df = _spark_task(f"df_{suffix}", "batch_df_etl", args, timedelta(minutes=30))
                     check = PythonOperator(
                         task_id=f"validate_{suffix}",
                         python_callable=tasks.validate_output,
-                        op_kwargs={"date": day},
+                        op_kwargs={"date": day, "plan_task": f"{name}.plan_{suffix}"},
                     )
-                    rdd >> df >> check
+                    plan >> rdd >> df >> check
             previous >> group
             previous = group
         previous >> EmptyOperator(task_id="end")

@@ -1,7 +1,11 @@
 """Runs the `ecommerce_pipeline` DAG once, for real, with an embedded Airflow (SQLite metadata DB in
 the state folder, Connections for the local stack), and prints what every task did.
 
-    python -m shopstream.airflow.run_local --date 2026-11-25
+    python -m shopstream.airflow.run_local --scheduled        # the run the scheduler creates now
+    python -m shopstream.airflow.run_local --date 2026-11-25  # a manual run naming the date
+
+A scheduled run transforms the day that has just closed (the run's data interval, taken from the
+DAG's own timetable); a manual run transforms the date it names (the `run_date` param).
 
 The Kafka broker must be running (`make broker-up`); `make run` does all of it. Airflow reads its
 configuration from the environment when first imported, so the runner prepares the environment
@@ -52,19 +56,45 @@ def migrate_db(env: dict[str, str]) -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-def _run_dag_in_this_process(date: str, run_conf: dict, only: str | None) -> int:
-    """Child side: Airflow is configured by the environment now."""
+def _run_dag_in_this_process(date: str | None, run_conf: dict, only: str | None) -> int:
+    """Child side: Airflow is configured by the environment now. `date` None: the run the
+    scheduler creates now (its data interval is the closed day); else a manual run naming `date`,
+    whose logical date is the midnight after it (the scheduled run of that date's)."""
     from airflow.dag_processing.dagbag import DagBag
+
+    from shopstream.airflow.scheduling import (
+        BeforeStartDate,
+        check_not_before_start,
+        midnight,
+        next_scheduled_run,
+    )
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         print(json.dumps({"import_errors": {str(k): v for k, v in bag.import_errors.items()}}))
         return 2
     dag = bag.dags["ecommerce_pipeline"]
-    logical = dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC)
+    if date is None:
+        info = next_scheduled_run(dag)
+        run_after, interval = info.run_after, info.data_interval
+    else:
+        day = dt.date.fromisoformat(date)
+        try:
+            check_not_before_start(dag, day)
+        except BeforeStartDate as error:
+            refused = {"state": "refused", "date": date, "error": str(error)}
+            print("SHOPSTREAM_DAG_RESULT " + json.dumps(refused))
+            return 2
+        run_after, interval = midnight(day + dt.timedelta(days=1)), None
+        run_conf = {**run_conf, "run_date": date}
     # --only TASK: every other task is marked successful without running (re-checking outputs).
     skip = f"^(?!{only}$).*" if only else None
-    run = dag.test(logical_date=logical, run_conf=run_conf, mark_success_pattern=skip)
+    # dag.test makes a manual run whose data interval the timetable infers from its logical date:
+    # for the run_after of a scheduled run that is the scheduled run's very interval.
+    run = dag.test(logical_date=run_after, run_after=run_after, run_conf=run_conf, mark_success_pattern=skip)
+    if interval is not None and (run.data_interval_start, run.data_interval_end) != tuple(interval):
+        raise RuntimeError(f"the run's data interval is not the scheduler's {interval}")
+    transformed = date or run.data_interval_start.date().isoformat()
     instances = {ti.task_id: ti for ti in run.get_task_instances()}
     tasks = {
         task.task_id: {
@@ -75,17 +105,26 @@ def _run_dag_in_this_process(date: str, run_conf: dict, only: str | None) -> int
         for task in dag.topological_sort()
         if task.task_id in instances
     }
-    print("SHOPSTREAM_DAG_RESULT " + json.dumps({"state": str(run.state), "date": date, "tasks": tasks}))
+    result = {
+        "state": str(run.state),
+        "date": transformed,
+        "run_type": "manual" if date else "scheduled",
+        "data_interval": [run.data_interval_start.isoformat(), run.data_interval_end.isoformat()],
+        "tasks": tasks,
+    }
+    print("SHOPSTREAM_DAG_RESULT " + json.dumps(result))
     return 0 if str(run.state) == "success" else 1
 
 
-def run_dag(date: str, spark_master: str | None = None, expected_events: int = 1, retries: int | None = None,
-            only: str | None = None, quiet: bool = False) -> dict:  # fmt: skip
-    """Parent side: prepares Airflow and runs the DAG; returns the run's result."""
+def run_dag(date: str | None, spark_master: str | None = None, expected_events: int = 1,
+            retries: int | None = None, only: str | None = None, quiet: bool = False) -> dict:  # fmt: skip
+    """Parent side: prepares Airflow and runs the DAG (a manual run naming `date`; None: the run
+    the scheduler creates now); returns the run's result."""
     env = airflow_environment(spark_master, retries)
     migrate_db(env)
     conf = {"expected_events": expected_events}
-    command = [sys.executable, "-m", "shopstream.airflow.run_local", "--child", "--date", date]
+    command = [sys.executable, "-m", "shopstream.airflow.run_local", "--child"]
+    command += ["--scheduled"] if date is None else ["--date", date]
     command += ["--conf", json.dumps(conf), *(["--only", only] if only else [])]
     child = subprocess.run(
         command,
@@ -115,7 +154,11 @@ def backfill(first: str, last: str, **run_options) -> list[dict]:
 
 
 def print_result(result: dict) -> None:
-    print(f"\nDAG ecommerce_pipeline for {result['date']}: {result['state'].upper()}")
+    if result["state"] == "refused":
+        print(f"\nDAG ecommerce_pipeline for {result['date']}: REFUSED: {result['error']}")
+        return
+    print(f"\nDAG ecommerce_pipeline, {result['run_type']} run for {result['date']} "
+          f"(data interval {' .. '.join(result['data_interval'])}): {result['state'].upper()}")  # fmt: skip
     for task_id, info in result["tasks"].items():
         print(f"  {task_id:<20} {info['state']:<10} {info['seconds']:>6.1f} s")
 
@@ -124,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--date", default=dt.datetime.now(dt.UTC).date().isoformat())
-    parser.add_argument(
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", help="a manual run that transforms this date (YYYY-MM-DD)")
+    when.add_argument("--scheduled", action="store_true",
+                      help="the run the scheduler creates now: it transforms the closed day")  # fmt: skip
+    when.add_argument(
         "--backfill", nargs=2, metavar=("FIRST", "LAST"), help="one run per date from FIRST to LAST"
     )
     parser.add_argument("--spark-master", default=None, help="default: the profile's (local[2])")
@@ -139,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_dag_in_this_process(args.date, json.loads(args.conf), args.only)
     options = {"spark_master": args.spark_master, "expected_events": args.expected_events,
                "retries": args.retries, "only": args.only}  # fmt: skip
+    # --scheduled leaves args.date None: run_dag then runs the scheduler's run.
     results = backfill(*args.backfill, **options) if args.backfill else [run_dag(args.date, **options)]
     for result in results:
         print_result(result)

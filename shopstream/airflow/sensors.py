@@ -1,13 +1,16 @@
-"""The DAG's sensor on the raw layer, with a message a person can act on when no data comes."""
+"""The DAG's sensor on the raw layer: waits for the run date's committed raw rows, then plans the
+run (which dates to transform, see `shopstream.publication.plan_run`), with a message a person can
+act on when no data comes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.providers.standard.sensors.filesystem import FileSensor
+from airflow.sdk.bases.sensor import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from shopstream.config import QUARANTINED, VALID, verdict_dir
+from shopstream.sink_log import committed_files
 
 
 def no_raw_data_message(date: str, raw_root: Path) -> str:
@@ -28,24 +31,47 @@ def no_raw_data_message(date: str, raw_root: Path) -> str:
     )
 
 
-class RawPartitionSensor(FileSensor):
-    """FileSensor on the run date's raw partition. When it times out, the run's tasks downstream
-    are skipped with `no_raw_data_message` instead of failing the run: an empty day is not an
-    error, and retrying would wait for data that will not come."""
+class RawDateSensor(BaseSensorOperator):
+    """Succeeds once the raw sink's commit log holds valid rows of `run_date` (a file in the
+    folder is not enough: an uncommitted batch leaves files there too). Then plans the run: its
+    date and every date of the lookback window whose raw rows changed since publication (late
+    data), pinned as the inputs of the run's version; the plan is its XCom. When no rows of the
+    run date come, the run still transforms the late dates if there are any, else its tasks
+    downstream are skipped with `no_raw_data_message`: an empty day is not an error."""
 
-    template_fields = (*FileSensor.template_fields, "run_date")
+    template_fields = ("run_date", "version")
 
-    def __init__(self, *, run_date: str, **kwargs) -> None:
+    def __init__(self, *, fs_conn_id: str, run_date: str, version: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.run_date = run_date
+        self.fs_conn_id, self.run_date, self.version = fs_conn_id, run_date, version
+
+    def _data_root(self) -> Path:
+        from airflow.providers.standard.hooks.filesystem import FSHook
+
+        return Path(FSHook(self.fs_conn_id).get_path())  # the Connection, at run time only
+
+    def poke(self, context) -> bool:
+        return bool(committed_files(self._data_root() / "raw", VALID, self.run_date))
 
     def execute(self, context):
-        try:
-            return super().execute(context)
-        except AirflowSensorTimeout as timeout:
-            from airflow.providers.standard.hooks.filesystem import FSHook
+        from shopstream.publication import new_version, plan_run
 
-            data = Path(FSHook(self.fs_conn_id).get_path())  # the Connection, at run time only
+        try:
+            super().execute(context)
+            arrived = True
+        except AirflowSensorTimeout:
+            arrived = False
+        data = self._data_root()
+        plan = plan_run(data / "raw", data / "transformed", self.run_date, new_version(self.version))
+        if not plan["dates"]:
             message = no_raw_data_message(self.run_date, data / "raw")
             self.log.warning("%s", message)
-            raise AirflowSkipException(message) from timeout
+            raise AirflowSkipException(message)
+        if not arrived:
+            self.log.warning("no raw events for %s: transforming only the late dates", self.run_date)
+        for date in plan["dates"]:
+            why = (
+                "late events or re-deliveries since publication" if date in plan["late_dates"] else "run date"
+            )
+            self.log.info("will transform %s (%s raw rows; %s)", date, plan["raw_rows"][date], why)
+        return plan

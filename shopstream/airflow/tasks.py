@@ -48,20 +48,50 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
     return stats.messages
 
 
-def validate_output(date: str, transformed_dir: str | None = None) -> dict:
-    """Runs every data-quality check of the date's outputs; fails the run with the report."""
+def plan_date(date: str, label: str) -> dict:
+    """A plan of one date (the backfill DAG's): its raw files pinned in a new version."""
+    from shopstream.config import paths
+    from shopstream.publication import new_version, plan_run
+
+    plan = plan_run(paths().raw, paths().transformed, date, new_version(label), lookback=0)
+    if not plan["dates"]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"no raw events for {date}: nothing to transform")
+    log.info("version %s: %s (%s raw rows)", plan["version"], date, plan["raw_rows"].get(date, 0))
+    return plan
+
+
+def validate_output(
+    date: str,
+    version: str | None = None,
+    plan_task: str | None = None,
+    transformed_dir: str | None = None,
+    ti=None,
+) -> dict:
+    """Checks the outputs the run wrote (the dates and version its plan task pushed, else
+    `version` for `date`) and publishes every date only if all of them pass: readers never see a
+    failed run's outputs. Without a plan or version, checks the published outputs of `date`.
+    Fails the run with the reports."""  # fmt: skip
     from airflow.sdk.exceptions import AirflowFailException
 
-    from shopstream.validation import validate, write_report
+    from shopstream.validation import publish_validated, validate, write_report
 
     transformed = Path(transformed_dir) if transformed_dir else None
-    report = validate(date, transformed)
-    where = write_report(report, transformed)
-    log.info("%s\nreport: %s", report.text(), where)
-    if not report.passed:
-        failed = ", ".join(c.name for c in report.failed)
-        raise AirflowFailException(f"validation failed for {date}: {failed}\n{report.text()}")
-    return json.loads(report.to_json())
+    plan = ti.xcom_pull(task_ids=plan_task) if ti is not None and plan_task else None
+    dates, version = (plan["dates"], plan["version"]) if plan else ([date], version)
+    reports = [validate(day, transformed, version=version) for day in dates]
+    for report in reports:
+        log.info("%s\nreport: %s", report.text(), write_report(report, transformed))
+    failed = [f"{r.date}: {', '.join(c.name for c in r.failed)}" for r in reports if not r.passed]
+    if failed:
+        texts = "\n".join(r.text() for r in reports if not r.passed)
+        raise AirflowFailException(f"validation failed, nothing published: {'; '.join(failed)}\n{texts}")
+    if version:
+        for report in reports:
+            record = publish_validated(report, transformed)
+            log.info("published %s: version %s", report.date, record["version"])
+    return {r.date: json.loads(r.to_json()) for r in reports}
 
 
 def log_failure(context) -> None:

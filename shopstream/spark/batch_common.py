@@ -1,5 +1,6 @@
-"""What both batch jobs share: reading the raw layer, the `--date` argument, and idempotent,
-deterministic writes (re-running a date replaces that date only, with identical content)."""
+"""What both batch jobs share: the raw rows a run reads (pinned per version), the `--date(s)` and
+`--version` arguments, and deterministic writes into the run's version of the transformed layer
+(`shopstream.publication`: nothing is visible to readers until validation publishes it)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import argparse
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shopstream import publication
 from shopstream.config import paths
-from shopstream.schema import ORDER_STATUSES
+from shopstream.schema import EVENT_IDENTITY, ORDER_STATUSES
+from shopstream.sink_log import committed_dates
 from shopstream.spark.orders import valid_rows
 
 
@@ -28,32 +32,73 @@ def parse_date(text: str) -> str:
         raise argparse.ArgumentTypeError(f"--date {text!r} is not YYYY-MM-DD") from error
 
 
+def parse_dates(text: str) -> list[str]:
+    return [parse_date(day) for day in text.split(",") if day]
+
+
 def batch_arg_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--date", type=parse_date, default=None, help="date YYYY-MM-DD (default: all)")
+    which.add_argument("--dates", type=parse_dates, default=None, help="dates, comma-separated")
     parser.add_argument(
-        "--date", type=parse_date, default=None, help="logical date YYYY-MM-DD (default: all)"
-    )
+        "--version", default=None,
+        help="the version of the transformed layer to write (default: a new one; the DAG passes its run's)",
+    )  # fmt: skip
     parser.add_argument("--raw-dir", type=Path, default=None, help="raw layer (default: data/raw)")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: data/transformed")
     return parser
 
 
-def read_raw(
-    spark: SparkSession, raw_dir: Path, date: str | None, columns: Sequence[str] | None = None
-) -> DataFrame:
-    """The raw layer's valid rows, read from the sink's root so that Spark honours its commit log
-    (`_spark_metadata`) and never sees files of an uncommitted batch; pruned to `date` (partition
-    pruning: only that date's folder of `verdict=valid` is scanned)."""
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run of a batch job reads and where it writes: its dates, the raw files of each
+    (pinned in the version, see `publication.raw_inputs`) and the version's folder."""
+
+    raw_dir: Path
+    root: Path
+    version: str
+    dates: list[str]
+    files: list[str]
+
+    @property
+    def out(self) -> Path:
+        return publication.version_root(self.root, self.version)
+
+
+def run_inputs(raw_dir: Path | None, output_dir: Path | None, dates: Sequence[str] | None,
+               version: str | None) -> RunInputs:  # fmt: skip
+    """The inputs of a run: the raw files of `dates` (None: every date of the raw layer) pinned
+    in the version when the version's first job starts, so that the other job and the validation
+    of the same version read exactly the same rows, whatever ingest commits meanwhile."""
+    raw_dir = (raw_dir or paths().raw).resolve()
     if not (raw_dir / "_spark_metadata").is_dir():
         raise MissingInputError(
             f"no raw layer at {raw_dir}: run the streaming job first "
             "(python -m shopstream.spark.stream_consumer --available-now)"
         )
-    sink = spark.read.parquet(str(raw_dir))
-    if date is not None:
-        sink = sink.where(F.col("date") == F.lit(date).cast("date"))
+    root = publication.transformed_root(output_dir)
+    version = version or publication.new_version()
+    pinned = publication.read_inputs(root, version)
+    dates = sorted(dates) if dates is not None else sorted(pinned) or committed_dates(raw_dir)
+    missing = [d for d in dates if d not in pinned]
+    if missing:
+        pinned |= publication.raw_inputs(raw_dir, missing)
+        publication.write_inputs(root, version, pinned)
+    files = [f for d in dates for f in pinned[d]["files"]]
+    return RunInputs(raw_dir, root, version, list(dates), files)
+
+
+def read_raw(spark: SparkSession, inputs: RunInputs, columns: Sequence[str] | None = None) -> DataFrame:
+    """The valid rows of the run's pinned raw files (committed ones only, listed from the sink's
+    commit log, so never a file of an uncommitted batch). With no files, an empty frame of the
+    raw layer's schema (read from the sink's root, pruned to the dates)."""
+    if inputs.files:
+        sink = spark.read.option("basePath", str(inputs.raw_dir)).parquet(*inputs.files)
+    else:
+        sink = spark.read.parquet(str(inputs.raw_dir)).where(F.col("date").cast("string").isin(inputs.dates))
     raw = valid_rows(sink)
     return raw.select(*columns) if columns else raw
 
@@ -70,6 +115,25 @@ def well_formed() -> Column:
         & F.col("order_status").isin(*ORDER_STATUSES)
         & (F.col("quantity") > 0)
         & (F.col("unit_price") > 0)
+    )
+
+
+COPIES = "copies"
+
+
+def distinct_events(raw: DataFrame) -> DataFrame:
+    """One row per event (`EVENT_IDENTITY`) of the well-formed rows, with `copies`: how many times
+    it reached the raw layer (re-deliveries repeat the whole event, so one copy's fields stand for
+    all). Rows that are not well-formed keep one row each (copies 1): they are counted, not merged.
+    One shuffle of the rows by identity: what counting every event once costs."""
+    usable = well_formed()
+    loner = F.when(~usable, F.monotonically_increasing_id())  # never merged with another row
+    identity = [F.when(usable, F.col(c)).alias(c) for c in EVENT_IDENTITY]
+    others = [c for c in raw.columns if c not in EVENT_IDENTITY]
+    return (
+        raw.groupBy(*identity, loner.alias("_loner"))
+        .agg(*(F.first(c).alias(c) for c in others), F.count(F.lit(1)).alias(COPIES))
+        .drop("_loner")
     )
 
 
@@ -107,17 +171,17 @@ def replace_dir(spark: SparkSession, staged: str, final: str) -> None:
         raise RuntimeError(f"could not move {staged} to {final}")
 
 
-def output_root(output_dir: Path | None) -> Path:
-    return (output_dir or paths().transformed).resolve()
-
-
 def batch_main(
     description: str, run: Callable[..., object], log: logging.Logger, argv: Sequence[str] | None
 ) -> int:
-    """The command line of a batch job: `--date`, folders, and a clear exit on missing input."""
+    """The command line of a batch job: `--date(s)`, `--version`, folders, and a clear exit on
+    missing input."""
     args = batch_arg_parser(description).parse_args(argv)
+    dates = args.dates if args.dates is not None else ([args.date] if args.date else None)
     try:
-        run(args.date, args.raw_dir, args.output_dir)
+        inputs = run_inputs(args.raw_dir, args.output_dir, dates, args.version)
+        log.info("version %s: %s", inputs.version, ", ".join(inputs.dates) or "no dates")
+        run(inputs)
     except MissingInputError as error:
         log.error("%s", error)
         return 2

@@ -4,13 +4,14 @@
 
 The cleaned raw rows of the date(s) are rolled up in one pass to the finest grain any output
 needs (date, hour, product, region, status) and that small base is cached; every output is a
-further roll-up of it. Writes under `data/transformed/` (Parquet, partitioned by `date`;
-re-running a date replaces that date only):
+further roll-up of it. Writes into the run's version of `data/transformed/` (Parquet, partitioned
+by `date`; see `shopstream.publication`):
   hourly_sales       per hour: total_orders, gross/net revenue, refunds, avg_order_value
   top_products       top 10 products by net quantity, ranked with a SQL window function
   regional_revenue   revenue per region joined with data/regions.csv; unknown codes kept as UNKNOWN
   status_by_category pivot of order_status counts per category
   sales_by_product   per product totals; also the bucketed table `shopstream.sales_by_product`
+                     (the run's dates, in the session's catalog)
 Money follows the revenue rule in `shopstream.metrics`.
 """
 
@@ -24,13 +25,15 @@ from pathlib import Path
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from shopstream.config import REGIONS_CSV, paths
+from shopstream.config import REGIONS_CSV
 from shopstream.metrics import REVENUE_SIGN, TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.schema import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, REGIONS_DDL
 from shopstream.spark.batch_common import (
+    COPIES,
+    RunInputs,
     batch_main,
     delete_path,
-    output_root,
+    distinct_events,
     read_raw,
     well_formed,
     write_date_partitions,
@@ -52,25 +55,29 @@ def _sign() -> F.Column:
     return sign
 
 
-def base_orders(spark: SparkSession, raw_dir: Path, date: str | None) -> DataFrame:
+def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     """Event counts, quantities and amounts per (date, hour, product, region, status), with
-    their signed (revenue-rule) versions: one scan of the raw rows, a few tens of thousands of
+    their signed (revenue-rule) versions and the re-delivered copies dropped (each event counts
+    once, see `distinct_events`): one scan of the raw rows, a few tens of thousands of
     rows whatever their number, so caching it is cheap and no output rescans the raw layer.
     The scan sums integer cents (exact, and a long sum is several times cheaper than Spark's
     wide-decimal one); amounts are decimals again on the small result. Cached by the caller."""
     cents = (F.col("quantity") * F.col("unit_price") * 100).cast("long")
+    needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
+              "order_status", "quantity", "unit_price")  # fmt: skip
     rolled_up = (
-        read_raw(spark, raw_dir, date)
-        .where(well_formed())
+        distinct_events(read_raw(spark, inputs, needed).where(well_formed()))
         .groupBy(
             "date", F.date_trunc("hour", "timestamp").alias("hour"), "product_id", "product_name",
             "category", "region", "order_status",
         )
-        .agg(F.count("*").alias("events"), F.sum("quantity").alias("quantity"), F.sum(cents).alias("cents"))
+        .agg(F.count("*").alias("events"), F.sum("quantity").alias("quantity"), F.sum(cents).alias("cents"),
+             F.sum(F.col(COPIES) - 1).alias("duplicates"))
     )  # fmt: skip
     amount = (F.col("cents").cast("decimal(38,0)") / 100).cast(MONEY)
     return rolled_up.select(
         "date", "hour", "product_id", "product_name", "category", "region", "order_status", "events",
+        "duplicates",
         "quantity", amount.alias("amount"), (_sign() * amount).cast(MONEY).alias("signed_amount"),
         (_sign() * F.col("quantity")).alias("signed_quantity"),
     )  # fmt: skip
@@ -152,8 +159,8 @@ def status_by_category(base: DataFrame) -> DataFrame:
 
 
 def write_bucketed_table(spark: SparkSession, sales_path: Path) -> None:
-    """The bucketed copy of sales_by_product (bucketBy needs saveAsTable): rebuilt from all dates
-    of the partitioned output, so replacing one date there never loses another here."""
+    """The bucketed copy of sales_by_product (bucketBy needs saveAsTable), rebuilt from the
+    run's output: the dates of this run, joinable by product without a shuffle."""
     spark.sql("CREATE DATABASE IF NOT EXISTS shopstream")
     spark.sql(f"DROP TABLE IF EXISTS {BUCKETED_TABLE}")
     # The session catalog is in memory: a table written by an earlier process is unknown to this
@@ -171,19 +178,17 @@ def write_bucketed_table(spark: SparkSession, sales_path: Path) -> None:
     )
 
 
-def run(
-    date: str | None, raw_dir: Path | None = None, output_dir: Path | None = None, spark=None
-) -> dict[str, int]:
-    """Writes every output for the date(s); returns rows written per output."""
-    raw_dir = (raw_dir or paths().raw).resolve()
+def run(inputs: RunInputs, spark=None) -> dict[str, int]:
+    """Writes every output for the run's dates into its version; returns rows written per output."""
     spark = spark or get_spark("shopstream-df-etl")
-    out = output_root(output_dir)
+    out = inputs.out
     started = time.monotonic()
-    base = base_orders(spark, raw_dir, date).cache()
+    base = base_orders(spark, inputs).cache()
     try:
-        rows_in = base.agg(F.sum("events")).first()[0] or 0
+        rows_in, duplicates = base.agg(F.sum("events"), F.sum("duplicates")).first()
+        rows_in, duplicates = rows_in or 0, duplicates or 0
         if rows_in == 0:
-            log.warning("no raw events for %s: nothing to write", date or "any date")
+            log.warning("no raw events for %s: nothing to write", ", ".join(inputs.dates) or "any date")
             return {name: 0 for name in OUTPUTS}
         by_product = sales_by_product(base).cache()
         frames = {
@@ -220,13 +225,14 @@ def run(
     finally:
         base.unpersist()
     log.info(
-        "%s: %d rows in, wrote %s in %.1f s",
-        date or "all dates",
+        "%s: %d events in (%d re-delivered copies dropped), wrote %s in %.1f s",
+        ", ".join(inputs.dates),
         rows_in,
+        duplicates,
         written,
         time.monotonic() - started,
     )
-    return written
+    return {**written, "duplicates_dropped": duplicates}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,12 +2,14 @@
 
     spark-submit shopstream/spark/batch_rdd_etl.py --date 2026-11-20
 
-Raw rows of every date asked for -> one RDD of text lines, summed per (date, product, status)
-within each partition; accumulators count per date the records seen, the CANCELLED records
-filtered out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and cancellations
+Raw rows of every date asked for, each event once (re-deliveries merged by `EVENT_IDENTITY`) ->
+one RDD of text lines, summed per (date, product, status) within each partition; accumulators
+count per date the records seen, the re-delivered copies dropped, the CANCELLED records filtered
+out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and cancellations
 (-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`); each date is
 saved with `saveAsTextFile` as sorted `product_id<TAB>revenue` lines under
-`rdd_revenue_by_product/date=<date>/`, with its counts in `_counts.json` beside it.
+`rdd_revenue_by_product/date=<date>/` of the run's version (see `shopstream.publication`), with its
+counts in `_counts.json` beside it.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from pyspark import RDD, AccumulatorParam, StorageLevel
 from pyspark.serializers import UTF8Deserializer
 from pyspark.sql import functions as F
 
-from shopstream.config import paths
 from shopstream.metrics import REVENUE_SIGN
 from shopstream.schema import CANCELLED
 from shopstream.spark.batch_common import (
+    COPIES,
+    RunInputs,
     batch_main,
-    output_root,
+    distinct_events,
     read_raw,
     replace_dir,
     well_formed,
@@ -42,9 +45,10 @@ OUTPUT_NAME = "rdd_revenue_by_product"
 CENTS_PER_UNIT = 100
 
 
-def sale_lines(spark, raw_dir: Path, date: str | None):
-    """One line of text per raw row: 'date<TAB>product_id<TAB>order_status<TAB>amount in cents'
-    for a usable row, just 'date' for one that is not.
+def sale_lines(spark, inputs: RunInputs):
+    """One line of text per event: 'date<TAB>product_id<TAB>order_status<TAB>amount in
+    cents<TAB>copies' for a usable event (`copies`: how often it was delivered), just 'date' for a
+    row that is not usable.
 
     "Usable" is the shared `well_formed()` rule evaluated by Spark, so both batch jobs agree on
     which rows count. Money travels as integer cents (quantity x unit price, multiplied by the
@@ -55,9 +59,9 @@ def sale_lines(spark, raw_dir: Path, date: str | None):
     needed = ("order_id", "product_id", "order_status", "quantity", "unit_price", "timestamp", "region")
     day = F.col("date").cast("string")
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")
-    usable = F.concat_ws("\t", day, "product_id", "order_status", cents)
+    usable = F.concat_ws("\t", day, "product_id", "order_status", cents, COPIES)
     line = F.when(well_formed(), usable).otherwise(day)
-    return _text_rdd(read_raw(spark, raw_dir, date, (*needed, "date")).select(line))
+    return _text_rdd(distinct_events(read_raw(spark, inputs, (*needed, "date"))).select(line))
 
 
 def _text_rdd(frame):
@@ -85,25 +89,30 @@ def split_key(key: str) -> tuple[str, str, str]:
     return key[:10], product_id, status
 
 
-def totals_by_key(lines, seen, malformed):
-    """The usable records of a partition summed per (date, product_id, order_status): yields
+def totals_by_key(lines, seen, malformed, duplicates):
+    """The usable events of a partition summed per (date, product_id, order_status): yields
     (date, product_id, order_status, cents, records) tuples. Counts per date go to the
     accumulators once per partition (an `add` per record cost more than the parsing)."""
     cents: dict[str, int] = defaultdict(int)
     records: dict[str, int] = defaultdict(int)
     unusable: Counter = Counter()
+    extra_copies: Counter = Counter()
     for line in lines:
-        key, _, amount = line.rpartition("\t")
-        if key:
-            cents[key] += int(amount)
-            records[key] += 1
-        else:
-            unusable[amount] += 1  # an unusable row's line is just its date
+        rest, _, copies = line.rpartition("\t")
+        if not rest:
+            unusable[copies] += 1  # an unusable row's line is just its date
+            continue
+        key, _, amount = rest.rpartition("\t")
+        cents[key] += int(amount)
+        records[key] += 1
+        if copies != "1":
+            extra_copies[key[:10]] += int(copies) - 1
     per_date: Counter = Counter(unusable)
     for key, count in records.items():
         per_date[key[:10]] += count
     seen.add(per_date)
     malformed.add(unusable)
+    duplicates.add(extra_copies)
     for key, amount in cents.items():
         yield (*split_key(key), amount, records[key])
 
@@ -120,11 +129,11 @@ def format_line(product_id: str, cents: int) -> str:
     return f"{product_id}\t{'-' if cents < 0 else ''}{whole}.{rest:02d}"
 
 
-def revenue_by_date_product(spark, raw_dir: Path, date: str | None):
-    """((date, product_id), net cents) for `date` (None: every date), persisted and computed,
-    with the accumulators' counts per date: (revenue, seen, cancelled, malformed)."""
+def revenue_by_date_product(spark, inputs: RunInputs):
+    """((date, product_id), net cents) of the run's dates, persisted and computed,
+    with the accumulators' counts per date: (revenue, seen, cancelled, malformed, duplicates)."""
     sc = spark.sparkContext
-    seen, cancelled, malformed = (sc.accumulator(Counter(), CounterParam()) for _ in range(3))
+    seen, cancelled, malformed, duplicates = (sc.accumulator(Counter(), CounterParam()) for _ in range(4))
 
     def not_cancelled(total) -> bool:
         if total[2] == CANCELLED:
@@ -137,8 +146,8 @@ def revenue_by_date_product(spark, raw_dir: Path, date: str | None):
     # key-value steps below handle is then a few hundred partial totals per partition, not
     # millions of records; persisted (spilling, never dropped) so the two branches read them once
     # and every accumulator counts each record exactly once.
-    lines = sale_lines(spark, raw_dir, date)
-    totals = lines.mapPartitions(lambda part: totals_by_key(part, seen, malformed))
+    lines = sale_lines(spark, inputs)
+    totals = lines.mapPartitions(lambda part: totals_by_key(part, seen, malformed, duplicates))
     totals = totals.persist(StorageLevel.MEMORY_AND_DISK)
     # CANCELLED orders are filtered out of the sales; the revenue rule then books each
     # cancellation as a reversal on its own date, so the two key-value RDDs are combined.
@@ -147,11 +156,12 @@ def revenue_by_date_product(spark, raw_dir: Path, date: str | None):
     revenue = sales.union(reversals).reduceByKey(add).persist(StorageLevel.MEMORY_AND_DISK)
     revenue.count()  # one action runs the whole lineage once: each accumulator counts each record once
     totals.unpersist()
-    return revenue, seen.value, cancelled.value, malformed.value
+    return revenue, seen.value, cancelled.value, malformed.value, duplicates.value
 
 
 def save_date(spark, revenue, date: str, out_dir: Path) -> Path:
-    """`date`'s sorted 'product_id<TAB>revenue' lines, swapped in for the folder of that date."""
+    """`date`'s sorted 'product_id<TAB>revenue' lines, swapped in for the version's folder of
+    that date (a retried task replaces its own earlier try)."""
     final = out_dir / OUTPUT_NAME / f"date={date}"
     staged = out_dir / OUTPUT_NAME / f"_staging-{uuid.uuid4().hex}"
     of_date = revenue.filter(lambda kv: kv[0][0] == date).map(lambda kv: (kv[0][1], kv[1]))
@@ -165,24 +175,19 @@ def _lines(folder: Path):
         yield from part.read_text().splitlines()
 
 
-def run(
-    date: str | None, raw_dir: Path | None = None, output_dir: Path | None = None, spark=None
-) -> list[dict]:
-    """Revenue per product for `date` (None: every date of the raw layer, in one pass); returns
-    the counts of each date."""
-    raw_dir = (raw_dir or paths().raw).resolve()
+def run(inputs: RunInputs, spark=None) -> list[dict]:
+    """Revenue per product for the run's dates (in one pass) into its version; returns the
+    counts of each date."""
     spark = spark or get_spark("shopstream-rdd-etl")
-    out = output_root(output_dir)
     started = time.monotonic()
-    revenue, seen, cancelled, malformed = revenue_by_date_product(spark, raw_dir, date)
-    # Every date with a raw row has a line, so the accumulator knows them all: no second scan.
-    dates = [date] if date else sorted(seen)
+    revenue, seen, cancelled, malformed, duplicates = revenue_by_date_product(spark, inputs)
     results = []
-    for day in dates:
-        final = save_date(spark, revenue, day, out)
+    for day in inputs.dates:
+        final = save_date(spark, revenue, day, inputs.out)
         counts = {
             "date": day,
             "records_seen": seen[day],
+            "duplicates_dropped": duplicates[day],
             "cancelled_filtered": cancelled[day],
             "malformed": malformed[day],
             "products": sum(1 for _ in _lines(final)),
@@ -193,7 +198,7 @@ def run(
         log.info("%s: %s", day, counts)
         results.append(counts)
     revenue.unpersist()
-    log.info("%d date(s) in %.1f s", len(dates), time.monotonic() - started)
+    log.info("%d date(s) in %.1f s", len(inputs.dates), time.monotonic() - started)
     return results
 
 

@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from shopstream.config import QUARANTINED, VALID, VERDICT
+from shopstream.config import QUARANTINED, VALID, VERDICT, lateness_days
 from shopstream.schema import ORDER_FIELD_NAMES, ORDER_STATUSES, order_spark_schema
 
 CORRUPT = "_corrupt_record"
@@ -32,7 +32,14 @@ def _json_field(name: str) -> Column:
     return F.get_json_object(F.col("value"), f"$.{name}" if name else "$")
 
 
-def _rejection_reason() -> Column:
+def _too_late(max_days: int) -> Column:
+    """The event reached Kafka more than `max_days` after its time (the lateness policy in
+    `shopstream.config`). Judged by the record's Kafka timestamp, not the clock of the Spark job,
+    so a replay after a crash decides the same."""
+    return F.col("event_time") < F.col("kafka_timestamp") - F.make_dt_interval(F.lit(max_days))
+
+
+def _rejection_reason(max_lateness_days: int) -> Column:
     """The first rule a record breaks, or null. CASE WHEN evaluates lazily, so the costlier
     diagnostics (get_json_object) run only for records that already failed the cheap parse."""
     e = F.col("event")
@@ -65,6 +72,13 @@ def _rejection_reason() -> Column:
             e["unit_price"] <= 0, F.concat(F.lit("unit_price not positive: "), e["unit_price"].cast("string"))
         )
         .when(F.col("event_time").isNull(), F.concat(F.lit("bad timestamp: "), e["timestamp"]))
+        .when(
+            _too_late(max_lateness_days),
+            F.concat(
+                F.lit(f"too late: more than {max_lateness_days} days after its time, at "),
+                F.col("kafka_timestamp").cast("string"),
+            ),
+        )
     )
 
 
@@ -91,12 +105,14 @@ def with_parsed_value(records: DataFrame, schema: StructType) -> DataFrame:
     return records.select("*", F.explode(F.array(event)).alias("event"))
 
 
-def parse_orders(kafka_records: DataFrame) -> DataFrame:
+def parse_orders(kafka_records: DataFrame, max_lateness_days: int | None = None) -> DataFrame:
     """Kafka source rows (key, value, topic, partition, offset, timestamp) -> one row per record
-    with the parsed event, its lineage, a `date` partition and a `reason` (null when valid)."""
+    with the parsed event, its lineage, a `date` partition and a `reason` (null when valid).
+    `max_lateness_days`: default the lateness policy's (`shopstream.config.lateness_days`)."""
+    lateness = lateness_days() if max_lateness_days is None else max_lateness_days
     parsed = with_parsed_value(kafka_columns(kafka_records), order_spark_schema())
     parsed = parsed.withColumn("event_time", F.try_to_timestamp(F.col("event")["timestamp"]))
-    parsed = parsed.withColumn("reason", _rejection_reason())
+    parsed = parsed.withColumn("reason", _rejection_reason(lateness))
     # Quarantined records may have no usable event time: file them by their arrival date.
     return parsed.withColumn("date", F.to_date(F.coalesce("event_time", "kafka_timestamp")))
 

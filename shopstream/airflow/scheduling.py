@@ -1,0 +1,47 @@
+"""What the scheduler does with the `ecommerce_pipeline` DAG, asked of the DAG's own timetable, so
+that local runs and tests run exactly the run the scheduler would create."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.timetables.base import DagRunInfo
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def next_scheduled_run(dag, previous_day: dt.date | None = None) -> DagRunInfo:
+    """The next run the scheduler creates for `dag` (timetable, start date and catchup as the DAG
+    declares them): after the run that transformed `previous_day`, or, for a DAG that has not run
+    (None), the one it creates now."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    last = None
+    if previous_day is not None:
+        last = DataInterval(midnight(previous_day), midnight(previous_day + dt.timedelta(days=1)))
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup)
+    info = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        last_automated_data_interval=last, restriction=restriction
+    )
+    if info is None:
+        raise RuntimeError(f"the timetable of {dag.dag_id} schedules no further run")
+    return info
+
+
+class BeforeStartDate(ValueError):
+    """A date the DAG would create no task instances for (its run would 'succeed' doing nothing)."""
+
+
+def check_not_before_start(dag, day: dt.date) -> None:
+    start = dag.start_date.date()
+    if day < start:
+        raise BeforeStartDate(
+            f"{day} is before the start date of {dag.dag_id} ({start}): Airflow would create no task "
+            "instances and report an empty success. Move START_DATE in shopstream/airflow/pipeline.py "
+            "earlier to process it."
+        )

@@ -1,0 +1,56 @@
+"""The files a Spark streaming file sink has committed, read from its commit log
+(`_spark_metadata/`) in plain Python: what readers outside Spark (validation, the report) must
+read instead of globbing folders, which would also find the orphan files of a crashed batch.
+
+Log format (Spark's `FileStreamSinkLog`, version 1): one file per batch, `N` or `N.compact`
+(a compaction repeats every entry before it); a first line `v1`, then one JSON object per file
+with its `path` (a URI) and `action` (`add` or `delete`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from shopstream.config import VALID, VERDICT
+
+LOG_DIR = "_spark_metadata"
+
+
+def _batch_files(sink: Path) -> list[Path]:
+    log_dir = sink / LOG_DIR
+    if not log_dir.is_dir():
+        return []
+    entries = [e for e in log_dir.iterdir() if e.name.split(".")[0].isdigit() and e.suffix != ".tmp"]
+    return sorted(entries, key=lambda e: int(e.name.split(".")[0]))
+
+
+def latest_batch(sink: Path) -> int | None:
+    """The newest batch id the sink has committed (None: none yet)."""
+    entries = _batch_files(sink)
+    return int(entries[-1].name.split(".")[0]) if entries else None
+
+
+def committed_files(sink: Path, verdict: str | None = None, date: str | None = None) -> list[str]:
+    """The data files the commit log holds now (compactions and deletes applied); with `verdict`
+    and/or `date`, only those of that partition."""
+    files: set[str] = set()
+    for entry in _batch_files(sink):
+        lines = entry.read_text().splitlines()
+        if not lines or lines[0] != "v1":
+            raise ValueError(f"{entry}: not a version 1 file sink log")
+        for record in map(json.loads, lines[1:]):
+            path = unquote(urlparse(record["path"]).path)
+            if record["action"] == "add":
+                files.add(path)
+            else:
+                files.discard(path)
+    wanted = [f"/{VERDICT}={verdict}/" if verdict else "", f"/date={date}/" if date else ""]
+    return sorted(f for f in files if all(w in f for w in wanted))
+
+
+def committed_dates(sink: Path, verdict: str = VALID) -> list[str]:
+    """The dates of the committed files of `verdict`."""
+    dates = {f.split("/date=")[1].split("/")[0] for f in committed_files(sink, verdict)}
+    return sorted(dates)
