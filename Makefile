@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ORDER_SIM := target/release/order-sim
 COUNT ?= 500
 
-.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status unit integration lock clean
+.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status unit integration lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,15 @@ broker-down: ## stop the local Kafka broker
 broker-status:
 	@$(PY) -m shopstream.kafka_broker status
 
+stream-up: setup ## the continuous ingest service (trigger SHOPSTREAM_STREAM_TRIGGER, default 1m; broker up)
+	@$(PY) -m shopstream.spark.ingest_service up
+
+stream-down: ## stop the ingest service (between micro-batches; the checkpoint keeps its place)
+	@$(PY) -m shopstream.spark.ingest_service down
+
+stream-status:
+	@$(PY) -m shopstream.spark.ingest_service status
+
 lock: ## re-resolve requirements.txt into requirements.lock
 	rm -rf .state/lock-venv && python3 -m venv .state/lock-venv
 	.state/lock-venv/bin/pip install --quiet -r requirements.txt
@@ -64,5 +73,5 @@ lock: ## re-resolve requirements.txt into requirements.lock
 	 .state/lock-venv/bin/pip freeze --exclude-editable) > requirements.lock
 	rm -rf .state/lock-venv
 
-clean: broker-down ## remove data layers and state (keeps .venv and target/)
+clean: stream-down broker-down ## remove data layers and state (keeps .venv and target/)
 	rm -rf data/raw data/quarantine data/transformed data/report .state/kafka .state/checkpoints

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -24,6 +24,7 @@ class TopicStats:
     topic: str
     partitions: int
     messages: int  # sum over partitions of (high watermark - low watermark)
+    end_offsets: dict[int, int] = field(default_factory=dict)  # partition -> high watermark
 
 
 def _client_config(bootstrap: str, extra: dict[str, str] | None, errors: list[KafkaError]) -> dict:
@@ -78,13 +79,13 @@ def topic_stats(
         )
     consumer = Consumer({**config, "group.id": "shopstream-topic-stats", "enable.auto.commit": False})
     try:
-        messages = 0
+        messages, ends = 0, {}
         for partition in topic_meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            messages += high - low
+            messages, ends[partition] = messages + high - low, high
     finally:
         consumer.close()
-    return TopicStats(topic=topic, partitions=len(topic_meta.partitions), messages=messages)
+    return TopicStats(topic=topic, partitions=len(topic_meta.partitions), messages=messages, end_offsets=ends)
 
 
 def main(argv: list[str] | None = None) -> int:

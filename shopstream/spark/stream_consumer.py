@@ -11,6 +11,11 @@ their untouched value and reason to `verdict=quarantined/date=…/`. Spark's fil
 commit log (`_spark_metadata/`), tied to the query's checkpoint, make the output exactly-once
 across crashes and restarts; readers must read the sink's root folder so that they honour that
 log (`batch_common.read_raw` does).
+
+One writer per sink (`ingest_guard`): the query holds a lock beside its checkpoint. A second
+`--trigger` writer fails fast naming the first; an `--available-now` run that finds the live
+service (`make stream-up`) at work starts no query and waits until it has committed every offset
+the topic held when the run started.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -25,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, VALID, VERDICT, kafka_bootstrap, kafka_security_options, paths
-from shopstream.kafka_admin import KafkaCheckError, topic_stats
+from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
 from shopstream.kafka_security import java_client_options
+from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("stream")
@@ -35,6 +42,8 @@ DEFAULT_TRIGGER = "1 minute"
 MAX_POLL_RECORDS = 10_000
 TASKS_PER_CORE = 3  # the default minPartitions, per core of the session
 SINKS = ("raw", "quarantine")  # what `run` counts: rows written per verdict
+# How long an --available-now run waits for the live query to commit what the topic held.
+FOLLOW_TIMEOUT_SECONDS = 1800
 
 
 @dataclass
@@ -65,7 +74,7 @@ def parse_trigger(text: str) -> str:
     return f"{amount} {'minutes' if unit.startswith('m') else 'seconds'}"
 
 
-def check_source(settings: StreamSettings, timeout: float = 15.0) -> int:
+def check_source(settings: StreamSettings, timeout: float = 15.0) -> TopicStats:
     """Fails fast, naming the broker or topic, before Spark would wait on a missing one forever."""
     stats = topic_stats(
         settings.topic, settings.bootstrap, timeout=timeout, extra_config=settings.kafka_options
@@ -77,7 +86,7 @@ def check_source(settings: StreamSettings, timeout: float = 15.0) -> int:
         stats.messages,
         stats.partitions,
     )
-    return stats.messages
+    return stats
 
 
 def kafka_stream(spark, settings: StreamSettings):
@@ -231,13 +240,43 @@ def run_queries(queries: list, sinks: Sequence[str]) -> dict[str, int]:
                 query.stop()
 
 
+def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | None:
+    """The sink's writer lock for this run, or None when the live ingest service holds it and
+    has now committed every offset the topic held at `stats` (nothing left for this run to do).
+    Raises SinkBusy when another writer holds it and this run may not wait for it."""
+    lock = WriterLock(settings.checkpoint_dir)
+    if lock.acquire(AVAILABLE_NOW if settings.available_now else LIVE):
+        return lock
+    holder = lock.holder()
+    if not (settings.available_now and holder and holder.mode == LIVE):
+        raise SinkBusy(
+            f"{settings.raw_dir} already has a writer ({holder.describe() if holder else 'unknown'}): one "
+            "query per sink and checkpoint. Stop it first (`make stream-down` for the live service) or "
+            "let it finish."
+        )
+    log.info("the live ingest service writes this sink (%s): waiting for it instead", holder.describe())
+    timeout = float(os.environ.get("SHOPSTREAM_FOLLOW_TIMEOUT_SECONDS", FOLLOW_TIMEOUT_SECONDS))
+    query = settings.checkpoint_dir / "orders"
+    if wait_for_offsets(query, settings.topic, stats.end_offsets, lock, timeout, log=log.info):
+        log.info("the live query has committed %s up to %s", settings.topic, stats.end_offsets)
+        lock.release()
+        return None
+    log.info("the live ingest service stopped: this run ingests the rest itself")
+    return lock
+
+
 def run(settings: StreamSettings, spark=None) -> dict[str, int]:
-    """Runs both queries: until drained (--available-now) or until stopped. Returns the rows
-    written per sink during this run."""
-    check_source(settings)
-    spark = spark or get_spark("shopstream-stream-consumer")
-    started = time.monotonic()
-    totals = run_queries(start_queries(spark, settings), SINKS)
+    """Runs the ingest query: until drained (--available-now) or until stopped, holding the sink's
+    writer lock. Returns the rows written per sink during this run (nothing when the live service
+    did the work)."""
+    stats = check_source(settings)
+    lock = take_the_sink(settings, stats)
+    if lock is None:
+        return dict.fromkeys(SINKS, 0)
+    with lock:
+        spark = spark or get_spark("shopstream-stream-consumer")
+        started = time.monotonic()
+        totals = run_queries(start_queries(spark, settings), SINKS)
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 
@@ -290,7 +329,7 @@ def stream_main(parse: Callable[[Sequence[str] | None], object], job: Callable[[
     message saying which."""
     try:
         job(parse(argv))
-    except (KafkaCheckError, SinkCheckpointMismatch) as error:
+    except (KafkaCheckError, SinkCheckpointMismatch, SinkBusy, TimeoutError) as error:
         job_log.error("%s", error)
         return 2
     return 0
