@@ -14,6 +14,7 @@ from shopstream import publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC
+from shopstream.kafka_admin import topic_stats
 from tests import oracle
 from tests.conftest import produce
 from tests.kafka_read import distinct_events, read_topic, redeliver
@@ -148,53 +149,6 @@ def test_corrupted_output_fails_validate_output_naming_the_check(first_run, loca
     assert failed == {"top_products.at_most_10_ranked", "top_products.no_null_keys"}
 
 
-LATE, REDELIVERED = 300, 100
-
-
-def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_run(
-    first_run, local_stack, kafka_broker, monkeypatch
-):
-    assert first_run["state"] == "success"
-    root = local_stack / "transformed"
-    before = publication.published(root, DATE)
-    # After DATE's run: 300 more events of DATE arrive late, and 100 of its events a second time.
-    produce(
-        kafka_broker, ORDERS_TOPIC, "--count", str(LATE), "--seed", "43", "--start", DATE, "--span", "24h"
-    )
-    valid = [
-        m
-        for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, COUNT + LATE)
-        if not oracle.problems(m.value)
-    ]
-    redeliver(kafka_broker.bootstrap, ORDERS_TOPIC, valid[::13][:REDELIVERED])
-    monkeypatch.setenv("SHOPSTREAM_RAW_WAIT_SECONDS", "5")
-    monkeypatch.setenv("SHOPSTREAM_RAW_POKE_SECONDS", "2")
-
-    # The next day's run (no events of its own yet) finds DATE changed and transforms it again.
-    result = run_dag(days_before(-1), expected_events=COUNT, retries=0, quiet=True)
-
-    assert result["state"] == "success", result
-    assert {t: i["state"] for t, i in result["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
-    after = publication.published(root, DATE)
-    assert after["version"] != before["version"] and after["history"][0]["version"] == before["version"]
-    # Every event of DATE counts, each once: the published outputs equal the events' own numbers.
-    topic = read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, COUNT + LATE + REDELIVERED)
-    delivered = [json.loads(m.value) for m in topic if not oracle.problems(m.value)]
-    events = [e for e in distinct_events(delivered) if e["timestamp"].startswith(DATE)]
-    assert len(events) == len(valid)
-    sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
-    revenue = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
-    scan = f"read_parquet('{published(local_stack, 'hourly_sales', DATE)}/*.parquet')"
-    assert duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0] == (
-        sum(e["order_status"] == "NEW" for e in events), revenue
-    )  # fmt: skip
-    counts = json.loads((published(local_stack, "rdd_revenue_by_product", DATE) / "_counts.json").read_text())
-    assert counts["duplicates_dropped"] == REDELIVERED
-    report = json.loads((root / "_validation" / f"{DATE}.json").read_text())
-    assert report["passed"] and report["version"] == after["version"]
-    assert any(c["name"] == "reconciles_with_raw" and c["passed"] for c in report["checks"])
-
-
 def test_a_date_without_data_skips_the_etl_with_a_clear_message(first_run, local_stack, monkeypatch):
     assert first_run["state"] == "success"
     monkeypatch.setenv("SHOPSTREAM_RAW_WAIT_SECONDS", "5")
@@ -272,3 +226,57 @@ def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
         ]
         assert (orders, revenue) == (sum(e["order_status"] == "NEW" for e in mine), expected), day
         assert json.loads((local_stack / "transformed" / "_validation" / f"{day}.json").read_text())["passed"]
+
+
+LATE, REDELIVERED = 300, 100
+
+
+def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_scheduled_run(
+    first_run, local_stack, kafka_broker
+):
+    # Runs after the backfill: its three dates are published. Now 300 more events of the middle
+    # one arrive late, and 100 of its events a second time.
+    assert first_run["state"] == "success"
+    root = local_stack / "transformed"
+    late_day = BACKFILL[1]
+    before = {day: publication.published(root, day) for day in BACKFILL}
+    already = topic_stats(ORDERS_TOPIC, kafka_broker.bootstrap).messages
+    produce(
+        kafka_broker, ORDERS_TOPIC, "--count", str(LATE), "--seed", "43", "--start", late_day, "--span", "24h"
+    )
+    valid = [
+        m
+        for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, already + LATE)
+        if not oracle.problems(m.value)
+    ]
+    of_late_day = [m for m in valid if json.loads(m.value)["timestamp"].startswith(late_day)]
+    redeliver(kafka_broker.bootstrap, ORDERS_TOPIC, of_late_day[::7][:REDELIVERED])
+
+    # The scheduler's run (for the closed day DATE) finds the changed date and transforms it too.
+    result = run_dag(None, expected_events=COUNT, retries=0, quiet=True)
+
+    assert result["state"] == "success", result
+    assert {t: i["state"] for t, i in result["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
+    after = publication.published(root, late_day)
+    assert after["version"] != before[late_day]["version"]
+    assert after["history"][0]["version"] == before[late_day]["version"]
+    for untouched in (BACKFILL[0], BACKFILL[2]):
+        assert publication.published(root, untouched) == before[untouched], f"{untouched} had no late events"
+    # Every event of the late day counts, each once: the published outputs equal the events' own.
+    topic = read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, already + LATE + REDELIVERED)
+    delivered = [json.loads(m.value) for m in topic if not oracle.problems(m.value)]
+    events = [e for e in distinct_events(delivered) if e["timestamp"].startswith(late_day)]
+    assert len(events) == len(of_late_day)
+    sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
+    revenue = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
+    scan = f"read_parquet('{published(local_stack, 'hourly_sales', late_day)}/*.parquet')"
+    assert duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0] == (
+        sum(e["order_status"] == "NEW" for e in events), revenue
+    )  # fmt: skip
+    counts = json.loads(
+        (published(local_stack, "rdd_revenue_by_product", late_day) / "_counts.json").read_text()
+    )
+    assert counts["duplicates_dropped"] == REDELIVERED
+    report = json.loads((root / "_validation" / f"{late_day}.json").read_text())
+    assert report["passed"] and report["version"] == after["version"]
+    assert any(c["name"] == "reconciles_with_raw" and c["passed"] for c in report["checks"])

@@ -70,11 +70,13 @@ def test_connections_and_run_date_parameters(dag):
     for task_id in ("run_streaming_job", "run_rdd_etl", "run_df_etl"):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"
-    assert tasks["run_streaming_job"].application_args[0] == "--available-now"
+    run_date = "{{ params.run_date or data_interval_start | ds }}"
+    assert tasks["run_streaming_job"].application_args == [
+        "--available-now", "--topic", "ecommerce_orders", "--complete-day", run_date
+    ]  # fmt: skip
     sensor = tasks["wait_for_raw_data"]
     assert sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
-    run_date = "{{ params.run_date or data_interval_start | ds }}"
     assert (sensor.run_date, sensor.version) == (run_date, "{{ run_id }}")
     plan = "ti.xcom_pull(task_ids='wait_for_raw_data')"
     for task_id in ("run_rdd_etl", "run_df_etl"):

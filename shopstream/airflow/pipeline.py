@@ -71,7 +71,9 @@ Daily analytics of the shop's order events.
 1. **check_kafka_topic**: `ecommerce_orders` exists and holds events (Connection `kafka_default`).
 2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet,
    `verdict=valid/` by `date` (+ `verdict=quarantined/` for rejected records, with the reason),
-   exactly once through its checkpoint.
+   exactly once through its checkpoint, up to the topic's end offsets taken no earlier than the
+   run date's midnight + 5 minutes. When the live ingest service runs, it starts no query but waits
+   for the service to commit those offsets.
 3. **wait_for_raw_data**: the raw sink has committed rows of the run date (Connection `fs_default`);
    then plans the run: the run date plus every date of the last 7 whose raw rows changed since they
    were published (late events, re-deliveries), their raw files pinned in a new version.
@@ -156,7 +158,7 @@ def build_ecommerce_dag() -> DAG:
         stream = _spark_task(
             "run_streaming_job",
             "stream_consumer",
-            ["--available-now", "--topic", ORDERS_TOPIC],
+            ["--available-now", "--topic", ORDERS_TOPIC, "--complete-day", RUN_DATE],
             timeout=timedelta(minutes=60),
         )
         wait_for_raw = RawDateSensor(

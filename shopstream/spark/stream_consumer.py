@@ -21,6 +21,7 @@ the topic held when the run started.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -61,6 +62,32 @@ class StreamSettings:
     # Extra Kafka client settings (security for a real cluster) in librdkafka's names, as the
     # Connection keeps them; the Spark source gets them in the Java client's as kafka.<key>.
     kafka_options: dict[str, str] = field(default_factory=dict)
+    # The date whose events this run must complete (the DAG's run date): its topic end offsets
+    # are taken no earlier than the end of that day plus the grace (`day_closed_at`).
+    complete_day: str | None = None
+
+
+# Events are produced a little after their time (network, producer batching): a day's ingest is
+# complete once the topic's end offsets are taken this long after its midnight.
+DAY_GRACE_SECONDS = 300
+
+
+def day_closed_at(day: str) -> dt.datetime:
+    """When every event of `day` (YYYY-MM-DD, UTC) should be in the topic: the next midnight UTC
+    plus the grace (`SHOPSTREAM_DAY_GRACE_SECONDS`)."""
+    grace = float(os.environ.get("SHOPSTREAM_DAY_GRACE_SECONDS", DAY_GRACE_SECONDS))
+    midnight = dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return midnight + dt.timedelta(seconds=grace)
+
+
+def wait_until_day_closed(day: str, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                          sleep: Callable[[float], None] = time.sleep) -> float:  # fmt: skip
+    """Sleeps until `day_closed_at(day)`; returns the seconds waited (0 for a day long closed)."""
+    waited = max(0.0, (day_closed_at(day) - now()).total_seconds())
+    if waited:
+        log.info("events of %s may still arrive: waiting %.0f s, until %s", day, waited, day_closed_at(day))
+        sleep(waited)
+    return waited
 
 
 def parse_trigger(text: str) -> str:
@@ -269,7 +296,9 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     """Runs the ingest query: until drained (--available-now) or until stopped, holding the sink's
     writer lock. Returns the rows written per sink during this run (nothing when the live service
     did the work)."""
-    stats = check_source(settings)
+    if settings.complete_day:
+        wait_until_day_closed(settings.complete_day)
+    stats = check_source(settings)  # the end offsets this run must reach, taken after the wait
     lock = take_the_sink(settings, stats)
     if lock is None:
         return dict.fromkeys(SINKS, 0)
@@ -346,9 +375,13 @@ def parse_args(argv: Sequence[str] | None) -> StreamSettings:
         "--min-partitions", type=int, default=None,
         help="Spark tasks per micro-batch at least (default: 3 per core; 0: one per Kafka partition)",
     )  # fmt: skip
+    parser.add_argument(
+        "--complete-day", default=None, metavar="YYYY-MM-DD",
+        help="ingest everything up to the end of this day: wait for its midnight + grace first",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     limits = {"max_offsets_per_trigger": args.max_offsets_per_trigger, "min_partitions": args.min_partitions}
-    settings = source_settings(args, args.topic, **limits)
+    settings = source_settings(args, args.topic, **limits, complete_day=args.complete_day)
     apply_folders(settings, args, FOLDERS)
     return settings
 
