@@ -93,7 +93,7 @@ def _rendered_run_date(dag, data_interval_start: datetime, run_date: str | None 
 
 
 def test_the_run_the_scheduler_creates_transforms_the_day_that_closed(dag):
-    from shopstream.airflow.scheduling import next_scheduled_run
+    from shopstream.airflow.scheduling import next_scheduled_run, scheduled_run_for
 
     # Catchup is off, so the scheduler's next run depends on the time: a DAG that transformed the
     # day before yesterday last gets, at the last midnight UTC, a run whose data interval (where
@@ -107,6 +107,12 @@ def test_the_run_the_scheduler_creates_transforms_the_day_that_closed(dag):
         assert _rendered_run_date(dag, info.data_interval.start) == yesterday.isoformat()
     # A manual run may name its date.
     assert _rendered_run_date(dag, info.data_interval.start, run_date="2026-02-19") == "2026-02-19"
+    # The run the scheduler created for any closed day: at the next midnight, over that day.
+    past = scheduled_run_for(dag, date(2026, 2, 19))
+    assert past.run_after == datetime(2026, 2, 20, tzinfo=UTC)
+    assert (past.data_interval.start, past.data_interval.end) == (
+        datetime(2026, 2, 19, tzinfo=UTC), datetime(2026, 2, 20, tzinfo=UTC)
+    )  # fmt: skip
 
 
 def test_a_date_before_the_start_date_is_refused_with_a_message(dag):

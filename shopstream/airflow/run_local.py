@@ -56,10 +56,12 @@ def migrate_db(env: dict[str, str]) -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
-def _run_dag_in_this_process(date: str | None, run_conf: dict, only: str | None) -> int:
+def _run_dag_in_this_process(date: str | None, run_conf: dict, only: str | None,
+                             scheduled_for: str | None = None) -> int:  # fmt: skip
     """Child side: Airflow is configured by the environment now. `date` None: the run the
-    scheduler creates now (its data interval is the closed day); else a manual run naming `date`,
-    whose logical date is the midnight after it (the scheduled run of that date's)."""
+    scheduler creates now (its data interval is the closed day), or, with `scheduled_for`, the
+    one it created for that day; else a manual run naming `date`, whose logical date is the
+    midnight after it (the scheduled run of that date's)."""
     from airflow.dag_processing.dagbag import DagBag
 
     from shopstream.airflow.scheduling import (
@@ -67,6 +69,7 @@ def _run_dag_in_this_process(date: str | None, run_conf: dict, only: str | None)
         check_not_before_start,
         midnight,
         next_scheduled_run,
+        scheduled_run_for,
     )
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
@@ -75,7 +78,11 @@ def _run_dag_in_this_process(date: str | None, run_conf: dict, only: str | None)
         return 2
     dag = bag.dags["ecommerce_pipeline"]
     if date is None:
-        info = next_scheduled_run(dag)
+        info = (
+            scheduled_run_for(dag, dt.date.fromisoformat(scheduled_for))
+            if scheduled_for
+            else next_scheduled_run(dag)
+        )
         run_after, interval = info.run_after, info.data_interval
     else:
         day = dt.date.fromisoformat(date)
@@ -117,14 +124,19 @@ def _run_dag_in_this_process(date: str | None, run_conf: dict, only: str | None)
 
 
 def run_dag(date: str | None, spark_master: str | None = None, expected_events: int = 1,
-            retries: int | None = None, only: str | None = None, quiet: bool = False) -> dict:  # fmt: skip
+            retries: int | None = None, only: str | None = None, quiet: bool = False,
+            scheduled_for: str | None = None) -> dict:  # fmt: skip
     """Parent side: prepares Airflow and runs the DAG (a manual run naming `date`; None: the run
-    the scheduler creates now); returns the run's result."""
+    the scheduler creates now, or the one it created for the day `scheduled_for`); returns the
+    run's result."""
     env = airflow_environment(spark_master, retries)
     migrate_db(env)
     conf = {"expected_events": expected_events}
     command = [sys.executable, "-m", "shopstream.airflow.run_local", "--child"]
-    command += ["--scheduled"] if date is None else ["--date", date]
+    if date is not None:
+        command += ["--date", date]
+    else:
+        command += ["--scheduled", *([scheduled_for] if scheduled_for else [])]
     command += ["--conf", json.dumps(conf), *(["--only", only] if only else [])]
     child = subprocess.run(
         command,
@@ -169,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     when = parser.add_mutually_exclusive_group(required=True)
     when.add_argument("--date", help="a manual run that transforms this date (YYYY-MM-DD)")
-    when.add_argument("--scheduled", action="store_true",
-                      help="the run the scheduler creates now: it transforms the closed day")  # fmt: skip
+    when.add_argument("--scheduled", nargs="?", const="now", metavar="DAY",
+                      help="the run the scheduler creates now (it transforms the closed day), "
+                      "or the one it created for DAY")  # fmt: skip
     when.add_argument(
         "--backfill", nargs=2, metavar=("FIRST", "LAST"), help="one run per date from FIRST to LAST"
     )
@@ -181,12 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--conf", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    scheduled_for = args.scheduled if args.scheduled not in (None, "now") else None
     if args.child:
-        return _run_dag_in_this_process(args.date, json.loads(args.conf), args.only)
+        return _run_dag_in_this_process(args.date, json.loads(args.conf), args.only, scheduled_for)
     options = {"spark_master": args.spark_master, "expected_events": args.expected_events,
                "retries": args.retries, "only": args.only}  # fmt: skip
     # --scheduled leaves args.date None: run_dag then runs the scheduler's run.
-    results = backfill(*args.backfill, **options) if args.backfill else [run_dag(args.date, **options)]
+    results = (
+        backfill(*args.backfill, **options)
+        if args.backfill
+        else [run_dag(args.date, scheduled_for=scheduled_for, **options)]
+    )
     for result in results:
         print_result(result)
     return 0 if all(r["state"] == "success" for r in results) else 1

@@ -33,6 +33,23 @@ def next_scheduled_run(dag, previous_day: dt.date | None = None) -> DagRunInfo:
     return info
 
 
+def scheduled_run_for(dag, day: dt.date) -> DagRunInfo:
+    """The run the scheduler created (or creates) at the midnight after `day`, whose data
+    interval is `day`: asked of the timetable as a scheduler that has run every day before would
+    (catchup's replay of the past, so that any closed day's run can be reproduced)."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    previous = DataInterval(midnight(day - dt.timedelta(days=1)), midnight(day))
+    info = coerce_to_core_timetable(dag.timetable).next_dagrun_info(
+        last_automated_data_interval=previous,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True),
+    )
+    if info is None or info.data_interval.start != midnight(day):
+        raise RuntimeError(f"the timetable of {dag.dag_id} creates no run for {day}: {info}")
+    return info
+
+
 class BeforeStartDate(ValueError):
     """A date the DAG would create no task instances for (its run would 'succeed' doing nothing)."""
 
