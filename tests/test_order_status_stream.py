@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import duckdb
 import pytest
 from confluent_kafka import Producer
 
-from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, run
+from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, StatusTable, run
 from shopstream.spark.stream_consumer import StreamSettings
 from tests import oracle
 from tests.conftest import produce
@@ -28,10 +29,12 @@ def ts(text: str) -> datetime:
 
 
 def send(bootstrap: str, topic: str, *values: str) -> None:
+    """Produces `values`, asserting each was delivered (flush alone forgets failed deliveries)."""
+    errors = []
     producer = Producer({"bootstrap.servers": bootstrap})
     for value in values:
-        producer.produce(topic, value.encode())
-    assert producer.flush(30) == 0
+        producer.produce(topic, value.encode(), on_delivery=lambda err, _msg: err and errors.append(err))
+    assert producer.flush(30) == 0 and not errors, errors
 
 
 def parse_json(message) -> dict | None:
@@ -54,7 +57,8 @@ def expected_status(orders_msgs, update_msgs) -> dict[str, tuple]:
         u for u in map(parse_json, update_msgs) if u and u.get("new_status") in ("CANCELLED", "RETURNED")
     ]
     status = {order_id: ("NEW", None, False) for order_id in orders}
-    for u in updates:
+    # The newest update of each order wins (by time: a return after a cancellation is RETURNED).
+    for u in sorted(updates, key=lambda u: ts(u["timestamp"])):
         placed = orders.get(u["order_id"])
         if placed is not None and placed <= ts(u["timestamp"]) <= placed + MAX_DELAY:
             status[u["order_id"]] = (u["new_status"], u["reason"], False)
@@ -63,10 +67,35 @@ def expected_status(orders_msgs, update_msgs) -> dict[str, tuple]:
     return status
 
 
+def update(order_id: str, status: str, at: str, reason: str = "customer_request") -> str:
+    return json.dumps({"order_id": order_id, "new_status": status, "reason": reason, "timestamp": at})
+
+
+def read_status(settings):
+    files = StatusTable(settings.output_dir).files()
+    return duckdb.read_parquet(files, hive_partitioning=True)
+
+
 def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, spark, tmp_path, topic):
     updates_topic = f"{topic}-updates"
     day = produce(kafka_broker, topic, "--updates-topic", updates_topic, "--count", "3000", "--seed", "41",
                   "--start", DAY, "--span", "6h")  # fmt: skip
+    # An update that arrives before its order.
+    send(kafka_broker.bootstrap, updates_topic, update("ORD-EARLY", "CANCELLED", f"{DAY}T01:00:30.000Z"))
+    template = json.loads(read_topic(kafka_broker.bootstrap, topic, expected=1)[0].value)
+    early = {**template, "order_id": "ORD-EARLY", "order_status": "NEW", "timestamp": f"{DAY}T01:00:00.000Z"}
+    send(kafka_broker.bootstrap, topic, json.dumps(early))
+    # An order cancelled and then returned: two updates, the later one is its status.
+    updates = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, updates_topic, 2)]
+    cancelled = next(u for u in updates if u["new_status"] == "CANCELLED" and u["order_id"] != "ORD-EARLY")
+    returned_at = (ts(cancelled["timestamp"]) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")[
+        :-3
+    ] + "Z"
+    send(
+        kafka_broker.bootstrap,
+        updates_topic,
+        update(cancelled["order_id"], "RETURNED", returned_at, "damaged"),
+    )
     assert day["updates_delivered"] == day["updates"] > 300
     # An update for an order nobody placed, a broken one and one with an unknown status.
     send(kafka_broker.bootstrap, updates_topic,
@@ -86,12 +115,12 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
     )  # fmt: skip
     written = run(settings, spark)
 
-    orders_msgs = read_topic(kafka_broker.bootstrap, topic, expected=3300)
+    orders_msgs = read_topic(kafka_broker.bootstrap, topic, expected=3301)
     update_msgs = read_topic(
-        kafka_broker.bootstrap, updates_topic, expected=day["updates"] + later["updates"] + 3
+        kafka_broker.bootstrap, updates_topic, expected=day["updates"] + later["updates"] + 5
     )
     expected = expected_status(orders_msgs, update_msgs)
-    sink = read_sink(settings.output_dir)
+    sink = read_status(settings)
     assert tuple(sink.columns) == STATUS_COLUMNS
     rows = [dict(zip(sink.columns, r, strict=True)) for r in sink.fetchall()]
     day_rows = [r for r in rows if str(r["date"]) == DAY]
@@ -100,10 +129,24 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
     assert len(day_rows) == len(got), "one row per order"
     assert got == expected
     assert got["ORD-NOBODY"] == ("CANCELLED", "customer_request", True)
+    assert got["ORD-EARLY"] == ("CANCELLED", "customer_request", False), "the update that came first"
+    assert got[cancelled["order_id"]] == ("RETURNED", "damaged", False), "cancelled, then returned"
+    assert len({r["order_id"] for r in rows}) == len(rows), "one row per order over all dates"
     assert {s for s, _, _ in got.values()} == {"NEW", "CANCELLED", "RETURNED"}
     # NEXT_DAY orders are still inside their range: only those already updated are final.
     assert all(r["current_status"] != "NEW" for r in rows if str(r["date"]) == NEXT_DAY)
     bad = read_sink(settings.quarantine_dir).fetchall()
     reasons = sorted(r[1] for r in bad)
     assert reasons == ["invalid JSON", "unknown new_status SHIPPED"]
+
+    # A replayed batch (its commit lost in a crash, so Spark runs it again on restart) is skipped
+    # by the upsert: the table stays exactly as it was.
+    table = StatusTable(settings.output_dir)
+    before = (table.state(), sorted(read_status(settings).fetchall()))
+    commits = settings.checkpoint_dir / "status" / "commits"
+    last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    last.unlink()
+    (commits / f".{last.name}.crc").unlink(missing_ok=True)  # the commit's checksum goes with it
+    run(settings, spark)
+    assert (table.state(), sorted(read_status(settings).fetchall())) == before
     assert written["quarantine_updates"] == 2

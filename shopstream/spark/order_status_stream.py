@@ -22,22 +22,32 @@ than that may be dropped by Spark, which counts it in the query progress
 of the last `max_update_delay + lateness` of event time.
 
 Updates that fail validation go to `quarantine_updates/` with the reason, like orders do.
-Output: Parquet under `order_status/`, partitioned by the order's date, exactly once through
-Spark's file sink and its checkpoint.
+
+Output: `order_status/`, **one row per order**, its newest status by `status_time` (an order
+cancelled and then returned is RETURNED; an update that arrived before its order still wins over
+the order's NEW). Each micro-batch's join rows are upserted by order id in `foreachBatch`
+(`StatusTable`): the dates it touches are rewritten as a new version and one atomic pointer
+(`_current.json`) switches to them, recording the batch id, so a replayed batch (a restart after a
+crash) is skipped and readers never see half a batch. Read it with `StatusTable.files()` (or
+`read_status`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
-from shopstream.schema import NEW, UPDATE_STATUSES, update_spark_schema
+from shopstream.schema import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
 from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.stream_consumer import (
@@ -50,6 +60,7 @@ from shopstream.spark.stream_consumer import (
     start_sink,
     stream_arg_parser,
     stream_main,
+    trigger_writer,
 )
 
 log = job_logger("order_status")
@@ -154,6 +165,114 @@ def current_status(orders: DataFrame, updates: DataFrame, max_update_delay: str)
     )  # fmt: skip
 
 
+# Of two statuses at the same time, the later in an order's life wins.
+STATUS_RANK = {NEW: 0, CANCELLED: 1, RETURNED: 2}
+
+
+def newest_per_order(rows: DataFrame) -> DataFrame:
+    """One row per order id: the one with the newest status (time, then life-cycle rank)."""
+    rank = F.lit(0)
+    for status, value in STATUS_RANK.items():
+        rank = F.when(F.col("current_status") == status, F.lit(value)).otherwise(rank)
+    newest_first = Window.partitionBy("order_id").orderBy(F.col("status_time").desc(), rank.desc())
+    return rows.withColumn("_n", F.row_number().over(newest_first)).where(F.col("_n") == 1).drop("_n")
+
+
+class StatusTable:
+    """The current status of each order as Parquet partitioned by the order's date, upserted one
+    micro-batch at a time. `_current.json` names the committed batch and, per date, the version
+    folder holding that date's rows; it is replaced atomically, after the new folders are
+    complete. Plain file I/O for the pointer: local or mounted storage."""
+
+    POINTER = "_current.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def state(self) -> dict:
+        pointer = self.root / self.POINTER
+        return json.loads(pointer.read_text()) if pointer.exists() else {"batch_id": -1, "dates": {}}
+
+    def files(self) -> list[str]:
+        """Every data file of the current table."""
+        return sorted(
+            str(f)
+            for date, version in self.state()["dates"].items()
+            for f in (self.root / version / f"date={date}").glob("*.parquet")
+        )
+
+    def upsert(self, batch: DataFrame, batch_id: int) -> None:
+        """Merges a micro-batch's join rows into the table, newest status per order. A batch id
+        already committed is a replay: skipped, so the table is the same as after its first run."""
+        state = self.state()
+        if batch_id <= state["batch_id"]:
+            log.info("order_status batch %d was committed before: a replay, skipped", batch_id)
+            # Still run the batch through (to nowhere): the join's state stores commit only when
+            # every partition is processed, and Spark refuses a batch that left them uncommitted.
+            batch.write.format("noop").mode("overwrite").save()
+            return
+        batch = newest_per_order(batch).persist()
+        try:
+            dates = sorted(str(r["date"]) for r in batch.select("date").distinct().collect())
+            if dates:
+                self._rewrite(batch, dates, state, batch_id)
+            else:
+                state["batch_id"] = batch_id
+                self._commit(state)
+        finally:
+            batch.unpersist()
+
+    def _rewrite(self, batch: DataFrame, dates: list[str], state: dict, batch_id: int) -> None:
+        spark = batch.sparkSession
+        merged = batch.select(*STATUS_COLUMNS)
+        # The rows these dates hold now, read version by version (each folder its own base path,
+        # so that `date` comes back as the partition column).
+        for version in sorted({state["dates"][d] for d in dates if d in state["dates"]}):
+            folders = [
+                str(self.root / version / f"date={d}") for d in dates if state["dates"].get(d) == version
+            ]
+            before = spark.read.option("basePath", str(self.root / version)).parquet(*folders)
+            merged = merged.unionByName(before.select(*STATUS_COLUMNS))
+        merged = newest_per_order(merged)
+        version = f"v{batch_id:012d}"
+        target = self.root / version
+        shutil.rmtree(target, ignore_errors=True)  # a replay of a batch cut short before its commit
+        merged.repartition("date").sortWithinPartitions("order_id").write.partitionBy("date").parquet(
+            str(target)
+        )
+        previous = json.loads(json.dumps(state))
+        state["dates"].update(dict.fromkeys(dates, version))
+        state["batch_id"] = batch_id
+        self._commit(state)
+        self._drop_unreferenced(state, previous)
+
+    def _commit(self, state: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        staged = self.root / f".{self.POINTER}.{uuid.uuid4().hex}.tmp"
+        staged.write_text(json.dumps(state, indent=1, sort_keys=True))
+        os.replace(staged, self.root / self.POINTER)
+
+    def _drop_unreferenced(self, state: dict, previous: dict) -> None:
+        """Date folders neither current nor of the pointer before (a reader may still be reading
+        those): their rows live on in a newer version."""
+        live = {(v, d) for pointer in (state, previous) for d, v in pointer["dates"].items()}
+        for folder in self.root.glob("v*/date=*"):
+            if (folder.parent.name, folder.name.removeprefix("date=")) not in live:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_status_upserts(status: DataFrame, settings: StatusSettings):
+    """The join rows into the StatusTable, one foreachBatch upsert per micro-batch."""
+    table = StatusTable(settings.output_dir)
+    writer = (
+        status.writeStream.queryName("order_status")
+        .foreachBatch(table.upsert)
+        .option("checkpointLocation", str(settings.checkpoint_dir / "status"))
+        .outputMode("append")
+    )
+    return trigger_writer(writer, settings.stream).start()
+
+
 def start_queries(spark, settings: StatusSettings) -> list:
     orders = new_orders(parse_orders(kafka_stream(spark, settings.stream)), settings.lateness)
     parsed_updates = parse_updates(kafka_stream(spark, settings.updates_source))
@@ -168,7 +287,7 @@ def start_queries(spark, settings: StatusSettings) -> list:
     )
     checkpoints, stream = settings.checkpoint_dir, settings.stream
     return [
-        start_sink(status, "order_status", settings.output_dir, checkpoints / "status", stream),
+        start_status_upserts(status, settings),
         start_sink(bad, "quarantine_updates", settings.quarantine_dir, checkpoints / "quarantine", stream),
     ]
 

@@ -153,12 +153,14 @@ def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamS
         .option("checkpointLocation", str(checkpoint))
         .outputMode("append")
     )
-    writer = (
-        writer.trigger(availableNow=True)
-        if settings.available_now
-        else writer.trigger(processingTime=settings.trigger)
-    )
-    return writer.start()
+    return trigger_writer(writer, settings).start()
+
+
+def trigger_writer(writer, settings: StreamSettings):
+    """`writer` with the settings' trigger: drain what is there (availableNow) or every interval."""
+    if settings.available_now:
+        return writer.trigger(availableNow=True)
+    return writer.trigger(processingTime=settings.trigger)
 
 
 class SinkCheckpointMismatch(RuntimeError):
