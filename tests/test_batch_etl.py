@@ -58,6 +58,7 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
     df_written = batch_df_etl.run(inputs, spark)
     return {
         "raw": settings.raw_dir, "root": root, "out": inputs.out, "inputs": inputs, "events": events,
+        "settings": settings, "topic": topic,
         "oracle": duckdb_oracle.connect(events), "rdd_counts": rdd_counts, "df_written": df_written,
     }  # fmt: skip
 
@@ -224,6 +225,27 @@ def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_pat
 
     assert (counts["records_seen"], counts["malformed"], counts["products"]) == (3, 2, 1)
     assert rdd_lines(inputs.out, "2026-11-20") == ["P-1\t21.00"]
+
+
+def test_published_outputs_that_miss_late_events_fail_validation_naming_the_rerun(
+    pipeline, spark, kafka_broker
+):
+    # Last of the tests on the shared pipeline: it adds raw rows to a published date.
+    from shopstream.validation import validate
+
+    root, raw, day = pipeline["root"], pipeline["raw"], DAYS[1]
+    if publication.published(root, day) is None:  # run alone: publish the first version
+        publication.publish(root, day, "v1", publication.read_inputs(root, "v1")[day]["fingerprint"], 1)
+    assert validate(day, root, raw).passed, "the published outputs equal the raw layer"
+
+    produce(kafka_broker, pipeline["topic"], "--count", "50", "--seed", "33", "--start", day, "--span", "1h")
+    run(pipeline["settings"], spark)  # 50 late events of the day reach the raw layer
+
+    report = validate(day, root, raw)
+    [stale] = report.failed
+    assert stale.name == "reconciles_with_raw"
+    assert "stale or partial" in stale.detail and f"make backfill FROM={day} TO={day}" in stale.detail
+    assert publication.changed_dates(raw, root, [day]).keys() == {day}, "the next run recomputes it"
 
 
 def test_rdd_lines_print_cents_exactly_including_net_refunds():
