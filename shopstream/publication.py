@@ -73,7 +73,7 @@ def raw_inputs(raw: Path, dates: list[str]) -> dict[str, dict]:
 
 def write_inputs(root: Path, version: str, inputs: dict[str, dict]) -> Path:
     target = version_root(root, version) / INPUTS
-    _write_atomically(target, inputs)
+    write_json_atomically(target, inputs)
     return target
 
 
@@ -89,11 +89,13 @@ def _pointer(root: Path, date: str) -> Path:
     return root / PUBLISHED / f"{date}.json"
 
 
-def _write_atomically(target: Path, content: dict) -> None:
+def write_json_atomically(target: Path, content: dict) -> None:
+    """Replaces `target` with `content` in one rename: readers see the old file or the new one,
+    never a half-written one (the pointers of the transformed layer and the order-status table)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     staged.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(staged, target)  # atomic: readers see the old pointer or the new one
+    os.replace(staged, target)
 
 
 def published(root: Path, date: str) -> dict | None:
@@ -133,7 +135,7 @@ def publish(root: Path, date: str, version: str, fingerprint: str, checks: int) 
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "history": history,
     }
-    _write_atomically(_pointer(root, date), record)
+    write_json_atomically(_pointer(root, date), record)
     return record
 
 

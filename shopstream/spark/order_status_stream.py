@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
+from shopstream.publication import write_json_atomically
 from shopstream.schema import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
 from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
 from shopstream.spark.session import exit_after, get_spark, job_logger
@@ -247,10 +246,7 @@ class StatusTable:
         self._drop_unreferenced(state, previous)
 
     def _commit(self, state: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        staged = self.root / f".{self.POINTER}.{uuid.uuid4().hex}.tmp"
-        staged.write_text(json.dumps(state, indent=1, sort_keys=True))
-        os.replace(staged, self.root / self.POINTER)
+        write_json_atomically(self.root / self.POINTER, state)
 
     def _drop_unreferenced(self, state: dict, previous: dict) -> None:
         """Date folders neither current nor of the pointer before (a reader may still be reading
