@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 from shopstream.config import VALID, lateness_days, paths
-from shopstream.sink_log import committed_files
+from shopstream.sink_log import committed_files_by_date
 
 VERSIONS, PUBLISHED, INPUTS = "_versions", "_published", "_inputs.json"
 DEFAULT_RETENTION = dt.timedelta(days=7)
@@ -63,9 +63,10 @@ def raw_inputs(raw: Path, dates: list[str]) -> dict[str, dict]:
     """The committed valid raw files of each date now, with a fingerprint of the list: the input
     of a run, pinned so that the jobs and the validation all read the same rows even while
     ingest goes on, and compared later to tell whether a date has changed since."""
+    by_date = committed_files_by_date(raw, VALID)  # the commit log read once for every date
     result = {}
     for date in dates:
-        files = committed_files(raw, VALID, date)
+        files = by_date.get(date, [])
         digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
         result[date] = {"files": files, "fingerprint": digest}
     return result
@@ -146,14 +147,13 @@ def changed_dates(raw: Path, root: Path, candidates: list[str]) -> dict[str, dic
     """Of `candidates`, the dates whose committed raw files differ from those their published
     version was computed from (new or late events, re-deliveries), or that were never published
     and have raw rows; with their current inputs (see `raw_inputs`)."""
-    current = raw_inputs(raw, candidates)
-    changed = {}
-    for date, inputs in current.items():
-        record = published(root, date)
-        fresh = record is not None and record["raw_fingerprint"] == inputs["fingerprint"]
-        if inputs["files"] and not fresh:
-            changed[date] = inputs
-    return changed
+    return {d: i for d, i in raw_inputs(raw, candidates).items() if i["files"] and not _fresh(root, d, i)}
+
+
+def _fresh(root: Path, date: str, inputs: dict) -> bool:
+    """Whether `date`'s published version was computed from exactly these inputs."""
+    record = published(root, date)
+    return record is not None and record["raw_fingerprint"] == inputs["fingerprint"]
 
 
 def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int | None = None) -> dict:
@@ -161,9 +161,11 @@ def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int |
     lookback window that changed since its publication (late events, re-deliveries). Pins their
     inputs in `version` and returns {"version", "dates", "late_dates", "raw_rows"}."""
     window = lookback_dates(run_date, lateness_days() if lookback is None else lookback)
-    todo = changed_dates(raw, root, window)
-    if run_date not in todo:  # unchanged, but asked for: transformed again all the same
-        todo |= {d: i for d, i in raw_inputs(raw, [run_date]).items() if i["files"]}
+    # The run date is transformed even when unchanged (asked for: a re-run); the others if changed.
+    todo = {
+        d: i for d, i in raw_inputs(raw, window).items()
+        if i["files"] and (d == run_date or not _fresh(root, d, i))
+    }  # fmt: skip
     write_inputs(root, version, todo)
     return {
         "version": version,

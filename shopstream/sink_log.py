@@ -26,12 +26,6 @@ def _batch_files(sink: Path) -> list[Path]:
     return sorted(entries, key=lambda e: int(e.name.split(".")[0]))
 
 
-def latest_batch(sink: Path) -> int | None:
-    """The newest batch id the sink has committed (None: none yet)."""
-    entries = _batch_files(sink)
-    return int(entries[-1].name.split(".")[0]) if entries else None
-
-
 def committed_files(sink: Path, verdict: str | None = None, date: str | None = None) -> list[str]:
     """The data files the commit log holds now (compactions and deletes applied); with `verdict`
     and/or `date`, only those of that partition."""
@@ -50,7 +44,14 @@ def committed_files(sink: Path, verdict: str | None = None, date: str | None = N
     return sorted(f for f in files if all(w in f for w in wanted))
 
 
+def committed_files_by_date(sink: Path, verdict: str = VALID) -> dict[str, list[str]]:
+    """The committed files of `verdict`, grouped by their `date` partition (one read of the log)."""
+    by_date: dict[str, list[str]] = {}
+    for f in committed_files(sink, verdict):
+        by_date.setdefault(f.split("/date=")[1].split("/")[0], []).append(f)
+    return by_date
+
+
 def committed_dates(sink: Path, verdict: str = VALID) -> list[str]:
     """The dates of the committed files of `verdict`."""
-    dates = {f.split("/date=")[1].split("/")[0] for f in committed_files(sink, verdict)}
-    return sorted(dates)
+    return sorted(committed_files_by_date(sink, verdict))
