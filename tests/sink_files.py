@@ -67,3 +67,10 @@ def read_sink(sink: Path, verdict: str | None = None) -> duckdb.DuckDBPyRelation
     files = committed_files(sink, verdict)
     assert files, f"no committed files in {sink}" + (f" for verdict {verdict}" if verdict else "")
     return duckdb.read_parquet(files, hive_partitioning=True, union_by_name=True)
+
+
+def copies_in_raw(sink: Path) -> int:
+    """How many valid rows of the sink repeat an event already there (same order id, status and
+    time): 0 when the stream dropped every re-delivery."""
+    rows = read_sink(sink, VALID).aggregate("count(*) - count(DISTINCT (order_id, order_status, timestamp))")
+    return rows.fetchall()[0][0]

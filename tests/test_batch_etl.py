@@ -1,5 +1,9 @@
 """Both batch jobs on raw data made through the real path (order-sim -> Kafka -> streaming job),
-every output checked against DuckDB over the events read back from Kafka."""
+every output checked against DuckDB over the events read back from Kafka.
+
+The stream here keeps re-delivered copies (`deduplicate=False`), as a raw layer written before
+the stream de-duplicated, or copies beyond its window, would hold them: the batch jobs must count
+each event once by themselves."""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
     assert len(events) == len(valid)
     settings = StreamSettings(
         bootstrap=kafka_broker.bootstrap, topic=topic, raw_dir=home / "raw",
-        checkpoint_dir=home / "checkpoints", available_now=True,
+        checkpoint_dir=home / "checkpoints", available_now=True, deduplicate=False,
     )  # fmt: skip
     run(settings, spark)
     root = home / "transformed"

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from shopstream.config import QUARANTINED, VALID, VERDICT, lateness_days
-from shopstream.schema import ORDER_FIELD_NAMES, ORDER_STATUSES, order_spark_schema
+from shopstream.schema import EVENT_IDENTITY, ORDER_FIELD_NAMES, ORDER_STATUSES, order_spark_schema
 
 CORRUPT = "_corrupt_record"
 LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
@@ -132,6 +132,36 @@ def sink_rows(parsed: DataFrame) -> DataFrame:
                 "kafka_key": F.when(~valid, F.col("kafka_key"))}  # fmt: skip
     columns[VERDICT] = F.when(valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED))
     return parsed.select(*(columns[n].alias(n) if n in columns else F.col(n) for n in SINK_COLUMNS))
+
+
+def redelivery_window_days() -> int:
+    """How long after an event's first delivery the stream still recognises a re-delivery: the
+    lateness horizon plus a day. A valid re-delivery reaches Kafka at most `lateness_days` after
+    the event's time (later ones are quarantined as too late), and the first delivery came after
+    that time, so the window covers every one, even for events stamped up to a day ahead."""
+    return lateness_days() + 1
+
+
+def without_redeliveries(sink: DataFrame, window_days: int | None = None) -> DataFrame:
+    """Sink rows (`sink_rows` of a stream) with each valid event once per identity
+    (`EVENT_IDENTITY`): later copies delivered within `window_days` (default
+    `redelivery_window_days`) of the first are dropped. Quarantined records are all kept (each
+    is keyed by its own Kafka offset).
+
+    The watermark is on the Kafka timestamp, not the event's time: arrival time only grows, so
+    no row is ever dropped as late by the watermark (an event-time watermark would drop the
+    late events the lateness policy promises to keep). State: the keys of the window's events,
+    in the RocksDB state store (spark-defaults)."""
+    valid = F.col(VERDICT) == VALID
+    identity = F.when(valid, F.struct(*EVENT_IDENTITY))
+    record = F.when(~valid, F.struct("kafka_topic", "kafka_partition", "kafka_offset"))
+    window = redelivery_window_days() if window_days is None else window_days
+    return (
+        sink.withColumns({"_identity": identity, "_record": record})
+        .withWatermark("kafka_timestamp", f"{window} days")
+        .dropDuplicatesWithinWatermark(["_identity", "_record"])
+        .drop("_identity", "_record")
+    )
 
 
 def valid_rows(sink: DataFrame) -> DataFrame:

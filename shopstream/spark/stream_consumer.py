@@ -43,6 +43,8 @@ DEFAULT_TRIGGER = "1 minute"
 MAX_POLL_RECORDS = 10_000
 TASKS_PER_CORE = 3  # the default minPartitions, per core of the session
 SINKS = ("raw", "quarantine")  # what `run` counts: rows written per verdict
+REDELIVERED = "redelivered"  # ... and the re-delivered copies the stream dropped
+COUNTED = (*SINKS, REDELIVERED)
 # How long an --available-now run waits for the live query to commit what the topic held.
 FOLLOW_TIMEOUT_SECONDS = 1800
 
@@ -65,6 +67,9 @@ class StreamSettings:
     # The date whose events this run must complete (the DAG's run date): its topic end offsets
     # are taken no earlier than the end of that day plus the grace (`day_closed_at`).
     complete_day: str | None = None
+    # Drop re-delivered events in the stream (`orders.without_redeliveries`). Fixed for the life
+    # of a checkpoint: Spark keeps the de-duplication's state in it.
+    deduplicate: bool = field(default_factory=lambda: os.environ.get("SHOPSTREAM_STREAM_DEDUP", "1") != "0")
 
 
 # Events are produced a little after their time (network, producer batching): a day's ingest is
@@ -184,18 +189,36 @@ def check_sink_matches_checkpoint(sink: Path, checkpoint: Path) -> None:
         )
 
 
+def check_checkpoint_matches_dedup(checkpoint: Path, deduplicate: bool) -> None:
+    """The de-duplication's state lives in the checkpoint: a checkpoint started without it
+    cannot take it up later (Spark finds no state to resume), nor drop it. Say so plainly."""
+    if not _holds_batches(checkpoint / "offsets"):
+        return  # a new checkpoint starts either way
+    has_state = (checkpoint / "state").is_dir()
+    if has_state != deduplicate:
+        made, now = ("with", "without") if has_state else ("without", "with")
+        raise SinkCheckpointMismatch(
+            f"the checkpoint {checkpoint} was made {made} the stream's de-duplication and this run "
+            f"is {now} it. Keep SHOPSTREAM_STREAM_DEDUP={'1' if has_state else '0'} for this "
+            "checkpoint, or start a new sink and checkpoint (the batch jobs count each event once "
+            "either way)."
+        )
+
+
 def start_queries(spark, settings: StreamSettings) -> list:
     """Starts the ingest query (runs until stopped, or drained with availableNow)."""
     from pyspark.sql import functions as F
 
-    from shopstream.spark.orders import parse_orders, sink_rows
+    from shopstream.spark.orders import parse_orders, sink_rows, without_redeliveries
 
     valid = F.col(VERDICT) == VALID
+    rows = sink_rows(parse_orders(kafka_stream(spark, settings)))
+    if settings.deduplicate:
+        rows = without_redeliveries(rows)
     # Observed metrics ride along with each micro-batch's progress at no extra pass over the data.
-    rows = sink_rows(parse_orders(kafka_stream(spark, settings))).observe(
-        "orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine")
-    )
+    rows = rows.observe("orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine"))
     checkpoint = settings.checkpoint_dir / "orders"
+    check_checkpoint_matches_dedup(checkpoint, settings.deduplicate)
     return [start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))]
 
 
@@ -205,14 +228,26 @@ def _as_dict(progress) -> dict:
 
 def rows_written(progress: dict) -> dict[str, int]:
     """Rows a micro-batch wrote per sink: the query's observation (named after the query) counts
-    them, one metric per sink."""
+    them, one metric per sink; plus the re-delivered copies its de-duplication dropped, if any."""
     observed = (progress.get("observedMetrics") or {}).get(progress.get("name")) or {}
-    return {sink: int(rows) for sink, rows in observed.items()}
+    written = {sink: int(rows) for sink, rows in observed.items()}
+    dropped = [
+        op["customMetrics"]["numDroppedDuplicateRows"]
+        for op in progress.get("stateOperators") or []
+        if "numDroppedDuplicateRows" in (op.get("customMetrics") or {})
+    ]
+    if dropped:
+        written[REDELIVERED] = int(sum(dropped))
+    return written
 
 
 def log_progress(progress: dict) -> None:
     """One line per micro-batch: records in, rows written per sink, duration."""
-    written = ", ".join(f"{rows} {sink}" for sink, rows in rows_written(progress).items()) or "?"
+    counts = rows_written(progress)
+    redelivered = counts.pop(REDELIVERED, None)
+    written = ", ".join(f"{rows} {sink}" for sink, rows in counts.items()) or "?"
+    if redelivered is not None:
+        written += f" ({redelivered} re-delivered copies dropped)"
     # Stateful queries (the order-status join) also report their state and late drops.
     state = progress.get("stateOperators") or []
     stateful = (
@@ -303,11 +338,11 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     stats = check_source(settings)  # the end offsets this run must reach, taken after the wait
     lock = take_the_sink(settings, stats)
     if lock is None:
-        return dict.fromkeys(SINKS, 0)
+        return dict.fromkeys(COUNTED, 0)
     with lock:
         spark = spark or get_spark("shopstream-stream-consumer")
         started = time.monotonic()
-        totals = run_queries(start_queries(spark, settings), SINKS)
+        totals = run_queries(start_queries(spark, settings), COUNTED)
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 
