@@ -38,33 +38,33 @@ backfill: setup ## run the DAG once per date: make backfill FROM=2026-11-20 TO=2
 	$(PY) -m shopstream.airflow.run_local --backfill $(FROM) $(TO)
 
 cluster-up: setup ## 3-node Kafka (KRaft, RF 3, min.insync 2) + Spark master with 2 workers, on loopback
-	@$(PY) -m shopstream.kafka_cluster up
-	@$(PY) -m shopstream.spark_cluster up
+	@$(PY) -m shopstream.devstack.kafka_cluster up
+	@$(PY) -m shopstream.devstack.spark_cluster up
 
 cluster-down: ## stop what cluster-up started
-	@$(PY) -m shopstream.spark_cluster down
-	@$(PY) -m shopstream.kafka_cluster down
+	@$(PY) -m shopstream.devstack.spark_cluster down
+	@$(PY) -m shopstream.devstack.kafka_cluster down
 
 test-cluster: setup ## the scale-out tests alone (their own clusters on free ports)
 	$(PY) -m pytest -m cluster
 
 broker-up: ## start the local Kafka broker (KRaft) on 127.0.0.1:9092
-	@$(PY) -m shopstream.kafka_broker up
+	@$(PY) -m shopstream.devstack.kafka_broker up
 
 broker-down: ## stop the local Kafka broker
-	@$(PY) -m shopstream.kafka_broker down
+	@$(PY) -m shopstream.devstack.kafka_broker down
 
 broker-status:
-	@$(PY) -m shopstream.kafka_broker status
+	@$(PY) -m shopstream.devstack.kafka_broker status
 
 stream-up: setup ## the continuous ingest service (trigger SHOPSTREAM_STREAM_TRIGGER, default 1m; broker up)
-	@$(PY) -m shopstream.spark.ingest_service up
+	@$(PY) -m shopstream.devstack.ingest_service up
 
 stream-down: ## stop the ingest service (between micro-batches; the checkpoint keeps its place)
-	@$(PY) -m shopstream.spark.ingest_service down
+	@$(PY) -m shopstream.devstack.ingest_service down
 
 stream-status:
-	@$(PY) -m shopstream.spark.ingest_service status
+	@$(PY) -m shopstream.devstack.ingest_service status
 
 lock: ## re-resolve requirements.txt into requirements.lock
 	rm -rf .state/lock-venv && python3 -m venv .state/lock-venv

@@ -17,7 +17,7 @@ import duckdb
 
 from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
 from shopstream.config import VALID
-from shopstream.kafka_broker import LocalBroker
+from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.batch_common import read_raw, run_inputs
 from shopstream.spark.session import get_spark

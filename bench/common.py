@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shopstream.config import order_sim_binary, paths
-from shopstream.kafka_broker import LocalBroker, throwaway_broker
+from shopstream.devstack.kafka_broker import LocalBroker, throwaway_broker
 from shopstream.spark.stream_consumer import StreamSettings
 
 TOPIC = "bench"

@@ -17,7 +17,7 @@ import time
 
 from bench.common import temp_home
 from shopstream.config import REPO_ROOT, paths
-from shopstream.processes import free_port
+from shopstream.devstack.processes import free_port
 
 TASK_LINE = re.compile(r"^\s{2}(\w+)\s+(\w+)\s+([\d.]+) s$")
 

@@ -20,8 +20,8 @@ import duckdb
 
 from bench.common import bench_broker, fresh_topic, stream_settings, temp_home
 from shopstream.config import order_sim_binary
+from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
-from shopstream.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import start_queries
 from tests.sink_files import commit_log

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 from bench.common import bench_broker, fresh_topic, order_sim, producer_performance, temp_home
+from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.kafka_admin import topic_stats
-from shopstream.kafka_broker import LocalBroker
 
 GENERATION_RUNS = 3
 

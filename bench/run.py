@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import batch, e2e, latency, producer, streaming
 from bench.common import bench_broker, temp_home
 from shopstream.config import REPO_ROOT, paths
-from shopstream.kafka_broker import LocalBroker
+from shopstream.devstack.kafka_broker import LocalBroker
 
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"

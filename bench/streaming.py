@@ -13,7 +13,7 @@ import argparse
 import time
 
 from bench.common import consumer_performance, filled_topic, fresh_topic, stream_settings, temp_home
-from shopstream.kafka_broker import LocalBroker
+from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
 

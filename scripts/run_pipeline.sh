@@ -14,15 +14,15 @@ PY=.venv/bin/python
 started=$(date +%s)
 
 started_broker=0
-cleanup() { if [ "$started_broker" = 1 ]; then $PY -m shopstream.kafka_broker down; fi; }
+cleanup() { if [ "$started_broker" = 1 ]; then $PY -m shopstream.devstack.kafka_broker down; fi; }
 trap cleanup EXIT
 
 if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ]; then
   # The loopback clusters are long-lived: started and stopped by make cluster-up / cluster-down.
-  $PY -m shopstream.kafka_cluster status && $PY -m shopstream.spark_cluster status \
+  $PY -m shopstream.devstack.kafka_cluster status && $PY -m shopstream.devstack.spark_cluster status \
     || { echo "SHOPSTREAM_PROFILE=cluster: start the clusters first with make cluster-up"; exit 1; }
-elif ! $PY -m shopstream.kafka_broker status >/dev/null; then
-  $PY -m shopstream.kafka_broker up
+elif ! $PY -m shopstream.devstack.kafka_broker status >/dev/null; then
+  $PY -m shopstream.devstack.kafka_broker up
   started_broker=1
 fi
 BROKERS=$($PY -c 'from shopstream.config import kafka_bootstrap; print(kafka_bootstrap())')
@@ -30,7 +30,7 @@ PRODUCER_CONFIG=${SHOPSTREAM_PRODUCER_KAFKA_CONFIG:-${SHOPSTREAM_KAFKA_CONFIG:-}
 if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && [ -z "$PRODUCER_CONFIG" ]; then
   # The producer logs in as its own principal (it may only write the pipeline's topics); the
   # DAG's jobs read as the Spark principal (the profile's kafka_default Connection).
-  PRODUCER_CONFIG=$($PY -m shopstream.kafka_cluster client-config producer)
+  PRODUCER_CONFIG=$($PY -m shopstream.devstack.kafka_cluster client-config producer)
 fi
 echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
 SHOPSTREAM_KAFKA_CONFIG="$PRODUCER_CONFIG" \

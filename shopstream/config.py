@@ -18,6 +18,8 @@ UPDATES_TOPIC = "order_updates"
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_KAFKA_CONTROLLER_PORT = 9093
+# In the loopback cluster's folder: the Spark jobs' client login, written by `make cluster-up`.
+SPARK_CLIENT_FILE = "spark-client.json"
 
 # One switch between the embedded single-node stack and the loopback clusters of
 # `make cluster-up` (3 Kafka nodes, a Spark master with 2 workers). Only defaults differ: every
@@ -135,25 +137,29 @@ def kafka_client_config() -> dict[str, str]:
 
     From `SHOPSTREAM_KAFKA_CONFIG` (a JSON object: what an Airflow `kafka` Connection keeps in
     its extras, handed over in the environment so credentials never appear on a command line),
-    else the profile's (the loopback cluster's Spark principal); the bootstrap list from there,
-    else `SHOPSTREAM_KAFKA_BOOTSTRAP`, else the profile's brokers."""
-    config = json.loads(os.environ.get("SHOPSTREAM_KAFKA_CONFIG") or "{}") or profile_kafka_settings()
+    else from the JSON file `SHOPSTREAM_KAFKA_CONFIG_FILE` (a mounted secret; in the cluster
+    profile, the Spark principal's login that `make cluster-up` writes); the bootstrap list from
+    there, else `SHOPSTREAM_KAFKA_BOOTSTRAP`, else the profile's brokers."""
+    config = json.loads(os.environ.get("SHOPSTREAM_KAFKA_CONFIG") or "{}") or kafka_settings_file()
     config.setdefault(
         "bootstrap.servers", os.environ.get("SHOPSTREAM_KAFKA_BOOTSTRAP") or default_kafka_bootstrap()
     )
     return {str(k): str(v) for k, v in config.items()}
 
 
-def profile_kafka_settings() -> dict[str, str]:
-    """In the cluster profile: the Spark jobs' SASL login to the loopback cluster, once
-    `make cluster-up` has made its credentials. Nothing in the local profile."""
-    from shopstream.kafka_security import CREDENTIALS_FILE, Credentials
+def kafka_client_file() -> Path | None:
+    """`SHOPSTREAM_KAFKA_CONFIG_FILE`, else in the cluster profile the loopback cluster's file
+    of the Spark jobs' login; None in the local profile (no security)."""
+    if "SHOPSTREAM_KAFKA_CONFIG_FILE" in os.environ:
+        return Path(os.environ["SHOPSTREAM_KAFKA_CONFIG_FILE"])
+    return paths().cluster_kafka_dir / SPARK_CLIENT_FILE if profile() == "cluster" else None
 
-    credentials = paths().cluster_kafka_dir / CREDENTIALS_FILE
-    if profile() != "cluster" or not credentials.exists():
-        return {}
 
-    return Credentials.load(credentials).client_settings("spark")
+def kafka_settings_file() -> dict[str, str]:
+    """The settings in `kafka_client_file()`, if there is one and it exists (the cluster
+    profile's before `make cluster-up`: none yet)."""
+    file = kafka_client_file()
+    return json.loads(file.read_text()) if file and file.exists() else {}
 
 
 def kafka_bootstrap() -> str:
@@ -164,6 +170,29 @@ def kafka_security_options() -> dict[str, str]:
     """The client settings other than the bootstrap list and consumer-group ones."""
     skip = {"bootstrap.servers", "group.id", "auto.offset.reset", "enable.auto.commit"}
     return {k: v for k, v in kafka_client_config().items() if k not in skip}
+
+
+_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def java_client_options(settings: dict[str, str]) -> dict[str, str]:
+    """librdkafka settings -> Java client settings (the Spark Kafka source's `kafka.*` options):
+    the SASL user and password become a JAAS login, a PEM CA file a PEM trust store; the other
+    settings are named alike."""
+    options = {
+        k: v for k, v in settings.items() if k not in ("sasl.username", "sasl.password", "ssl.ca.location")
+    }
+    if "ssl.ca.location" in settings:
+        options |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": settings["ssl.ca.location"]}
+    if "sasl.username" in settings:
+        module = _LOGIN_MODULES[settings.get("sasl.mechanism", "SCRAM-SHA-256").upper()]
+        user, password = settings["sasl.username"], settings.get("sasl.password", "")
+        options["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+    return options
 
 
 # Lateness policy, one number for both ends: ingest quarantines an event that reaches Kafka more

@@ -1,23 +1,16 @@
 """A short, human summary of one date's outputs (what `make run` prints at the end), from the
-same numbers as the report.
+numbers the report collected (`report.collect`):
 
-python -m shopstream.summary --date 2026-11-25
+    python -m shopstream.report --date 2026-11-25 --summary
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 from shopstream.config import paths
 
 
-def summarise(date: str, data: dict | None = None) -> str:
-    """The summary of `report.collect(date)` (collected here unless `data` is given)."""
-    if data is None:
-        from shopstream.report import collect
-
-        data = collect(date)
+def summarise(date: str, data: dict) -> str:
+    """The summary of `data`, what `report.collect(date)` returned."""
     t, v = data["totals"], data["validation"]
     lines = [
         f"{date}: {t['orders']} orders, gross revenue {t['gross_revenue']}, net revenue {t['net_revenue']}, "
@@ -34,16 +27,3 @@ def summarise(date: str, data: dict | None = None) -> str:
         f"outputs: {paths().transformed} (published version {data['version']})",
     ]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--date", required=True)
-    print(summarise(parser.parse_args(argv).date))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

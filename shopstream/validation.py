@@ -240,12 +240,21 @@ def publish_validated(report: Report, transformed: Path | None = None) -> dict:
     return publication.publish(root, report.date, report.version, pinned["fingerprint"], len(report.checks))
 
 
+def report_file(date: str, transformed: Path | None = None) -> Path:
+    """Where the latest validation of `date` is kept (whatever version it checked)."""
+    return (transformed or paths().transformed).resolve() / "_validation" / f"{date}.json"
+
+
 def write_report(report: Report, transformed: Path | None = None) -> Path:
-    folder = (transformed or paths().transformed).resolve() / "_validation"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{report.date}.json"
-    target.write_text(report.to_json() + "\n")
+    target = report_file(report.date, transformed)
+    publication.write_json_atomically(target, json.loads(report.to_json()))
     return target
+
+
+def read_report(date: str, transformed: Path | None = None) -> dict | None:
+    """The latest validation report written for `date` (see `write_report`), or None."""
+    file = report_file(date, transformed)
+    return json.loads(file.read_text()) if file.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:

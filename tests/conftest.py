@@ -19,7 +19,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
 from shopstream.config import order_sim_binary  # noqa: E402
-from shopstream.kafka_broker import LocalBroker, throwaway_broker  # noqa: E402
+from shopstream.devstack.kafka_broker import LocalBroker, throwaway_broker  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,11 @@ import pytest
 
 from shopstream import publication
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT, order_sim_binary
-from shopstream.kafka_cluster import LocalCluster
-from shopstream.kafka_security import SPARK_GROUP_PREFIX
-from shopstream.processes import free_port, port_is_open
+from shopstream.devstack.kafka_cluster import LocalCluster
+from shopstream.devstack.kafka_security import SPARK_GROUP_PREFIX
+from shopstream.devstack.processes import free_port, port_is_open
+from shopstream.devstack.spark_cluster import LocalSparkCluster
 from shopstream.spark.stream_consumer import StreamSettings, run
-from shopstream.spark_cluster import LocalSparkCluster
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.sink_files import read_sink, write_through_file_sink
@@ -208,7 +208,7 @@ def dag_outputs(data, date: str) -> dict[str, list]:
 def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, spark_cluster, tmp_path,
                                                                  monkeypatch):  # fmt: skip
     from shopstream.airflow.run_local import run_dag
-    from shopstream.kafka_broker import throwaway_broker
+    from shopstream.devstack.kafka_broker import throwaway_broker
 
     date = days_ago(2)
     outputs = {}

@@ -22,8 +22,8 @@ from shopstream import publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC, paths
-from shopstream.kafka_broker import throwaway_broker
-from shopstream.spark.ingest_service import IngestService
+from shopstream.devstack.ingest_service import IngestService
+from shopstream.devstack.kafka_broker import throwaway_broker
 from tests import duckdb_oracle, oracle
 from tests.conftest import produce
 from tests.dates import days_ago

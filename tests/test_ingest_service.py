@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from shopstream.config import VALID, paths
-from shopstream.spark.ingest_service import IngestService
+from shopstream.devstack.ingest_service import IngestService
 from shopstream.spark.stream_consumer import StreamSettings, run
 from tests.conftest import produce
 from tests.dates import days_ago

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shopstream import kafka_broker
-from shopstream.kafka_broker import LocalBroker
-from shopstream.processes import free_port
+from shopstream.devstack import kafka_broker
+from shopstream.devstack.kafka_broker import LocalBroker
+from shopstream.devstack.processes import free_port
 
 
 def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
@@ -16,7 +16,7 @@ def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
 ) -> None:
     # One random id in 64 starts with "-"; it once made CI fail at broker start.
     dash_id = "-Pw5Gm0nT1qA8wXcYl2Zbg"
-    monkeypatch.setattr(kafka_broker, "_kraft_cluster_id", lambda: dash_id)
+    monkeypatch.setattr(kafka_broker, "kraft_cluster_id", lambda: dash_id)
     broker = LocalBroker(home=tmp_path, port=free_port(), controller_port=free_port())
 
     broker._format_storage()

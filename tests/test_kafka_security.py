@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import stat
 
-from shopstream.config import kafka_client_config
-from shopstream.kafka_security import ADMIN, PRODUCER, SPARK, Credentials, java_client_options
+from shopstream.config import SPARK_CLIENT_FILE, java_client_options, kafka_client_config
+from shopstream.devstack.kafka_security import ADMIN, PRODUCER, SPARK, Credentials
 
 
 def test_credentials_are_made_once_private_and_random(tmp_path):
@@ -68,9 +68,21 @@ def test_the_cluster_profile_logs_the_jobs_in_as_spark(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("SHOPSTREAM_PROFILE", "cluster")
     assert "sasl.username" not in kafka_client_config()  # no cluster made yet: no login
+    # What `make cluster-up` leaves in the cluster's folder: the product reads the file, as it
+    # would read a mounted secret, never the local cluster's credentials store.
     credentials = Credentials.load_or_create(tmp_path / "cluster" / "kafka" / "credentials.json")
+    credentials.write_client_settings("spark", tmp_path / "cluster" / "kafka" / SPARK_CLIENT_FILE)
+    assert stat.S_IMODE((tmp_path / "cluster" / "kafka" / SPARK_CLIENT_FILE).stat().st_mode) == 0o600
     config = kafka_client_config()
     assert config["sasl.username"] == SPARK and config["sasl.password"] == credentials.passwords[SPARK]
     assert config["bootstrap.servers"] == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
     monkeypatch.setenv("SHOPSTREAM_PROFILE", "local")
     assert kafka_client_config() == {"bootstrap.servers": "127.0.0.1:9092"}
+    # A managed cluster's login: a settings file named by the environment, in any profile.
+    secret = tmp_path / "mounted.json"
+    secret.write_text('{"security.protocol": "SASL_SSL", "bootstrap.servers": "kafka.example:9093"}')
+    monkeypatch.setenv("SHOPSTREAM_KAFKA_CONFIG_FILE", str(secret))
+    assert kafka_client_config() == {
+        "security.protocol": "SASL_SSL",
+        "bootstrap.servers": "kafka.example:9093",
+    }

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from shopstream.devstack.processes import free_port
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
-from shopstream.processes import free_port
 from shopstream.schema import CANCELLED, NEW, ORDER_FIELD_NAMES, RETURNED
 from tests import oracle
 from tests.conftest import produce, run_order_sim

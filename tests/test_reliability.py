@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from shopstream.config import order_sim_binary
-from shopstream.kafka_broker import throwaway_broker
+from shopstream.devstack.kafka_broker import throwaway_broker
 from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration

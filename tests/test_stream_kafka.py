@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shopstream.config import QUARANTINED, VALID, verdict_dir
-from shopstream.processes import free_port
+from shopstream.devstack.processes import free_port
 from shopstream.spark.stream_consumer import SinkCheckpointMismatch, StreamSettings, run
 from tests import oracle
 from tests.conftest import produce

@@ -31,9 +31,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shopstream.config import ORDERS_TOPIC, VALID, VERDICT, kafka_bootstrap, kafka_security_options, paths
+from shopstream.config import (
+    ORDERS_TOPIC,
+    VALID,
+    VERDICT,
+    java_client_options,
+    kafka_bootstrap,
+    kafka_security_options,
+    paths,
+)
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
-from shopstream.kafka_security import java_client_options
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.session import exit_after, get_spark, job_logger
 

@@ -3,9 +3,9 @@
 The broker runs from the jars that `make setup` resolved from Maven Central into
 `.state/jars/kafka`; its data, log and pid file live in one folder of the ignored state dir.
 
-    python -m shopstream.kafka_broker up      # start (idempotent) and wait until ready
-    python -m shopstream.kafka_broker down    # stop what `up` started
-    python -m shopstream.kafka_broker status
+    python -m shopstream.devstack.kafka_broker up      # start (idempotent) and wait until ready
+    python -m shopstream.devstack.kafka_broker down    # stop what `up` started
+    python -m shopstream.devstack.kafka_broker status
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from shopstream.config import (
     REPO_ROOT,
     paths,
 )
-from shopstream.kafka_security import Credentials, listeners
-from shopstream.processes import ManagedProcess, free_port, port_is_open, service_main
+from shopstream.devstack.kafka_security import Credentials, listeners
+from shopstream.devstack.processes import ManagedProcess, free_port, port_is_open, service_main
 
 LOG4J_CONFIG = REPO_ROOT / "config" / "kafka" / "log4j2.properties"
 READY_TIMEOUT_S = 60.0
@@ -71,13 +71,13 @@ class LocalBroker:
     jars: Path | None = None
     node_id: int = 1
     heap: str = "768m"
-    # For a node of a cluster (see shopstream.kafka_cluster): the quorum's voters, the cluster's
+    # For a node of a cluster (see shopstream.devstack.kafka_cluster): the quorum's voters, the cluster's
     # id (every node is formatted with the same one) and the replication of its topics.
     voters: str | None = None
     cluster_id: str | None = None
     replication: int = 1
     # SASL/SCRAM users: with them the node requires a login and enforces ACLs
-    # (see shopstream.kafka_security); without, it serves plaintext to anyone on loopback.
+    # (see shopstream.devstack.kafka_security); without, it serves plaintext to anyone on loopback.
     credentials: Credentials | None = None
 
     @property
@@ -141,7 +141,7 @@ class LocalBroker:
         self.properties_file.chmod(0o600)  # it holds the admin password when secured
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = self.cluster_id or _kraft_cluster_id()
+        cluster_id = self.cluster_id or kraft_cluster_id()
         result = subprocess.run(
             self._java(
                 # `--cluster-id=` form: a random id may start with "-" and would read as a flag.
@@ -218,7 +218,7 @@ class LocalBroker:
         return self.pid() is not None
 
 
-def _kraft_cluster_id() -> str:
+def kraft_cluster_id() -> str:
     # What `StorageTool random-uuid` prints: a random UUID, URL-safe base64 without padding.
     import base64
 

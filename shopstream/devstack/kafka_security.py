@@ -50,6 +50,15 @@ class Credentials:
                 json.dump(users, out)
         return cls.load(file)
 
+    def write_client_settings(self, role: str, file: Path) -> None:
+        """The role's client settings as a JSON file (mode 600): what the product reads through
+        `SHOPSTREAM_KAFKA_CONFIG_FILE` (the cluster profile's default path), as it would read a
+        mounted secret of a managed cluster."""
+        file.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(self.client_settings(role), out)
+
     def client_settings(self, role: str) -> dict[str, str]:
         """librdkafka settings (confluent-kafka, order-sim, the Airflow Connection) for a role."""
         user = ROLES[role]
@@ -104,29 +113,6 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name={name}
 listener.security.protocol.map={name}:{protocol},CONTROLLER:{protocol}
 """
-
-
-_LOGIN_MODULES = {
-    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
-    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
-    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
-}
-
-
-def java_client_options(settings: dict[str, str]) -> dict[str, str]:
-    """librdkafka settings -> Java client settings (the Spark Kafka source's `kafka.*` options):
-    the SASL user and password become a JAAS login, a PEM CA file a PEM trust store; the other
-    settings are named alike."""
-    options = {
-        k: v for k, v in settings.items() if k not in ("sasl.username", "sasl.password", "ssl.ca.location")
-    }
-    if "ssl.ca.location" in settings:
-        options |= {"ssl.truststore.type": "PEM", "ssl.truststore.location": settings["ssl.ca.location"]}
-    if "sasl.username" in settings:
-        module = _LOGIN_MODULES[settings.get("sasl.mechanism", MECHANISM).upper()]
-        user, password = settings["sasl.username"], settings.get("sasl.password", "")
-        options["sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
-    return options
 
 
 def grant_pipeline_acls(admin_config: dict[str, str], topics: list[str], timeout: float = 30.0) -> None:

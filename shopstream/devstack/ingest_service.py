@@ -1,9 +1,9 @@
 """The continuous ingest service: `stream_consumer` with a processing-time trigger, run as a
 managed background process (pid and log file in the state folder) like the local broker.
 
-    python -m shopstream.spark.ingest_service up      # make stream-up
-    python -m shopstream.spark.ingest_service status
-    python -m shopstream.spark.ingest_service down    # make stream-down
+    python -m shopstream.devstack.ingest_service up      # make stream-up
+    python -m shopstream.devstack.ingest_service status
+    python -m shopstream.devstack.ingest_service down    # make stream-down
 
 `SHOPSTREAM_STREAM_TRIGGER` sets the micro-batch interval (default 1m). While it runs, the DAG's
 `run_streaming_job` starts no query of its own: it waits for this one to commit what the topic
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, paths
-from shopstream.processes import ManagedProcess, service_main
+from shopstream.devstack.processes import ManagedProcess, service_main
 from shopstream.spark.ingest_guard import LIVE, WriterLock
 from shopstream.spark.stream_consumer import DEFAULT_TRIGGER
 

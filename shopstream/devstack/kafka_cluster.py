@@ -1,15 +1,15 @@
 """A three-node Apache Kafka cluster on loopback (KRaft: every node a broker and a controller,
 a quorum of three), from the same Maven jars as the single local broker.
 
-    python -m shopstream.kafka_cluster up      # start (idempotent) and wait until all serve
-    python -m shopstream.kafka_cluster down
-    python -m shopstream.kafka_cluster status
-    python -m shopstream.kafka_cluster client-config producer   # JSON for SHOPSTREAM_KAFKA_CONFIG
+    python -m shopstream.devstack.kafka_cluster up      # start (idempotent) and wait until all serve
+    python -m shopstream.devstack.kafka_cluster down
+    python -m shopstream.devstack.kafka_cluster status
+    python -m shopstream.devstack.kafka_cluster client-config producer   # JSON for SHOPSTREAM_KAFKA_CONFIG
 
 Topics replicate to all three nodes with min.insync.replicas=2: an acknowledged write survives
 the loss of any one node, and producing stops (instead of losing data) when two are down.
 Clients log in with SASL/SCRAM and ACLs apply: `up` creates the pipeline's topics and lets the
-producer only write them and the Spark jobs only read them (see shopstream.kafka_security).
+producer only write them and the Spark jobs only read them (see shopstream.devstack.kafka_security).
 Ports: brokers SHOPSTREAM_CLUSTER_KAFKA_PORT (default 19092) and the next two, controllers
 100 above them.
 """
@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
-from shopstream.kafka_broker import READY_TIMEOUT_S, BrokerError, LocalBroker, _kraft_cluster_id
-from shopstream.kafka_security import CREDENTIALS_FILE, ROLES, Credentials, grant_pipeline_acls
-from shopstream.processes import service_main
+from shopstream.config import ORDERS_TOPIC, SPARK_CLIENT_FILE, UPDATES_TOPIC, paths
+from shopstream.devstack.kafka_broker import READY_TIMEOUT_S, BrokerError, LocalBroker, kraft_cluster_id
+from shopstream.devstack.kafka_security import CREDENTIALS_FILE, ROLES, Credentials, grant_pipeline_acls
+from shopstream.devstack.processes import service_main
 
 NODES = 3
 DEFAULT_FIRST_PORT = 19092
@@ -48,6 +48,8 @@ class LocalCluster:
         voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
         cluster_id = self._cluster_id()
         self.credentials = Credentials.load_or_create(self.home / CREDENTIALS_FILE)
+        # The Spark jobs' login, where the cluster profile's configuration looks for it.
+        self.credentials.write_client_settings("spark", self.home / SPARK_CLIENT_FILE)
         self.brokers = [
             LocalBroker(home=self.home / f"node{i + 1}", port=port, controller_port=controller, node_id=i + 1,
                         heap=self.heap, voters=voters, cluster_id=cluster_id, replication=self.nodes,
@@ -60,7 +62,7 @@ class LocalCluster:
         id_file = self.home / "cluster.id"
         if not id_file.exists():
             self.home.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(_kraft_cluster_id())
+            id_file.write_text(kraft_cluster_id())
         return id_file.read_text().strip()
 
     @property
@@ -116,7 +118,7 @@ def default_cluster() -> LocalCluster:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["client-config"]:
-        # For scripts: `SHOPSTREAM_KAFKA_CONFIG="$(python -m shopstream.kafka_cluster client-config
+        # For scripts: `SHOPSTREAM_KAFKA_CONFIG="$(python -m shopstream.devstack.kafka_cluster client-config
         # producer)"` hands a role's login to a client without a command line showing it.
         if len(argv) != 2 or argv[1] not in ROLES:
             print(f"usage: client-config {{{','.join(ROLES)}}}", file=sys.stderr)

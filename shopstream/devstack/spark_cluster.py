@@ -1,9 +1,9 @@
 """A Spark standalone cluster on loopback: one master and two workers (1 core each), started with
 `spark-class` from the installed pyspark (its wheel has no `sbin/start-master.sh`).
 
-    python -m shopstream.spark_cluster up      # start (idempotent), wait until both workers are ALIVE
-    python -m shopstream.spark_cluster down
-    python -m shopstream.spark_cluster status
+    python -m shopstream.devstack.spark_cluster up      # start (idempotent), wait for both workers
+    python -m shopstream.devstack.spark_cluster down
+    python -m shopstream.devstack.spark_cluster status
 
 Jobs reach it with `--master spark://127.0.0.1:7077` (the `spark_default` Connection of the
 cluster profile). Pid and log files live in `.state/cluster/spark/`.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopstream.config import paths
-from shopstream.processes import ManagedProcess, port_is_open, service_main
+from shopstream.devstack.processes import ManagedProcess, port_is_open, service_main
 
 DEFAULT_MASTER_PORT = 7077
 READY_TIMEOUT_S = 90.0
