@@ -19,7 +19,7 @@ from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
 from shopstream.config import VALID
 from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.spark import batch_df_etl, batch_rdd_etl
-from shopstream.spark.batch_common import read_raw, run_inputs
+from shopstream.spark.batch import read_valid_rows, run_inputs
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
 from tests import duckdb_oracle
@@ -80,7 +80,7 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
         spark = spark or bench_session(home)
         raw, stream_seconds = build_raw(home, count, spark, broker)
         inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
-        rows = read_raw(spark, inputs, ["date"]).count()
+        rows = read_valid_rows(spark, inputs, ["date"]).count()
         rdd = timed(lambda: batch_rdd_etl.run(inputs, spark))
         df = timed(lambda: batch_df_etl.run(inputs, spark))
         reference = duckdb_reference(raw)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shopstream.config import order_sim_binary, paths
 from shopstream.devstack.kafka_broker import LocalBroker, throwaway_broker
-from shopstream.spark.stream_consumer import StreamSettings
+from shopstream.spark.streaming import StreamSettings
 
 TOPIC = "bench"
 BROKER_HEAP = LocalBroker.heap  # what `make broker-up` runs with: benchmarks measure that broker

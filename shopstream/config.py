@@ -84,14 +84,14 @@ class Paths:
         return self.state / "cluster" / "kafka"
 
     @property
-    def raw(self) -> Path:
+    def raw_sink(self) -> Path:
         """The ingest sink's root: its commit log and one partition per verdict (valid rows,
         quarantined records), each partitioned by date. Readers start here (see `verdict_dir`)."""
         return self.data / "raw"
 
     @property
     def quarantine(self) -> Path:
-        return verdict_dir(self.raw, QUARANTINED)
+        return verdict_dir(self.raw_sink, QUARANTINED)
 
     @property
     def order_status(self) -> Path:

@@ -38,7 +38,7 @@ def collect(date: str) -> dict:
         raise SystemExit(f"{date} has no published outputs in {out}: run the DAG for it first")
     part = lambda name: publication.output_dir(out, version, name, date)  # noqa: E731
     con = duckdb.connect()
-    hourly = _rows(con, f"SELECT hour, total_orders, gross_revenue, refunds, total_revenue "
+    hourly = _rows(con, f"SELECT hour, orders, gross_revenue, reversals, net_revenue "
                         f"FROM {_scan(part('hourly_sales'))} ORDER BY hour")  # fmt: skip
     top = _rows(con, "SELECT rank, product_name, net_quantity, net_revenue "
                      f"FROM {_scan(part('top_products'))} ORDER BY rank")  # fmt: skip
@@ -47,7 +47,7 @@ def collect(date: str) -> dict:
     status = _rows(con, 'SELECT category, "NEW", "CANCELLED", "RETURNED" '
                         f"FROM {_scan(part('status_by_category'))} ORDER BY category")  # fmt: skip
     # Through the sink's commit log: never the orphan files of a crashed batch.
-    quarantined = committed_files(paths().raw, QUARANTINED, date)
+    quarantined = committed_files(paths().raw_sink, QUARANTINED, date)
     reasons = (
         con.execute(
             "SELECT reason, count(*) FROM read_parquet(?, hive_partitioning=false) "
@@ -68,7 +68,7 @@ def collect(date: str) -> dict:
         "totals": {
             "orders": sum(r[1] for r in hourly),
             "gross_revenue": money(sum((r[2] for r in hourly), Decimal(0))),
-            "refunds": money(sum((r[3] for r in hourly), Decimal(0))),
+            "reversals": money(sum((r[3] for r in hourly), Decimal(0))),
             "net_revenue": money(sum((r[4] for r in hourly), Decimal(0))),
             "quarantined": sum(n for _, n in reasons),
             "duplicates_dropped": duplicates,
@@ -193,7 +193,7 @@ def build(date: str, folder: Path | None = None, data: dict | None = None) -> Pa
     headline = {
         "orders": t["orders"],
         "gross revenue": t["gross_revenue"],
-        "refunds": t["refunds"],
+        "reversals": t["reversals"],
         "net revenue": t["net_revenue"],
         "quarantined events": t["quarantined"],
         "re-deliveries dropped": t["duplicates_dropped"],

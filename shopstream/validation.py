@@ -31,7 +31,7 @@ from shopstream.sink_log import committed_files
 # Output -> (columns that must exist, key columns that must never be null).
 EXPECTED_OUTPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hourly_sales": (
-        ("hour", "total_orders", "gross_revenue", "refunds", "total_revenue", "avg_order_value"),
+        ("hour", "orders", "gross_revenue", "reversals", "net_revenue", "avg_order_value"),
         ("hour",),
     ),
     "top_products": (
@@ -131,7 +131,7 @@ def reconcile_with_raw(
     if not {"hourly_sales", "status_by_category"} <= present.keys():
         return
     orders, net = con.execute(
-        f"SELECT coalesce(sum(total_orders), 0), coalesce(sum(total_revenue), 0) "
+        f"SELECT coalesce(sum(orders), 0), coalesce(sum(net_revenue), 0) "
         f"FROM {_scan(present['hourly_sales'])}"
     ).fetchall()[0]
     pivot = _scan(present["status_by_category"])
@@ -158,7 +158,7 @@ def validate(
     """Checks `version`'s outputs of `date` (None: the published version), reconciled with the
     raw files that version was computed from (the published one: the raw layer now)."""
     root = publication.transformed_root(transformed)
-    raw = (raw or paths().raw).resolve()
+    raw = (raw or paths().raw_sink).resolve()
     pinned = publication.read_inputs(root, version).get(date) if version else None
     raw_files = pinned["files"] if pinned else committed_files(raw, VALID, date)
     version = version or publication.published_version(root, date)
@@ -192,10 +192,10 @@ def validate(
     if "hourly_sales" in present:
         negative = con.execute(
             f"SELECT count(*) FROM {_scan(present['hourly_sales'])} "
-            "WHERE gross_revenue < 0 OR refunds < 0 OR total_orders < 0 OR avg_order_value < 0"
+            "WHERE gross_revenue < 0 OR reversals < 0 OR orders < 0 OR avg_order_value < 0"
         ).fetchall()[0][0]
         report.add("hourly_sales.non_negative", negative == 0,
-                   f"{negative} hours with negative gross revenue, refunds, orders or average")  # fmt: skip
+                   f"{negative} hours with negative gross revenue, reversals, orders or average")  # fmt: skip
     if "top_products" in present:
         n, ranks = con.execute(
             f"SELECT count(*), list(rank ORDER BY rank) FROM {_scan(present['top_products'])}"
@@ -212,7 +212,7 @@ def validate(
             name: con.execute(f"SELECT coalesce(sum({col}), 0) FROM {_scan(present[name])}").fetchall()[0][0]
             for name, col in (
                 ("sales_by_product", "net_revenue"),
-                ("hourly_sales", "total_revenue"),
+                ("hourly_sales", "net_revenue"),
                 ("regional_revenue", "net_revenue"),
             )
         }

@@ -31,10 +31,10 @@ QUERIES = {
         SELECT date, product_id, SUM(sign * amount) AS revenue FROM base GROUP BY ALL ORDER BY ALL""",
     "hourly_sales": """
         SELECT date, hour,
-               COUNT(*) FILTER (WHERE order_status = 'NEW') AS total_orders,
+               COUNT(*) FILTER (WHERE order_status = 'NEW') AS orders,
                COALESCE(SUM(amount) FILTER (WHERE order_status = 'NEW'), 0) AS gross_revenue,
-               COALESCE(SUM(amount) FILTER (WHERE order_status <> 'NEW'), 0) AS refunds,
-               SUM(sign * amount) AS total_revenue
+               COALESCE(SUM(amount) FILTER (WHERE order_status <> 'NEW'), 0) AS reversals,
+               SUM(sign * amount) AS net_revenue
         FROM base GROUP BY ALL ORDER BY ALL""",
     "top_products": """
         SELECT date, rank, product_id, net_quantity, net_revenue FROM (

@@ -18,8 +18,9 @@ import pytest
 
 from shopstream import publication
 from shopstream.spark import batch_df_etl, batch_rdd_etl
-from shopstream.spark.batch_common import MissingInputError, run_inputs
-from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark.batch import MissingInputError, run_inputs
+from shopstream.spark.stream_consumer import run
+from shopstream.spark.streaming import StreamSettings
 from tests import duckdb_oracle, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
@@ -109,7 +110,7 @@ def test_rdd_revenue_and_counters_match_the_oracle(pipeline):
 def test_hourly_sales_match_the_oracle(pipeline):
     got = parquet_rows(
         pipeline["out"] / "hourly_sales",
-        "date, hour, total_orders, gross_revenue, refunds, total_revenue, avg_order_value",
+        "date, hour, orders, gross_revenue, reversals, net_revenue, avg_order_value",
         "date, hour",
     )
     assert got == duckdb_oracle.expected(pipeline["oracle"], "hourly_sales")

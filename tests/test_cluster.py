@@ -20,7 +20,8 @@ from shopstream.devstack.kafka_cluster import LocalCluster
 from shopstream.devstack.kafka_security import SPARK_GROUP_PREFIX
 from shopstream.devstack.processes import free_port, port_is_open
 from shopstream.devstack.spark_cluster import LocalSparkCluster
-from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark.stream_consumer import run
+from shopstream.spark.streaming import StreamSettings
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.sink_files import read_sink, write_through_file_sink
@@ -182,7 +183,7 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     assert job.returncode == 0, output[-3000:]
 
     scan = f"read_parquet('{tmp_path}/out/_versions/*/hourly_sales/*/*.parquet')"  # the job's one version
-    hourly = duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0]
+    hourly = duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0]
     new = sum(1 for i in range(300_000) if i % 10)
     revenue = sum((1 + i % 3) * (1 if i % 10 else -1) for i in range(300_000)) * 999
     assert hourly == (new, Decimal(revenue) / 100)

@@ -222,9 +222,7 @@ def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
         mine = [e for e in events if e["timestamp"].startswith(day)]
         expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in mine)
         scan = f"read_parquet('{published(local_stack, 'hourly_sales', day)}/*.parquet')"
-        orders, revenue = duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[
-            0
-        ]
+        orders, revenue = duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0]
         assert (orders, revenue) == (sum(e["order_status"] == "NEW" for e in mine), expected), day
         assert json.loads((local_stack / "transformed" / "_validation" / f"{day}.json").read_text())["passed"]
 
@@ -271,7 +269,7 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
     sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
     revenue = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
     scan = f"read_parquet('{published(local_stack, 'hourly_sales', late_day)}/*.parquet')"
-    assert duckdb.sql(f"SELECT sum(total_orders), sum(total_revenue) FROM {scan}").fetchall()[0] == (
+    assert duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0] == (
         sum(e["order_status"] == "NEW" for e in events), revenue
     )  # fmt: skip
     counts = json.loads(

@@ -11,7 +11,8 @@ import pytest
 
 from shopstream.config import VALID, paths
 from shopstream.devstack.ingest_service import IngestService
-from shopstream.spark.stream_consumer import StreamSettings, run
+from shopstream.spark.stream_consumer import run
+from shopstream.spark.streaming import StreamSettings
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
@@ -51,7 +52,7 @@ def test_one_writer_per_sink_and_the_scheduled_ingest_waits_for_the_live_service
         produce(kafka_broker, topic, "--count", "2000", "--seed", "92", "--start", days_ago(1))
         assert run(settings, spark) == {"raw": 0, "quarantine": 0, "redelivered": 0}
         in_kafka = sorted((m.partition, m.offset) for m in read_topic(kafka_broker.bootstrap, topic, 5000))
-        assert landed(paths().raw) == in_kafka, "every record committed by the live query, each once"
+        assert landed(paths().raw_sink) == in_kafka, "every record committed by the live query, each once"
     finally:
         assert service.stop()
     assert not service.running()
@@ -60,4 +61,4 @@ def test_one_writer_per_sink_and_the_scheduled_ingest_waits_for_the_live_service
     produce(kafka_broker, topic, "--count", "1000", "--seed", "93", "--start", days_ago(1))
     assert run(settings, spark) == {"raw": 1000, "quarantine": 0, "redelivered": 0}
     in_kafka = sorted((m.partition, m.offset) for m in read_topic(kafka_broker.bootstrap, topic, 6000))
-    assert landed(paths().raw) == in_kafka
+    assert landed(paths().raw_sink) == in_kafka

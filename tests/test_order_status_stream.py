@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, StatusTable, run
-from shopstream.spark.stream_consumer import StreamSettings
+from shopstream.spark.streaming import StreamSettings
 from tests import oracle
 from tests.conftest import produce
 from tests.dates import days_ago

@@ -15,7 +15,8 @@ import pytest
 
 from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.devstack.processes import free_port
-from shopstream.spark.stream_consumer import SinkCheckpointMismatch, StreamSettings, run
+from shopstream.spark.stream_consumer import run
+from shopstream.spark.streaming import SinkCheckpointMismatch, StreamSettings
 from tests import oracle
 from tests.conftest import produce
 from tests.dates import days_ago

@@ -53,7 +53,7 @@ def plan_date(date: str, label: str) -> dict:
     from shopstream.config import paths
     from shopstream.publication import new_version, plan_run
 
-    plan = plan_run(paths().raw, paths().transformed, date, new_version(label), lookback=0)
+    plan = plan_run(paths().raw_sink, paths().transformed, date, new_version(label), lookback=0)
     if not plan["dates"]:
         from airflow.sdk.exceptions import AirflowSkipException
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from shopstream.config import ORDERS_TOPIC, paths
 from shopstream.devstack.processes import ManagedProcess, service_main
 from shopstream.spark.ingest_guard import LIVE, WriterLock
-from shopstream.spark.stream_consumer import DEFAULT_TRIGGER
+from shopstream.spark.streaming import DEFAULT_TRIGGER
 
 READY_TIMEOUT = 120.0
 

@@ -6,7 +6,7 @@ The cleaned raw rows of the date(s) are rolled up in one pass to the finest grai
 needs (date, hour, product, region, status) and that small base is cached; every output is a
 further roll-up of it. Writes into the run's version of `data/transformed/` (Parquet, partitioned
 by `date`; see `shopstream.publication`):
-  hourly_sales       per hour: total_orders, gross/net revenue, refunds, avg_order_value
+  hourly_sales       per hour: orders, gross/net revenue, reversals, avg_order_value
   top_products       top 10 products by net quantity, ranked with a SQL window function
   regional_revenue   revenue per region joined with data/regions.csv; unknown codes kept as UNKNOWN
   status_by_category pivot of order_status counts per category
@@ -28,13 +28,13 @@ from pyspark.sql import functions as F
 from shopstream.config import REGIONS_CSV
 from shopstream.metrics import REVENUE_SIGN, TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.schema import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, REGIONS_DDL
-from shopstream.spark.batch_common import (
+from shopstream.spark.batch import (
     COPIES,
     RunInputs,
     batch_main,
     delete_path,
     distinct_events,
-    read_raw,
+    read_valid_rows,
     well_formed,
     write_date_partitions,
 )
@@ -66,7 +66,7 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
     rolled_up = (
-        distinct_events(read_raw(spark, inputs, needed).where(well_formed()))
+        distinct_events(read_valid_rows(spark, inputs, needed).where(well_formed()))
         .groupBy(
             "date", F.date_trunc("hour", "timestamp").alias("hour"), "product_id", "product_name",
             "category", "region", "order_status",
@@ -96,10 +96,10 @@ def hourly_sales(base: DataFrame) -> DataFrame:
     gross = F.sum(F.when(_is_new(), F.col("amount"))).cast(MONEY)
     orders = _new_orders()
     return base.groupBy("date", "hour").agg(
-        orders.alias("total_orders"),
+        orders.alias("orders"),
         F.coalesce(gross, F.lit(0)).cast(MONEY).alias("gross_revenue"),
-        F.coalesce(F.sum(F.when(~_is_new(), F.col("amount"))), F.lit(0)).cast(MONEY).alias("refunds"),
-        F.sum("signed_amount").cast(MONEY).alias("total_revenue"),
+        F.coalesce(F.sum(F.when(~_is_new(), F.col("amount"))), F.lit(0)).cast(MONEY).alias("reversals"),
+        F.sum("signed_amount").cast(MONEY).alias("net_revenue"),
         F.when(orders > 0, F.round(gross / orders, 2)).cast(MONEY).alias("avg_order_value"),
     )
 

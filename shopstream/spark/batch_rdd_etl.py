@@ -28,12 +28,12 @@ from pyspark.sql import functions as F
 
 from shopstream.metrics import REVENUE_SIGN
 from shopstream.schema import CANCELLED
-from shopstream.spark.batch_common import (
+from shopstream.spark.batch import (
     COPIES,
     RunInputs,
     batch_main,
     distinct_events,
-    read_raw,
+    read_valid_rows,
     replace_dir,
     well_formed,
 )
@@ -61,7 +61,7 @@ def sale_lines(spark, inputs: RunInputs):
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")
     usable = F.concat_ws("\t", day, "product_id", "order_status", cents, COPIES)
     line = F.when(well_formed(), usable).otherwise(day)
-    return _text_rdd(distinct_events(read_raw(spark, inputs, (*needed, "date"))).select(line))
+    return _text_rdd(distinct_events(read_valid_rows(spark, inputs, (*needed, "date"))).select(line))
 
 
 def _text_rdd(frame):

@@ -49,7 +49,7 @@ from shopstream.publication import write_json_atomically
 from shopstream.schema import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
 from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
 from shopstream.spark.session import exit_after, get_spark, job_logger
-from shopstream.spark.stream_consumer import (
+from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
     check_source,

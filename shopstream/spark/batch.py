@@ -73,7 +73,7 @@ def run_inputs(raw_dir: Path | None, output_dir: Path | None, dates: Sequence[st
     """The inputs of a run: the raw files of `dates` (None: every date of the raw layer) pinned
     in the version when the version's first job starts, so that the other job and the validation
     of the same version read exactly the same rows, whatever ingest commits meanwhile."""
-    raw_dir = (raw_dir or paths().raw).resolve()
+    raw_dir = (raw_dir or paths().raw_sink).resolve()
     if not (raw_dir / "_spark_metadata").is_dir():
         raise MissingInputError(
             f"no raw layer at {raw_dir}: run the streaming job first "
@@ -91,7 +91,9 @@ def run_inputs(raw_dir: Path | None, output_dir: Path | None, dates: Sequence[st
     return RunInputs(raw_dir, root, version, list(dates), files)
 
 
-def read_raw(spark: SparkSession, inputs: RunInputs, columns: Sequence[str] | None = None) -> DataFrame:
+def read_valid_rows(
+    spark: SparkSession, inputs: RunInputs, columns: Sequence[str] | None = None
+) -> DataFrame:
     """The valid rows of the run's pinned raw files (committed ones only, listed from the sink's
     commit log, so never a file of an uncommitted batch). With no files, an empty frame of the
     raw layer's schema (read from the sink's root, pruned to the dates)."""
