@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Topic names and the default broker address are part of the event contract (shared with the
+# Rust producer); here with the rest of the configuration.
+from shopstream.contract import DEFAULT_KAFKA_BOOTSTRAP, ORDERS_TOPIC, UPDATES_TOPIC  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-ORDERS_TOPIC = "ecommerce_orders"
-UPDATES_TOPIC = "order_updates"
-
-DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_KAFKA_CONTROLLER_PORT = 9093
 # In the loopback cluster's folder: the Spark jobs' client login, written by `make cluster-up`.
 SPARK_CLIENT_FILE = "spark-client.json"

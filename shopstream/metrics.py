@@ -13,7 +13,7 @@ Money is Decimal(12, 2) end to end and rounded half-up to the cent only when pre
 
 from __future__ import annotations
 
-from shopstream.schema import CANCELLED, NEW, RETURNED
+from shopstream.contract import CANCELLED, NEW, RETURNED
 
 REVENUE_SIGN: dict[str, int] = {NEW: 1, CANCELLED: -1, RETURNED: -1}
 

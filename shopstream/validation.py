@@ -24,8 +24,8 @@ import duckdb
 
 from shopstream import publication
 from shopstream.config import VALID, paths
+from shopstream.contract import EVENT_IDENTITY, NEW, ORDER_STATUSES
 from shopstream.metrics import TOP_N_PRODUCTS
-from shopstream.schema import EVENT_IDENTITY, NEW, ORDER_STATUSES
 from shopstream.sink_log import committed_files
 
 # Output -> (columns that must exist, key columns that must never be null).

@@ -7,7 +7,10 @@ import json
 from datetime import datetime
 from decimal import Decimal
 
-from shopstream.schema import ORDER_FIELDS, ORDER_ID_PREFIX, ORDER_STATUSES, product_catalogue, region_codes
+from shopstream.catalogue import product_catalogue, region_codes
+from shopstream.contract import ORDER_FIELDS, ORDER_STATUSES
+
+ORDER_ID_PREFIX = "ORD-"  # how order-sim names its orders
 
 
 def problems(payload: bytes | str) -> list[str]:

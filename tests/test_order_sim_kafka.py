@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from shopstream.contract import CANCELLED, NEW, ORDER_FIELD_NAMES, RETURNED
 from shopstream.devstack.processes import free_port
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
-from shopstream.schema import CANCELLED, NEW, ORDER_FIELD_NAMES, RETURNED
 from tests import oracle
 from tests.conftest import produce, run_order_sim
 from tests.kafka_read import read_topic

@@ -25,9 +25,10 @@ from pathlib import Path
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
+from shopstream.catalogue import REGIONS_DDL
 from shopstream.config import REGIONS_CSV
+from shopstream.contract import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES
 from shopstream.metrics import REVENUE_SIGN, TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
-from shopstream.schema import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, REGIONS_DDL
 from shopstream.spark.batch import (
     COPIES,
     RunInputs,

@@ -26,8 +26,8 @@ from pyspark import RDD, AccumulatorParam, StorageLevel
 from pyspark.serializers import UTF8Deserializer
 from pyspark.sql import functions as F
 
+from shopstream.contract import CANCELLED
 from shopstream.metrics import REVENUE_SIGN
-from shopstream.schema import CANCELLED
 from shopstream.spark.batch import (
     COPIES,
     RunInputs,

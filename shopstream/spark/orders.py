@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
 from shopstream.config import QUARANTINED, VALID, VERDICT, lateness_days
-from shopstream.schema import EVENT_IDENTITY, ORDER_FIELD_NAMES, ORDER_STATUSES, order_spark_schema
+from shopstream.contract import (
+    EVENT_IDENTITY,
+    MONEY_PRECISION,
+    MONEY_SCALE,
+    ORDER_FIELD_NAMES,
+    ORDER_STATUSES,
+    REQUIRED_IDS,
+    order_spark_schema,
+)
 
 CORRUPT = "_corrupt_record"
 LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
@@ -24,7 +32,19 @@ REJECTED_COLUMNS = ("value", "reason", "kafka_key")
 QUARANTINE_COLUMNS = (*REJECTED_COLUMNS, *LINEAGE_COLUMNS, "date")
 # The raw sink holds both kinds of row: each kind's own columns are null in the other's rows.
 SINK_COLUMNS = (*ORDER_FIELD_NAMES, *REJECTED_COLUMNS, *LINEAGE_COLUMNS, VERDICT, "date")
-REQUIRED_IDS = ("order_id", "customer_id", "product_id")
+
+
+# Prices are read with 6 more decimals than the money scale (same integer digits), so that a price
+# finer than the cent is seen and quarantined instead of being rounded into the raw layer.
+WIRE_PRICE = DecimalType(MONEY_PRECISION + 6, MONEY_SCALE + 6)
+MONEY = DecimalType(MONEY_PRECISION, MONEY_SCALE)
+
+
+def wire_schema() -> StructType:
+    """The contract's Spark schema as records are parsed: prices with extra decimals."""
+    return StructType(
+        [StructField(f.name, WIRE_PRICE, True) if f.name == "unit_price" else f for f in order_spark_schema()]
+    )
 
 
 def _json_field(name: str) -> Column:
@@ -71,6 +91,10 @@ def _rejection_reason(max_lateness_days: int) -> Column:
         .when(
             e["unit_price"] <= 0, F.concat(F.lit("unit_price not positive: "), e["unit_price"].cast("string"))
         )
+        .when(
+            e["unit_price"] != F.round(e["unit_price"], MONEY_SCALE),
+            F.concat(F.lit(f"unit_price has more than {MONEY_SCALE} decimals: "), _json_field("unit_price")),
+        )
         .when(F.col("event_time").isNull(), F.concat(F.lit("bad timestamp: "), e["timestamp"]))
         .when(
             _too_late(max_lateness_days),
@@ -110,7 +134,7 @@ def parse_orders(kafka_records: DataFrame, max_lateness_days: int | None = None)
     with the parsed event, its lineage, a `date` partition and a `reason` (null when valid).
     `max_lateness_days`: default the lateness policy's (`shopstream.config.lateness_days`)."""
     lateness = lateness_days() if max_lateness_days is None else max_lateness_days
-    parsed = with_parsed_value(kafka_columns(kafka_records), order_spark_schema())
+    parsed = with_parsed_value(kafka_columns(kafka_records), wire_schema())
     parsed = parsed.withColumn("event_time", F.try_to_timestamp(F.col("event")["timestamp"]))
     parsed = parsed.withColumn("reason", _rejection_reason(lateness))
     # Quarantined records may have no usable event time: file them by their arrival date.
@@ -118,8 +142,11 @@ def parse_orders(kafka_records: DataFrame, max_lateness_days: int | None = None)
 
 
 def _event_field(name: str) -> Column:
-    """A raw-layer event column: the parsed field (the timestamp as a timestamp), unnamed."""
-    return F.col("event_time") if name == "timestamp" else F.col("event")[name]
+    """A raw-layer event column: the parsed field (the timestamp as a timestamp, the price as
+    money), unnamed."""
+    if name == "timestamp":
+        return F.col("event_time")
+    return F.col("event")[name].cast(MONEY) if name == "unit_price" else F.col("event")[name]
 
 
 def sink_rows(parsed: DataFrame) -> DataFrame:

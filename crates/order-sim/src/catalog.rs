@@ -1,6 +1,12 @@
 //! The fixed product catalogue and sales regions, read from the repository's `data/` CSVs at
 //! compile time so that the producer, the Spark jobs and the tests share one definition.
 
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::contract;
+
 const PRODUCTS_CSV: &str = include_str!("../../../data/products.csv");
 const REGIONS_CSV: &str = include_str!("../../../data/regions.csv");
 
@@ -77,6 +83,72 @@ impl<T> Weighted<T> {
     }
 }
 
+/// Data rows of a catalogue CSV with a header line, each as its fields (quoted fields such as
+/// `"Socks, 3-pack"` included, as Python's csv module reads them), leaked for the program's life.
+fn rows(csv_text: &'static str) -> Result<Vec<Vec<&'static str>>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(csv_text.as_bytes());
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.context("catalogue CSV")?;
+        rows.push(record.iter().map(|field| leak(field.to_string())).collect());
+    }
+    Ok(rows)
+}
+
+/// A price in whole cents; more decimals than the contract's money scale are refused.
+fn parse_cents(price: &str) -> Result<u32> {
+    let (whole, frac) = price.split_once('.').unwrap_or((price, ""));
+    if frac.len() > contract::MONEY_SCALE as usize {
+        bail!("price {price} has more than {} decimals", contract::MONEY_SCALE);
+    }
+    let frac = format!("{frac:0<2}");
+    let parsed = whole.parse::<u32>().ok().zip(frac.parse::<u32>().ok());
+    let (whole, frac) = parsed.with_context(|| format!("price {price} is not a decimal number"))?;
+    Ok(whole * 100 + frac)
+}
+
+/// The products of a catalogue CSV (product_id, product_name, category, unit_price, weight).
+pub fn products_from(csv_text: &'static str) -> Result<Weighted<Product>> {
+    let mut products = Vec::new();
+    for f in rows(csv_text)? {
+        let [id, name, category, price, weight] = f[..] else {
+            bail!("catalogue row {f:?}: expected 5 fields");
+        };
+        let cents = parse_cents(price).with_context(|| format!("product {id}"))?;
+        let weight = weight.parse().with_context(|| format!("product {id}: weight {weight}"))?;
+        products.push((product(id, name, category, cents), weight));
+    }
+    Ok(Weighted::new(products))
+}
+
+/// The products of a catalogue file (`--products`), read once and kept for the program's life.
+pub fn products_from_file(path: &Path) -> Result<Weighted<Product>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    products_from(leak(text)).with_context(|| format!("catalogue {}", path.display()))
+}
+
+/// The repository's catalogue, data/products.csv, compiled in.
+pub fn products() -> Weighted<Product> {
+    products_from(PRODUCTS_CSV).expect("data/products.csv is a valid catalogue")
+}
+
+pub fn regions() -> Weighted<&'static str> {
+    let rows = rows(REGIONS_CSV).expect("data/regions.csv is valid CSV");
+    Weighted::new(
+        rows.into_iter()
+            .map(|f| (f[0], f[5].parse().expect("region weight")))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+}
+
 /// Data rows of a CSV with a header line, split on commas (our CSVs have no quoted fields).
 fn rows(csv: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
     csv.lines()
@@ -127,9 +199,24 @@ mod tests {
 
     #[test]
     fn prices_parse_to_exact_cents() {
-        assert_eq!(parse_cents("89.50"), 8950);
-        assert_eq!(parse_cents("89.5"), 8950);
-        assert_eq!(parse_cents("249"), 24900);
+        assert_eq!(parse_cents("89.50").unwrap(), 8950);
+        assert_eq!(parse_cents("89.5").unwrap(), 8950);
+        assert_eq!(parse_cents("249").unwrap(), 24900);
+        let finer = parse_cents("9.995").unwrap_err().to_string();
+        assert!(finer.contains("more than 2 decimals"), "{finer}");
+    }
+
+    #[test]
+    fn quoted_and_unicode_fields_read_as_python_reads_them() {
+        let csv = "product_id,product_name,category,unit_price,weight\n\
+                   P-1,\"Socks, 3-pack\",Fashion,9.99,2\n\
+                   P-2,Caf\u{e9} cr\u{e8}me \u{2615},\"Food \"\"fine\"\"\",4.5,1\n";
+        let products = products_from(csv).unwrap();
+        let items = products.items();
+        assert_eq!(items[0].name, "Socks, 3-pack");
+        assert_eq!((items[1].name, items[1].category), ("Caf\u{e9} cr\u{e8}me \u{2615}", "Food \"fine\""));
+        assert_eq!(items[1].price_cents, 450);
+        assert!(items[1].json_fields.contains(r#""category":"Food \"fine\"""#));
     }
 
     #[test]

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::catalog::{self, Product, Weighted};
+use crate::contract;
 
-/// Event statuses, as the JSON `order_status` field spells them.
-pub const NEW: &str = "NEW";
-pub const CANCELLED: &str = "CANCELLED";
-pub const RETURNED: &str = "RETURNED";
+/// Event statuses, as the contract's `order_status` enum spells them (NEW, CANCELLED, RETURNED).
+pub const NEW: &str = contract::ORDER_STATUSES[0];
+pub const CANCELLED: &str = contract::ORDER_STATUSES[1];
+pub const RETURNED: &str = contract::ORDER_STATUSES[2];
 
 /// Share of events that change the status of an earlier order (when one is open).
 const UPDATE_SHARE: f64 = 0.15;
@@ -22,7 +23,7 @@ const CANCEL_SHARE: f64 = 0.65;
 const OPEN_ORDER_POOL: usize = 50_000;
 const CUSTOMERS: u32 = 20_000;
 
-/// One order event in the shared schema (see `shopstream/schema.py`).
+/// One order event of the contract (contracts/order_event.schema.json; `contract::ORDER_FIELDS`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderEvent {
     pub order_id: String,
@@ -206,10 +207,15 @@ pub struct OrderGenerator {
 
 impl OrderGenerator {
     pub fn new(options: Options) -> Self {
+        Self::with_products(options, catalog::products())
+    }
+
+    /// A generator drawing from `products` instead of the compiled-in catalogue.
+    pub fn with_products(options: Options, products: Weighted<Product>) -> Self {
         Self {
             rng: fastrand::Rng::with_seed(options.seed),
             options,
-            products: catalog::products(),
+            products,
             regions: catalog::regions(),
             open_orders: Vec::new(),
             produced: 0,
@@ -410,7 +416,7 @@ impl Iterator for OrderGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
 
     fn options(seed: u64, count: u64, malformed_ratio: f64) -> Options {
         Options {
@@ -430,6 +436,59 @@ mod tests {
         OrderGenerator::new(options(seed, count, 0.0))
             .map(|r| serde_json::from_str(&r.payload).unwrap())
             .collect()
+    }
+
+    /// The JSON type name of a value, as JSON Schema spells it.
+    fn json_type(value: &serde_json::Value) -> &'static str {
+        match value {
+            serde_json::Value::String(_) => "string",
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            serde_json::Value::Number(_) => "number",
+            serde_json::Value::Bool(_) => "boolean",
+            serde_json::Value::Null => "null",
+            serde_json::Value::Array(_) => "array",
+            serde_json::Value::Object(_) => "object",
+        }
+    }
+
+    #[test]
+    fn events_and_updates_carry_exactly_the_contracts_fields() {
+        // A field added to (or renamed in) contracts/order_event.schema.json and not written
+        // here fails this test; the Python suite validates the same output with the full schema.
+        let mut statuses = HashSet::new();
+        for record in OrderGenerator::new(options(9, 5_000, 0.0)) {
+            let event: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
+            let object = event.as_object().unwrap();
+            let keys: HashSet<&str> = object.keys().map(String::as_str).collect();
+            assert_eq!(keys, contract::ORDER_FIELDS.iter().copied().collect::<HashSet<_>>());
+            // ... in the contract's order, as the hand-written JSON writer lays them out.
+            let at: Vec<usize> = contract::ORDER_FIELDS
+                .iter()
+                .map(|f| record.payload.find(&format!("\"{f}\":")).unwrap())
+                .collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "{}", record.payload);
+            for (field, kind) in contract::ORDER_FIELDS.iter().zip(contract::ORDER_FIELD_TYPES) {
+                let value = &object[*field];
+                // A whole price such as 249 is still a JSON number.
+                let ok = json_type(value) == *kind || (*kind == "number" && json_type(value) == "integer");
+                assert!(ok, "{field} is {} in {}", json_type(value), record.payload);
+            }
+            let status = object["order_status"].as_str().unwrap();
+            assert!(contract::ORDER_STATUSES.contains(&status));
+            statuses.insert(status.to_string());
+            let price = object["unit_price"].to_string();
+            let decimals = price.split_once('.').map_or(0, |(_, f)| f.len());
+            assert!(decimals <= contract::MONEY_SCALE as usize, "price {price}");
+            if let Some(update) = record.update {
+                let update: serde_json::Value = serde_json::from_str(&update).unwrap();
+                let keys: HashSet<&str> = update.as_object().unwrap().keys().map(String::as_str).collect();
+                assert_eq!(keys, contract::UPDATE_FIELDS.iter().copied().collect::<HashSet<_>>());
+                assert!(contract::UPDATE_STATUSES.contains(&update["new_status"].as_str().unwrap()));
+            }
+        }
+        // Every status of the contract is produced.
+        let all: HashSet<String> = contract::ORDER_STATUSES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(statuses, all);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! logs and progress go to stderr. Exits nonzero if any event was not delivered.
 
 mod catalog;
+mod contract {
+    //! The event contract's constants (build.rs, from contracts/order_event.schema.json).
+    include!(concat!(env!("OUT_DIR"), "/contract.rs"));
+}
 mod generator;
 mod kafka;
 
@@ -38,11 +42,11 @@ struct Args {
     #[arg(skip = std::env::var("SHOPSTREAM_KAFKA_CONFIG").ok())]
     kafka_config: Option<String>,
     /// Topic for order events.
-    #[arg(long, default_value = "ecommerce_orders")]
+    #[arg(long, default_value = contract::ORDERS_TOPIC)]
     topic: String,
     /// Topic for status changes (order_id, new_status, reason, timestamp), one per CANCELLED or
     /// RETURNED event of --topic.
-    #[arg(long, default_value = "order_updates")]
+    #[arg(long, default_value = contract::UPDATES_TOPIC)]
     updates_topic: String,
     /// Do not produce to --updates-topic.
     #[arg(long)]
@@ -71,6 +75,10 @@ struct Args {
     /// Event times are spread evenly over this span after --start (e.g. 24h, 90m, 3600s).
     #[arg(long, default_value = "24h", value_parser = parse_span)]
     span: Duration,
+    /// Product catalogue CSV (product_id, product_name, category, unit_price, weight) to draw
+    /// from instead of the compiled-in data/products.csv.
+    #[arg(long)]
+    products: Option<std::path::PathBuf>,
     /// Partitions of the topic if it has to be created.
     #[arg(long, default_value_t = 3)]
     partitions: i32,
@@ -131,6 +139,15 @@ fn parse_start(start: Option<&str>) -> Result<Option<DateTime<Utc>>> {
     let at = DateTime::parse_from_rfc3339(start)
         .with_context(|| format!("--start {start}: use RFC 3339, YYYY-MM-DD or now"))?;
     Ok(Some(at.with_timezone(&Utc)))
+}
+
+/// The generator the arguments ask for: its options and catalogue.
+fn generator(args: &Args) -> Result<OrderGenerator> {
+    let options = generator_options(args)?;
+    Ok(match &args.products {
+        Some(path) => OrderGenerator::with_products(options, catalog::products_from_file(path)?),
+        None => OrderGenerator::new(options),
+    })
 }
 
 fn generator_options(args: &Args) -> Result<Options> {
@@ -253,7 +270,7 @@ fn dry_run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut progress = Progress::new(args.count);
-    for record in OrderGenerator::new(generator_options(args)?) {
+    for record in generator(args)? {
         summary.count(&record);
         progress.tick(summary.generated);
     }
@@ -267,7 +284,7 @@ fn brokers(args: &Args, settings: &BTreeMap<String, String>) -> String {
     args.brokers
         .clone()
         .or_else(|| settings.get("bootstrap.servers").cloned())
-        .unwrap_or_else(|| "127.0.0.1:9092".to_string())
+        .unwrap_or_else(|| contract::DEFAULT_BOOTSTRAP.to_string())
 }
 
 fn produce(args: &Args) -> Result<()> {
@@ -302,7 +319,7 @@ fn produce(args: &Args) -> Result<()> {
     };
     let mut progress = Progress::new(args.count);
     let mut summary = Summary::default();
-    for record in OrderGenerator::new(generator_options(args)?) {
+    for record in generator(args)? {
         if let Some(pause) = pacer.wait_for(summary.generated) {
             producer.poll(pause);
         }

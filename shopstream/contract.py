@@ -1,0 +1,70 @@
+"""The order-event contract, read from `contracts/order_event.schema.json` (JSON Schema): the
+single source of field names, types, statuses, money precision, the event's identity, the
+`order_updates` record and the topic names, shared with the Rust producer (its build script
+reads the same file).
+
+Imports nothing of shopstream, so every module may import it. Spark types are built lazily so
+that importing this module (e.g. while Airflow parses a DAG) does not import pyspark.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
+CONTRACT_FILE = Path(__file__).resolve().parent.parent / "contracts" / "order_event.schema.json"
+CONTRACT: dict = json.loads(CONTRACT_FILE.read_text())
+UPDATE_CONTRACT: dict = CONTRACT["$defs"]["order_update"]
+
+_JSON_TYPES = {"string": str, "integer": int, "number": float}
+
+# (field, JSON type) in the contract's order: what the producer writes.
+ORDER_FIELDS: tuple[tuple[str, type], ...] = tuple(
+    (name, _JSON_TYPES[spec["type"]]) for name, spec in CONTRACT["properties"].items()
+)
+ORDER_FIELD_NAMES = tuple(name for name, _ in ORDER_FIELDS)
+ORDER_STATUSES: tuple[str, ...] = tuple(CONTRACT["properties"]["order_status"]["enum"])
+NEW, CANCELLED, RETURNED = ORDER_STATUSES
+# Ids that must hold a non-blank string (the contract's `minLength` 1 and a non-space).
+REQUIRED_IDS = tuple(n for n, spec in CONTRACT["properties"].items() if spec.get("minLength", 0) >= 1)
+# An event's identity. A re-delivered event (a producer retry, a replayed batch, a resent file)
+# repeats all three; no two distinct events share them (an order has one NEW event and at most one
+# CANCELLED or RETURNED, each at its own time). Every event is counted once per identity.
+EVENT_IDENTITY: tuple[str, ...] = tuple(CONTRACT["x-identity"])
+# Money is exact to the cent: Decimal(12, 2) in Spark, never a float sum.
+MONEY_PRECISION: int = CONTRACT["properties"]["unit_price"]["x-money"]["precision"]
+MONEY_SCALE: int = CONTRACT["properties"]["unit_price"]["x-money"]["scale"]
+
+# The `order_updates` topic: one status change per CANCELLED/RETURNED order event, same order_id
+# and timestamp.
+UPDATE_FIELD_NAMES = tuple(UPDATE_CONTRACT["properties"])
+UPDATE_STATUSES: tuple[str, ...] = tuple(UPDATE_CONTRACT["properties"]["new_status"]["enum"])
+
+ORDERS_TOPIC: str = CONTRACT["x-topics"]["orders"]
+UPDATES_TOPIC: str = CONTRACT["x-topics"]["updates"]
+DEFAULT_KAFKA_BOOTSTRAP: str = CONTRACT["x-default-bootstrap"]
+
+
+def order_spark_schema() -> StructType:
+    """Explicit Spark schema of an order event (no inference anywhere): strings, `integer` as
+    int, money as Decimal(precision, scale)."""
+    from pyspark.sql.types import DecimalType, IntegerType, StringType, StructField, StructType
+
+    def spark_type(spec: dict):
+        if "x-money" in spec:
+            return DecimalType(MONEY_PRECISION, MONEY_SCALE)
+        return {"string": StringType(), "integer": IntegerType()}[spec["type"]]
+
+    return StructType(
+        [StructField(name, spark_type(spec), True) for name, spec in CONTRACT["properties"].items()]
+    )
+
+
+def update_spark_schema() -> StructType:
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    return StructType([StructField(name, StringType(), True) for name in UPDATE_FIELD_NAMES])
