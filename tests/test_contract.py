@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from jsonschema import Draft202012Validator
 
 from shopstream.catalogue import CatalogueError, read_products
@@ -100,10 +101,13 @@ def test_spark_agrees_with_the_contract_on_each_edge_case(spark, kafka_broker, t
         "blank id": {**base, "order_id": " "},
         "zero quantity": {**base, "order_id": "ORD-6", "quantity": 0},
     }
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)  # the broker creates none itself
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
     for name, event in cases.items():
         producer.produce(topic, key=name.encode(), value=json.dumps(event, ensure_ascii=False).encode())
     assert producer.flush(30) == 0
+    assert len(read_topic(kafka_broker.bootstrap, topic, len(cases))) == len(cases)  # topic ready
 
     records = (
         spark.read.format("kafka")
@@ -111,7 +115,7 @@ def test_spark_agrees_with_the_contract_on_each_edge_case(spark, kafka_broker, t
         .option("subscribe", topic)
         .load()
     )
-    columns = (F.col("key").cast("string").alias("case"), "reason", "event_time", "date", "event")
+    columns = (F.col("kafka_key").alias("case"), "reason", "event_time", "date", "event")
     parsed = {r["case"]: r for r in parse_orders(records).select(*columns).collect()}
 
     assert set(parsed) == set(cases)

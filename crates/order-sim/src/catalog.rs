@@ -117,7 +117,9 @@ pub fn products_from(csv_text: &'static str) -> Result<Weighted<Product>> {
             bail!("catalogue row {f:?}: expected 5 fields");
         };
         let cents = parse_cents(price).with_context(|| format!("product {id}"))?;
-        let weight = weight.parse().with_context(|| format!("product {id}: weight {weight}"))?;
+        let weight = weight
+            .parse()
+            .with_context(|| format!("product {id}: weight {weight}"))?;
         products.push((product(id, name, category, cents), weight));
     }
     Ok(Weighted::new(products))
@@ -138,46 +140,6 @@ pub fn regions() -> Weighted<&'static str> {
     let rows = rows(REGIONS_CSV).expect("data/regions.csv is valid CSV");
     Weighted::new(
         rows.into_iter()
-            .map(|f| (f[0], f[5].parse().expect("region weight")))
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-    pub fn items(&self) -> &[T] {
-        &self.items
-    }
-}
-
-/// Data rows of a CSV with a header line, split on commas (our CSVs have no quoted fields).
-fn rows(csv: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
-    csv.lines()
-        .skip(1)
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| line.split(',').map(str::trim).collect())
-}
-
-fn parse_cents(price: &str) -> u32 {
-    let (whole, frac) = price.split_once('.').unwrap_or((price, "0"));
-    let frac = format!("{frac:0<2}");
-    assert!(frac.len() == 2, "price {price} must have at most two decimals");
-    whole.parse::<u32>().expect("price") * 100 + frac.parse::<u32>().expect("price")
-}
-
-pub fn products() -> Weighted<Product> {
-    Weighted::new(
-        rows(PRODUCTS_CSV)
-            .map(|f| {
-                let product = product(f[0], f[1], f[2], parse_cents(f[3]));
-                (product, f[4].parse().expect("product weight"))
-            })
-            .collect(),
-    )
-}
-
-pub fn regions() -> Weighted<&'static str> {
-    Weighted::new(
-        rows(REGIONS_CSV)
             .map(|f| (f[0], f[5].parse().expect("region weight")))
             .collect(),
     )
@@ -214,7 +176,10 @@ mod tests {
         let products = products_from(csv).unwrap();
         let items = products.items();
         assert_eq!(items[0].name, "Socks, 3-pack");
-        assert_eq!((items[1].name, items[1].category), ("Caf\u{e9} cr\u{e8}me \u{2615}", "Food \"fine\""));
+        assert_eq!(
+            (items[1].name, items[1].category),
+            ("Caf\u{e9} cr\u{e8}me \u{2615}", "Food \"fine\"")
+        );
         assert_eq!(items[1].price_cents, 450);
         assert!(items[1].json_fields.contains(r#""category":"Food \"fine\"""#));
     }

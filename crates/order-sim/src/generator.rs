@@ -460,7 +460,10 @@ mod tests {
             let event: serde_json::Value = serde_json::from_str(&record.payload).unwrap();
             let object = event.as_object().unwrap();
             let keys: HashSet<&str> = object.keys().map(String::as_str).collect();
-            assert_eq!(keys, contract::ORDER_FIELDS.iter().copied().collect::<HashSet<_>>());
+            assert_eq!(
+                keys,
+                contract::ORDER_FIELDS.iter().copied().collect::<HashSet<_>>()
+            );
             // ... in the contract's order, as the hand-written JSON writer lays them out.
             let at: Vec<usize> = contract::ORDER_FIELDS
                 .iter()
@@ -482,7 +485,10 @@ mod tests {
             if let Some(update) = record.update {
                 let update: serde_json::Value = serde_json::from_str(&update).unwrap();
                 let keys: HashSet<&str> = update.as_object().unwrap().keys().map(String::as_str).collect();
-                assert_eq!(keys, contract::UPDATE_FIELDS.iter().copied().collect::<HashSet<_>>());
+                assert_eq!(
+                    keys,
+                    contract::UPDATE_FIELDS.iter().copied().collect::<HashSet<_>>()
+                );
                 assert!(contract::UPDATE_STATUSES.contains(&update["new_status"].as_str().unwrap()));
             }
         }
