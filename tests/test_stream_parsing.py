@@ -49,6 +49,7 @@ CASES = [
     (with_(quantity=0), "quantity not positive: 0"),
     (with_(quantity=-2), "quantity not positive: -2"),
     (with_(unit_price=0), "unit_price not positive: 0.00"),
+    (with_(unit_price=4.505), "unit_price has more than 2 decimals: 4.505"),
     (with_(timestamp="yesterday at noon"), "bad timestamp: yesterday at noon"),
     # Arrived 2026-11-21 08:00: more than 7 days after its time is too late, exactly 7 is not.
     (

@@ -89,7 +89,8 @@ def _rejection_reason(max_lateness_days: int) -> Column:
         )
         .when(e["quantity"] <= 0, F.concat(F.lit("quantity not positive: "), e["quantity"].cast("string")))
         .when(
-            e["unit_price"] <= 0, F.concat(F.lit("unit_price not positive: "), e["unit_price"].cast("string"))
+            e["unit_price"] <= 0,
+            F.concat(F.lit("unit_price not positive: "), e["unit_price"].cast(MONEY).cast("string")),
         )
         .when(
             e["unit_price"] != F.round(e["unit_price"], MONEY_SCALE),
