@@ -95,6 +95,27 @@ class LocalCluster:
         for future in admin.create_topics(missing, request_timeout=timeout).values() if missing else []:
             future.result()
         grant_pipeline_acls(admin_config, topics, timeout)
+        self.wait_until_granted(topics, timeout)
+
+    def wait_until_granted(self, topics: list[str], timeout: float = 30.0) -> None:
+        """Waits until every node lets the producer describe `topics`: KRaft brokers apply new
+        topics and ACLs from the metadata log each at its own pace, and a client sent to a node
+        that has not yet would be refused (seen as a flaky TopicAuthorizationFailed)."""
+        from confluent_kafka.admin import AdminClient
+
+        login = self.credentials.client_settings("producer")
+        deadline = time.monotonic() + timeout
+        for broker in self.brokers:
+            client = AdminClient({**login, "bootstrap.servers": broker.bootstrap})
+            while True:
+                found = client.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
+                if all(t in found and found[t].error is None and found[t].partitions for t in topics):
+                    break
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"{broker.bootstrap} did not grant the producer {topics} within {timeout} s"
+                    )
+                time.sleep(0.2)
 
     def stop(self) -> bool:
         return any([broker.stop() for broker in self.brokers])
