@@ -33,9 +33,11 @@ def _rows(con, sql: str) -> list[tuple]:
 def collect(date: str) -> dict:
     """Every number the report shows, read from the published outputs of `date`."""
     out = publication.transformed_root()
-    version = publication.published_version(out, date)
-    if version is None:
+    # One read of the pointer: the version shown and its validation status come from one record.
+    record = publication.published(out, date)
+    if record is None:
         raise SystemExit(f"{date} has no published outputs in {out}: run the DAG for it first")
+    version = record["version"]
     part = lambda name: publication.output_dir(out, version, name, date)  # noqa: E731
     con = duckdb.connect()
     hourly = _rows(con, f"SELECT hour, orders, gross_revenue, reversals, net_revenue "
@@ -85,7 +87,7 @@ def collect(date: str) -> dict:
             {"category": c, "NEW": n, "CANCELLED": x, "RETURNED": r} for c, n, x, r in status
         ],
         "quarantine_reasons": [{"reason": r, "count": n} for r, n in reasons],
-        "validation": validation_status(date, publication.published(out, date)),
+        "validation": validation_status(date, record),
     }
 
 

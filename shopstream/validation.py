@@ -79,10 +79,9 @@ class Report:
         lines += [f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
         return "\n".join(lines)
 
-    def to_json(self) -> str:
+    def as_dict(self) -> dict:
         checks = [asdict(c) for c in self.checks]
-        content = {"date": self.date, "version": self.version, "passed": self.passed, "checks": checks}
-        return json.dumps(content, indent=2)
+        return {"date": self.date, "version": self.version, "passed": self.passed, "checks": checks}
 
 
 def _scan(folder: Path) -> str:
@@ -247,7 +246,7 @@ def report_file(date: str, transformed: Path | None = None) -> Path:
 
 def write_report(report: Report, transformed: Path | None = None) -> Path:
     target = report_file(report.date, transformed)
-    publication.write_json_atomically(target, json.loads(report.to_json()))
+    publication.write_json_atomically(target, report.as_dict())
     return target
 
 

@@ -3,7 +3,6 @@ so that the logic is testable without a scheduler."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def validate_output(
         for report in reports:
             record = publish_validated(report, transformed)
             log.info("published %s: version %s", report.date, record["version"])
-    return {r.date: json.loads(r.to_json()) for r in reports}
+    return {r.date: r.as_dict() for r in reports}
 
 
 def log_failure(context) -> None:

@@ -103,10 +103,10 @@ class LocalCluster:
         that has not yet would be refused (seen as a flaky TopicAuthorizationFailed)."""
         from confluent_kafka.admin import AdminClient
 
-        login = self.credentials.client_settings("producer")
         deadline = time.monotonic() + timeout
         for broker in self.brokers:
-            client = AdminClient({**login, "bootstrap.servers": broker.bootstrap})
+            # The producer's login, sent to this node alone.
+            client = AdminClient({**self.client_config("producer"), "bootstrap.servers": broker.bootstrap})
             while True:
                 found = client.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
                 if all(t in found and found[t].error is None and found[t].partitions for t in topics):

@@ -30,6 +30,15 @@ CREDENTIALS_FILE = "credentials.json"
 SPARK_GROUP_PREFIX = "spark-kafka-source"
 
 
+def _write_private_json(file: Path, content: dict, exclusive: bool = False) -> None:
+    """`content` as JSON in `file`, readable by its owner only (mode 600 from the start, never
+    briefly world-readable). `exclusive`: fail if the file exists instead of replacing it."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    with os.fdopen(os.open(file, flags, 0o600), "w") as out:
+        json.dump(content, out)
+
+
 @dataclass(frozen=True)
 class Credentials:
     passwords: dict[str, str]  # user -> password
@@ -45,19 +54,14 @@ class Credentials:
             file.parent.mkdir(parents=True, exist_ok=True)
             # Hex passwords: no character that StorageTool's --add-scram syntax or JAAS would parse.
             users = {user: secrets.token_hex(16) for user in ROLES.values()}
-            descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as out:
-                json.dump(users, out)
+            _write_private_json(file, users, exclusive=True)
         return cls.load(file)
 
     def write_client_settings(self, role: str, file: Path) -> None:
         """The role's client settings as a JSON file (mode 600): what the product reads through
         `SHOPSTREAM_KAFKA_CONFIG_FILE` (the cluster profile's default path), as it would read a
         mounted secret of a managed cluster."""
-        file.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            json.dump(self.client_settings(role), out)
+        _write_private_json(file, self.client_settings(role))
 
     def client_settings(self, role: str) -> dict[str, str]:
         """librdkafka settings (confluent-kafka, order-sim, the Airflow Connection) for a role."""
