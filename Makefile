@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ORDER_SIM := target/release/order-sim
 COUNT ?= 500
 
-.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status unit integration lock clean
+.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status db-up db-down db-status live-up live-down live-status dashboard unit integration lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,24 @@ stream-down: ## stop the ingest service (between micro-batches; the checkpoint k
 stream-status:
 	@$(PY) -m shopstream.devstack.ingest_service status
 
+db-up: setup ## the live dashboard's PostgreSQL on 127.0.0.1:5442 (own data folder .state/postgres)
+	@$(PY) -m shopstream.devstack.postgres up
+
+db-down: ## stop the local PostgreSQL
+	@$(PY) -m shopstream.devstack.postgres down
+
+db-status:
+	@$(PY) -m shopstream.devstack.postgres status
+
+live-up: setup ## the live aggregation into PostgreSQL (trigger SHOPSTREAM_LIVE_TRIGGER, default 5s; broker + db up)
+	@$(PY) -m shopstream.devstack.ingest_service up --live
+
+live-down: ## stop the live aggregation (between micro-batches)
+	@$(PY) -m shopstream.devstack.ingest_service down --live
+
+live-status:
+	@$(PY) -m shopstream.devstack.ingest_service status --live
+
 lock: ## re-resolve requirements.txt into requirements.lock
 	rm -rf .state/lock-venv && python3 -m venv .state/lock-venv
 	.state/lock-venv/bin/pip install --quiet -r requirements.txt
@@ -73,5 +91,5 @@ lock: ## re-resolve requirements.txt into requirements.lock
 	 .state/lock-venv/bin/pip freeze --exclude-editable) > requirements.lock
 	rm -rf .state/lock-venv
 
-clean: stream-down broker-down ## remove data layers and state (keeps .venv and target/)
-	rm -rf data/raw data/quarantine data/transformed data/report .state/kafka .state/checkpoints
+clean: live-down stream-down broker-down db-down ## remove data layers and state (keeps .venv and target/)
+	rm -rf data/raw data/quarantine data/transformed data/report .state/kafka .state/checkpoints .state/postgres

@@ -4,6 +4,7 @@
 #   .state/jars/kafka/         Apache Kafka broker + tools (Maven Central)
 #   .state/jars/spark-kafka/   Spark's Kafka connector, same version as the installed pyspark
 #   target/release/order-sim   the Rust producer
+#   Debian packages            libssl-dev, postgresql, chromium, chromium-driver (apt-get)
 # Idempotent: each step is skipped when the stamp of its inputs is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,14 +47,28 @@ maven_jars() {
   echo "$fp" > "$STAMPS/jars-$name"
 }
 
+debian_packages() {
+  # Installs the Debian packages named, refreshing the package lists once if the first try fails.
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  local install="$sudo apt-get install -y -qq --no-install-recommends $*"
+  DEBIAN_FRONTEND=noninteractive $install >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $install >/dev/null; } \
+    || { echo "setup: install Debian's $* (apt-get install $*), then rerun"; exit 1; }
+}
+
 openssl_headers() {
   # librdkafka needs OpenSSL for SASL/SCRAM (the cluster profile): Debian's libssl-dev.
   pkg-config --exists openssl 2>/dev/null && return
   step "OpenSSL headers (Debian libssl-dev) for the Rust producer's SASL/SCRAM"
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  local install="$sudo apt-get install -y -qq --no-install-recommends libssl-dev pkg-config"
-  $install >/dev/null 2>&1 || { $sudo apt-get update -qq && $install >/dev/null; } \
-    || { echo "setup: install Debian's libssl-dev and pkg-config (apt-get install libssl-dev pkg-config), then rerun"; exit 1; }
+  debian_packages libssl-dev pkg-config
+}
+
+dashboard_packages() {
+  # The live dashboard's store (PostgreSQL) and the browser its tests drive (chromium + driver).
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [ -x /usr/bin/chromium ] \
+    && [ -x /usr/bin/chromedriver ] && return
+  step "PostgreSQL and Chromium (Debian packages) for the live dashboard and its browser tests"
+  debian_packages postgresql chromium chromium-driver
 }
 
 rust_binary() {
@@ -70,4 +85,5 @@ maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka
   -Dspark.version="$SPARK_VERSION" \
   -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2
 rust_binary
+dashboard_packages
 echo; echo "setup complete"

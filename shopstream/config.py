@@ -84,6 +84,12 @@ class Paths:
         return self.state / "cluster" / "kafka"
 
     @property
+    def serving_db_dir(self) -> Path:
+        """The local serving database of the live dashboard (`make db-up`): its data folder,
+        log, and the connection file the product reads when nothing else is configured."""
+        return self.state / "postgres"
+
+    @property
     def raw_sink(self) -> Path:
         """The ingest sink's root: its commit log and one partition per verdict (valid rows,
         quarantined records), each partitioned by date. Readers start here (see `verdict_dir`)."""
@@ -209,6 +215,50 @@ def lateness_days() -> int:
 
 def order_sim_binary() -> Path:
     return _path_from_env("SHOPSTREAM_ORDER_SIM", REPO_ROOT / "target" / "release" / "order-sim")
+
+
+# The live dashboard's serving database (PostgreSQL). A port of its own, so that a system
+# PostgreSQL on 5432 never collides with the project's.
+DEFAULT_SERVING_DB_PORT = 5442
+SERVING_CONN_ID = "shopstream_serving"  # an Airflow `postgres` Connection id
+SERVING_DB_FILE = "connection.json"  # in Paths.serving_db_dir, written by `make db-up`
+
+
+class ServingDbNotConfigured(RuntimeError):
+    """No serving database is configured and the local one was never started."""
+
+
+def serving_db_dsn() -> str:
+    """libpq connection URI of the serving database: `SHOPSTREAM_SERVING_DB` (a URI or
+    key=value conninfo), else the Airflow Connection `AIRFLOW_CONN_SHOPSTREAM_SERVING` (URI or
+    JSON form, as Airflow keeps it), else the local database's file that `make db-up` writes."""
+    if os.environ.get("SHOPSTREAM_SERVING_DB"):
+        return os.environ["SHOPSTREAM_SERVING_DB"]
+    airflow_conn = os.environ.get(f"AIRFLOW_CONN_{SERVING_CONN_ID.upper()}")
+    if airflow_conn:
+        return airflow_connection_uri(airflow_conn)
+    local = paths().serving_db_dir / SERVING_DB_FILE
+    if local.exists():
+        return airflow_connection_uri(local.read_text())
+    raise ServingDbNotConfigured(
+        "no serving database: run `make db-up` (a local PostgreSQL), or set SHOPSTREAM_SERVING_DB "
+        f"or AIRFLOW_CONN_{SERVING_CONN_ID.upper()} to a managed one (postgresql://user:pass@host:port/db)"
+    )
+
+
+def airflow_connection_uri(value: str) -> str:
+    """An Airflow Connection (URI, or JSON with conn_type/host/port/login/password/schema) as a
+    libpq URI. Airflow's `postgres://` scheme is one libpq accepts too."""
+    if not value.lstrip().startswith("{"):
+        return value.strip()
+    from urllib.parse import quote
+
+    conn = json.loads(value)
+    login = quote(conn.get("login") or "", safe="")
+    password = conn.get("password")
+    auth = f"{login}:{quote(password, safe='')}@" if password else (f"{login}@" if login else "")
+    port = f":{conn['port']}" if conn.get("port") else ""
+    return f"postgresql://{auth}{conn.get('host') or '127.0.0.1'}{port}/{conn.get('schema') or ''}"
 
 
 REGIONS_CSV = REPO_ROOT / "data" / "regions.csv"

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +21,21 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 
 from shopstream.config import order_sim_binary  # noqa: E402
 from shopstream.devstack.kafka_broker import LocalBroker, throwaway_broker  # noqa: E402
+from shopstream.devstack.postgres import LocalPostgres, throwaway_postgres  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     with throwaway_broker(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def serving_db() -> Iterator[LocalPostgres]:
+    """One real PostgreSQL per test session, on a free loopback port (the live dashboard's store).
+    In the system temp folder: started by root, the server runs as `postgres`, who must reach it."""
+    with throwaway_postgres(Path(tempfile.gettempdir())) as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
-"""The continuous ingest service: `stream_consumer` with a processing-time trigger, run as a
-managed background process (pid and log file in the state folder) like the local broker.
+"""The continuous streaming services, each a Spark job with a processing-time trigger run as a
+managed background process (pid and log file in the state folder) like the local broker:
 
-    python -m shopstream.devstack.ingest_service up      # make stream-up
+    python -m shopstream.devstack.ingest_service up      # make stream-up: stream_consumer
     python -m shopstream.devstack.ingest_service status
     python -m shopstream.devstack.ingest_service down    # make stream-down
+    python -m shopstream.devstack.ingest_service up --live   # make live-up: live_sales
 
-`SHOPSTREAM_STREAM_TRIGGER` sets the micro-batch interval (default 1m). While it runs, the DAG's
-`run_streaming_job` starts no query of its own: it waits for this one to commit what the topic
-held (see `shopstream.spark.ingest_guard`).
+`SHOPSTREAM_STREAM_TRIGGER` sets the ingest's micro-batch interval (default 1m),
+`SHOPSTREAM_LIVE_TRIGGER` the live aggregation's (default 5s). While the ingest service runs, the
+DAG's `run_streaming_job` starts no query of its own: it waits for this one to commit what the
+topic held (see `shopstream.spark.ingest_guard`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class IngestServiceError(RuntimeError):
 
 class IngestService:
     name = "ingest service"
+    module = "shopstream.spark.stream_consumer"
 
     def __init__(
         self, home: Path | None = None, trigger: str | None = None, topic: str = ORDERS_TOPIC
@@ -44,8 +47,7 @@ class IngestService:
     def start(self) -> None:
         """Starts the live query and returns once it holds the sink's writer lock."""
         self.home.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "shopstream.spark.stream_consumer", "--trigger", self.trigger,
-                   "--topic", self.topic]  # fmt: skip
+        command = [sys.executable, "-m", self.module, "--trigger", self.trigger, "--topic", self.topic]
         self.process.launch(command, env=dict(os.environ))
         deadline = time.monotonic() + READY_TIMEOUT
         while not self.running():
@@ -70,8 +72,26 @@ class IngestService:
         return f"{who}; trigger {self.trigger}; log {self.process.log_file}"
 
 
+class LiveSalesService(IngestService):
+    """The live aggregation (`shopstream.spark.live_sales`) into the dashboard's store."""
+
+    name = "live aggregation"
+    module = "shopstream.spark.live_sales"
+
+    def __init__(self, trigger: str | None = None, topic: str = ORDERS_TOPIC) -> None:
+        from shopstream.spark.live_sales import LIVE_TRIGGER, default_checkpoint
+
+        super().__init__(
+            paths().state / "live", trigger or os.environ.get("SHOPSTREAM_LIVE_TRIGGER", LIVE_TRIGGER), topic
+        )
+        self.lock = WriterLock(default_checkpoint())
+
+
 def main(argv: list[str] | None = None) -> int:
-    return service_main(__doc__, IngestService, (IngestServiceError,), argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    live = "--live" in argv
+    service = LiveSalesService if live else IngestService
+    return service_main(__doc__, service, (IngestServiceError,), [a for a in argv if a != "--live"])
 
 
 if __name__ == "__main__":

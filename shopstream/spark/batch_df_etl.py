@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from shopstream.catalogue import REGIONS_DDL
 from shopstream.config import REGIONS_CSV
 from shopstream.contract import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES
-from shopstream.metrics import REVENUE_SIGN, TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
+from shopstream.metrics import TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.spark.batch import (
     COPIES,
     RunInputs,
@@ -39,6 +39,7 @@ from shopstream.spark.batch import (
     well_formed,
     write_date_partitions,
 )
+from shopstream.spark.orders import revenue_sign
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("df_etl")
@@ -47,13 +48,6 @@ OUTPUTS = ("hourly_sales", "top_products", "regional_revenue", "status_by_catego
 BUCKETED_TABLE = "shopstream.sales_by_product"
 BUCKETS = 4
 MONEY = f"decimal({MONEY_PRECISION + 6},{MONEY_SCALE})"  # room for sums of many orders
-
-
-def _sign() -> F.Column:
-    sign = F.lit(0)
-    for status, value in REVENUE_SIGN.items():
-        sign = F.when(F.col("order_status") == status, F.lit(value)).otherwise(sign)
-    return sign
 
 
 def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
@@ -79,8 +73,8 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     return rolled_up.select(
         "date", "hour", "product_id", "product_name", "category", "region", "order_status", "events",
         "duplicates",
-        "quantity", amount.alias("amount"), (_sign() * amount).cast(MONEY).alias("signed_amount"),
-        (_sign() * F.col("quantity")).alias("signed_quantity"),
+        "quantity", amount.alias("amount"), (revenue_sign() * amount).cast(MONEY).alias("signed_amount"),
+        (revenue_sign() * F.col("quantity")).alias("signed_quantity"),
     )  # fmt: skip
 
 

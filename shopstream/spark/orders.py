@@ -22,6 +22,7 @@ from shopstream.contract import (
     REQUIRED_IDS,
     order_spark_schema,
 )
+from shopstream.metrics import REVENUE_SIGN
 
 CORRUPT = "_corrupt_record"
 LINEAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
@@ -160,6 +161,14 @@ def sink_rows(parsed: DataFrame) -> DataFrame:
                 "kafka_key": F.when(~valid, F.col("kafka_key"))}  # fmt: skip
     columns[VERDICT] = F.when(valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED))
     return parsed.select(*(columns[n].alias(n) if n in columns else F.col(n) for n in SINK_COLUMNS))
+
+
+def revenue_sign() -> Column:
+    """+1, -1 or 0 for an event's status by the revenue rule (`shopstream.metrics.REVENUE_SIGN`)."""
+    sign = F.lit(0)
+    for status, value in REVENUE_SIGN.items():
+        sign = F.when(F.col("order_status") == status, F.lit(value)).otherwise(sign)
+    return sign
 
 
 def redelivery_window_days() -> int:

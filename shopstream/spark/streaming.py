@@ -152,7 +152,8 @@ def check_sink_matches_checkpoint(sink: Path, checkpoint: Path) -> None:
         )
 
 
-def _as_dict(progress) -> dict:
+def progress_dict(progress) -> dict:
+    """A query's progress report as a dict (PySpark gives objects or dicts by version)."""
     return json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
 
 
@@ -206,7 +207,7 @@ def await_queries(queries: list, sinks: Sequence[str], poll_seconds: float = 2.0
 
     def drain_progress() -> None:
         for query in queries:
-            for progress in map(_as_dict, query.recentProgress):
+            for progress in map(progress_dict, query.recentProgress):
                 key = (query.name, progress["batchId"])
                 if key in seen or progress.get("numInputRows") is None:
                     continue
