@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ORDER_SIM := target/release/order-sim
 COUNT ?= 500
 
-.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status db-up db-down db-status live-up live-down live-status dashboard unit integration lock clean
+.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status db-up db-down db-status live-up live-down live-status dashboard dashboard-down unit integration lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -12,7 +12,7 @@ help:
 setup: ## install everything into the repo (.venv, jars, Rust build); idempotent
 	@bash scripts/setup.sh
 
-run: setup ## run the pipeline end to end on the embedded local stack, then stop it
+run: setup ## the pipeline end to end on the embedded local stack + the live dashboard; stops what it started
 	@bash scripts/run_pipeline.sh $(COUNT)
 
 test: setup lint ## the whole test suite (what CI runs)
@@ -84,6 +84,12 @@ live-down: ## stop the live aggregation (between micro-batches)
 live-status:
 	@$(PY) -m shopstream.devstack.ingest_service status --live
 
+dashboard: setup ## the live dashboard on http://127.0.0.1:8501 (background; db + live aggregation up)
+	@$(PY) -m shopstream.devstack.dashboard_service up
+
+dashboard-down: ## stop the dashboard
+	@$(PY) -m shopstream.devstack.dashboard_service down
+
 lock: ## re-resolve requirements.txt into requirements.lock
 	rm -rf .state/lock-venv && python3 -m venv .state/lock-venv
 	.state/lock-venv/bin/pip install --quiet -r requirements.txt
@@ -91,5 +97,5 @@ lock: ## re-resolve requirements.txt into requirements.lock
 	 .state/lock-venv/bin/pip freeze --exclude-editable) > requirements.lock
 	rm -rf .state/lock-venv
 
-clean: live-down stream-down broker-down db-down ## remove data layers and state (keeps .venv and target/)
+clean: dashboard-down live-down stream-down broker-down db-down ## remove data layers and state (keeps .venv and target/)
 	rm -rf data/raw data/quarantine data/transformed data/report .state/kafka .state/checkpoints .state/postgres

@@ -3,7 +3,11 @@
 # that closed at the last midnight UTC (nothing timestamped in the future), run the DAG run the
 # scheduler creates at that midnight (it transforms that day) with an embedded Airflow, print what
 # it produced, and stop the broker again (also on failure or Ctrl-C).
+# The live side runs alongside: PostgreSQL, the live aggregation and the dashboard start first (its
+# URL is printed), a live feed of today's events follows, and at the end an interactive terminal
+# keeps everything running until Ctrl-C (SHOPSTREAM_KEEP_RUNNING=0: stop at once, as CI does).
 # SHOPSTREAM_RUN_DATE=YYYY-MM-DD instead produces that date's events and runs a manual run naming it.
+# SHOPSTREAM_LIVE=0 skips the live side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-500}
@@ -11,11 +15,18 @@ DATE=${SHOPSTREAM_RUN_DATE:-$(date -u -d yesterday +%F)}
 RUN=(--scheduled)
 [ -n "${SHOPSTREAM_RUN_DATE:-}" ] && RUN=(--date "$DATE")
 PY=.venv/bin/python
-started=$(date +%s)
+started_at=$(date +%s)
 
 started_broker=0
-cleanup() { if [ "$started_broker" = 1 ]; then $PY -m shopstream.devstack.kafka_broker down; fi; }
+started=()  # services this script started, stopped in reverse order at exit
+cleanup() {
+  for ((i=${#started[@]}-1; i>=0; i--)); do ${started[i]} || true; done
+  if [ "$started_broker" = 1 ]; then $PY -m shopstream.devstack.kafka_broker down; fi
+}
 trap cleanup EXIT
+start_service() {  # start_service "<up command>" "<down command>" "<status command>"
+  if ! $3 >/dev/null 2>&1; then $1; started+=("$2"); fi
+}
 
 if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ]; then
   # The loopback clusters are long-lived: started and stopped by make cluster-up / cluster-down.
@@ -32,13 +43,35 @@ if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && [ -z "$PRODUCER_CONFIG" ]; th
   # DAG's jobs read as the Spark principal (the profile's kafka_default Connection).
   PRODUCER_CONFIG=$($PY -m shopstream.devstack.kafka_cluster client-config producer)
 fi
+LIVE=${SHOPSTREAM_LIVE:-1}
+[ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && LIVE=0  # the live side runs on the local stack
+if [ "$LIVE" = 1 ]; then
+  echo "==> [0/3] live side: PostgreSQL, the live aggregation, the dashboard"
+  start_service "$PY -m shopstream.devstack.postgres up" "$PY -m shopstream.devstack.postgres down" \
+    "$PY -m shopstream.devstack.postgres status"
+fi
 echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
 SHOPSTREAM_KAFKA_CONFIG="$PRODUCER_CONFIG" \
   target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
 $PY -m shopstream.kafka_admin count --topic ecommerce_orders
+if [ "$LIVE" = 1 ]; then
+  start_service "$PY -m shopstream.devstack.ingest_service up --live" \
+    "$PY -m shopstream.devstack.ingest_service down --live" "$PY -m shopstream.devstack.ingest_service status --live"
+  start_service "$PY -m shopstream.devstack.dashboard_service up" "$PY -m shopstream.devstack.dashboard_service down" \
+    "$PY -m shopstream.devstack.dashboard_service status"
+  URL=$($PY -c 'from shopstream.devstack.dashboard_service import DashboardService; print(DashboardService().url)')
+  echo "    dashboard: $URL (today's sales, live; closed days; health)"
+  echo "    live feed: ${LIVE_COUNT:=2000} events of today at 200/s"
+  target/release/order-sim --brokers "$BROKERS" --count "$LIVE_COUNT" --rate 200 --start now 2>/dev/null | tail -1
+fi
 echo "==> [2/3] running the ecommerce_pipeline DAG (${RUN[*]}) for $DATE (Airflow log: .state/airflow-run.log)"
 $PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" 2> .state/airflow-run.log \
   || { echo "DAG run failed; last log lines:"; tail -40 .state/airflow-run.log; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.report --date "$DATE" --summary
-echo "done in $(( $(date +%s) - started )) s"
+echo "done in $(( $(date +%s) - started_at )) s"
+if [ "$LIVE" = 1 ] && [ -t 0 ] && [ "${SHOPSTREAM_KEEP_RUNNING:-1}" != 0 ]; then
+  echo "dashboard still running at $URL: feed it with 'target/release/order-sim --rate 200 --start now';"
+  echo "Ctrl-C stops everything this run started"
+  while true; do sleep 3600; done
+fi

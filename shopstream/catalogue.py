@@ -44,5 +44,10 @@ def product_catalogue() -> dict[str, dict[str, str]]:
 
 @lru_cache(maxsize=1)
 def region_codes() -> tuple[str, ...]:
+    return tuple(regions_by_code())
+
+
+def regions_by_code() -> dict[str, dict[str, str]]:
+    """region_code -> its row of data/regions.csv (name, country, continent, ...)."""
     with REGIONS_CSV.open(newline="", encoding="utf-8") as f:
-        return tuple(row["region_code"] for row in csv.DictReader(f))
+        return {row["region_code"]: row for row in csv.DictReader(f)}

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from shopstream.contract import CANCELLED, NEW, RETURNED
 
+# The shop's currency: catalogue prices and every amount derived from them (no conversion).
+CURRENCY = "USD"
+
 REVENUE_SIGN: dict[str, int] = {NEW: 1, CANCELLED: -1, RETURNED: -1}
 
 TOP_N_PRODUCTS = 10

@@ -39,6 +39,16 @@ def serving_db() -> Iterator[LocalPostgres]:
 
 
 @pytest.fixture
+def store(serving_db) -> str:
+    """The session's serving database, emptied for this test; its connection URI."""
+    from shopstream import serving
+
+    with serving.connect(serving_db.dsn) as conn:
+        serving.reset(conn)
+    return serving_db.dsn
+
+
+@pytest.fixture
 def topic() -> str:
     """A topic name no other test uses (rust-rdkafka's tests do the same)."""
     return f"orders-{uuid.uuid4().hex[:10]}"

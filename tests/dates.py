@@ -10,3 +10,8 @@ import datetime as dt
 def days_ago(days: int) -> str:
     """The date `days` before today (UTC), YYYY-MM-DD."""
     return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)).isoformat()
+
+
+def minutes_ago(minutes: int) -> str:
+    """The UTC time `minutes` ago, RFC 3339 to the second (order-sim's --start)."""
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).isoformat(timespec="seconds")

@@ -19,21 +19,10 @@ from shopstream.spark.live_sales import QUERY_NAME, run
 from shopstream.spark.streaming import StreamSettings
 from tests import live_oracle
 from tests.conftest import produce
+from tests.dates import minutes_ago
 from tests.kafka_read import read_topic, redeliver
 
 pytestmark = pytest.mark.integration
-
-
-def minutes_ago(minutes: int) -> str:
-    return (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).isoformat(timespec="seconds")
-
-
-@pytest.fixture
-def store(serving_db) -> str:
-    """The session's database, emptied for this test; its connection URI."""
-    with serving.connect(serving_db.dsn) as conn:
-        serving.reset(conn)
-    return serving_db.dsn
 
 
 def live_settings(tmp_path, bootstrap: str, topic: str, **overrides) -> StreamSettings:

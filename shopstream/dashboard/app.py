@@ -1,0 +1,177 @@
+"""The live dashboard (Streamlit): what is selling right now, the closed days, and the pipeline's
+health. Run by `make dashboard` (http://127.0.0.1:8501); every number comes from
+`shopstream.dashboard.queries`.
+
+    streamlit run shopstream/dashboard/app.py --server.address 127.0.0.1 --server.port 8501
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import pandas as pd
+import psycopg
+import streamlit as st
+
+from shopstream.catalogue import regions_by_code
+from shopstream.config import ServingDbNotConfigured, serving_db_dsn
+from shopstream.dashboard import queries as q
+from shopstream.metrics import CURRENCY
+
+REFRESH_SECONDS = float(os.environ.get("SHOPSTREAM_DASHBOARD_REFRESH", "3"))
+
+
+def money(value: Decimal | float | int | str) -> str:
+    """An amount to the cent; its currency is in the label or column name."""
+    return f"{Decimal(value):,.2f}"
+
+
+def rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+@st.cache_resource
+def connection() -> psycopg.Connection:
+    return psycopg.connect(serving_db_dsn(), autocommit=True)
+
+
+def store() -> psycopg.Connection | None:
+    """The serving store's connection, reopened if it broke; None (and a message) if unreachable."""
+    try:
+        conn = connection()
+        if conn.closed or conn.broken:
+            connection.clear()
+            conn = connection()
+        return conn
+    except (psycopg.OperationalError, ServingDbNotConfigured) as error:
+        connection.clear()
+        st.error(f"The serving database is unreachable: {error}. Start it with `make db-up` (and the live "
+                 "aggregation with `make live-up`), or point SHOPSTREAM_SERVING_DB at yours.")  # fmt: skip
+        return None
+
+
+def kpi_row(title: str, kpis: q.Kpis, suffix: str) -> None:
+    st.markdown(f"**{title}**")
+    cols = st.columns(7)
+    cols[0].metric(f"Orders {suffix}", f"{kpis.orders:,}")
+    cols[1].metric(f"Units {suffix}", f"{kpis.units:,}")
+    cols[2].metric(f"Gross {suffix} ({CURRENCY})", money(kpis.gross))
+    cols[3].metric(f"Reversals {suffix} ({CURRENCY})", money(kpis.reversals))
+    cols[4].metric(f"Net revenue {suffix} ({CURRENCY})", money(kpis.net))
+    cols[5].metric(f"Cancellation rate {suffix}", rate(kpis.cancellation_rate))
+    cols[6].metric(f"Return rate {suffix}", rate(kpis.return_rate))
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_panel() -> None:
+    conn = store()
+    if conn is None:
+        return
+    now = q.now_utc()
+    kpi_row(f"Today so far ({now:%Y-%m-%d}, UTC)", q.kpis(conn, q.day_start(now)), "today")
+    kpi_row(f"Last {q.WINDOW_MINUTES} minutes", q.kpis(conn, q.window_start(now)), "last hour")
+
+    minutes = pd.DataFrame(q.per_minute(conn, now), columns=["minute (UTC)", "orders", f"net ({CURRENCY})"])
+    minutes[f"net ({CURRENCY})"] = minutes[f"net ({CURRENCY})"].astype(float)
+    left, right = st.columns(2)
+    left.markdown("**Orders per minute** (UTC)")
+    left.bar_chart(minutes, x="minute (UTC)", y="orders", height=220)
+    right.markdown(f"**Net revenue per minute** ({CURRENCY}, UTC)")
+    right.line_chart(minutes, x="minute (UTC)", y=f"net ({CURRENCY})", height=220)
+
+    left, right = st.columns(2)
+    left.markdown(f"**Top products, last {q.WINDOW_MINUTES} minutes** (net units, then net revenue)")
+    net = f"net ({CURRENCY})"
+    top = pd.DataFrame(q.top_products(conn, now), columns=["product", "name", "category", "net units", net])
+    top[net] = top[net].map(money)
+    left.dataframe(top, hide_index=True, use_container_width=True)
+    right.markdown(f"**Net revenue by region, today** ({CURRENCY})")
+    regions = regions_by_code()
+    rows = q.revenue_by_region(conn, q.day_start(now))
+    by_region = pd.DataFrame(
+        [(regions.get(r, {}).get("region_name", r), o, float(n)) for r, o, n in rows],
+        columns=["region", "orders", f"net ({CURRENCY})"],
+    )
+    right.bar_chart(by_region, x="region", y=f"net ({CURRENCY})", height=260)
+    st.caption(f"Updated {now:%H:%M:%S} UTC · refreshes every {REFRESH_SECONDS:g} s")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def health_panel() -> None:
+    conn = store()
+    if conn is None:
+        return
+    now = q.now_utc()
+    queries = q.live_queries(conn)
+    cols = st.columns(4)
+    if queries:
+        live = queries[0]
+        age = (now - live.committed_at).total_seconds()
+        cols[0].metric("Last live batch committed", f"{live.committed_at:%H:%M:%S} UTC", f"{age:.0f} s ago",
+                       delta_color="off")  # fmt: skip
+        cols[1].metric("Live batches", f"{live.batch_id + 1:,}")
+    else:
+        cols[0].metric("Last live batch committed", "none yet")
+    records, quarantined = q.quarantine_rate(conn, q.window_start(now))
+    share = rate(quarantined / records if records else None)
+    cols[2].metric(f"Quarantine rate, last {q.WINDOW_MINUTES} min", share,
+                   f"{quarantined:,} of {records:,} records", delta_color="off")  # fmt: skip
+    lags = q.ingest_lag()
+    cols[3].metric("Offsets behind the topic's end", ", ".join(f"{k}: {v}" for k, v in lags.items()))
+    st.markdown("**Daily runs** (the DAG's published dates and their validation)")
+    runs = q.dag_runs()
+    if runs:
+        st.dataframe(pd.DataFrame(runs), hide_index=True, use_container_width=True)
+    else:
+        st.info("No date published yet: the DAG publishes each closed day (`make run`).")
+
+
+def closed_days_panel() -> None:
+    from shopstream import publication, report
+
+    dates = list(reversed(publication.published_dates(publication.transformed_root())))
+    if not dates:
+        st.info("No closed day published yet: the daily DAG run publishes each one (`make run`).")
+        return
+    date = st.selectbox("Date (UTC)", dates)
+    data = report.collect(date)
+    totals = data["totals"]
+    cols = st.columns(5)
+    cols[0].metric("Orders", f"{totals['orders']:,}")
+    cols[1].metric(f"Gross ({CURRENCY})", money(totals["gross_revenue"]))
+    cols[2].metric(f"Reversals ({CURRENCY})", money(totals["reversals"]))
+    cols[3].metric(f"Net revenue ({CURRENCY})", money(totals["net_revenue"]))
+    cols[4].metric("Quarantined", f"{totals['quarantined']:,}")
+    validation = data["validation"]
+    later = f" · a later run failed: {validation['later_run']}" if "later_run" in validation else ""
+    st.caption(
+        f"Published version {data['version']} · validation passed ({validation['checks']} checks){later}"
+    )
+    hourly = pd.DataFrame(data["hourly"]).astype({"net": float, "gross": float})
+    st.markdown(f"**Net revenue per hour** ({CURRENCY}, UTC)")
+    st.bar_chart(hourly, x="hour", y="net", height=220)
+    left, right = st.columns(2)
+    left.markdown(f"**Top products** (net revenue in {CURRENCY})")
+    left.dataframe(pd.DataFrame(data["top_products"]), hide_index=True, use_container_width=True)
+    right.markdown(f"**Revenue by region** (net revenue in {CURRENCY})")
+    right.dataframe(pd.DataFrame(data["regions"]), hide_index=True, use_container_width=True)
+    st.markdown("**Order status by category** (events)")
+    st.dataframe(pd.DataFrame(data["status_by_category"]), hide_index=True, use_container_width=True)
+
+
+def main() -> None:
+    st.set_page_config(page_title="shopstream live", layout="wide")
+    st.title("shopstream · live sales")
+    st.caption(f"Times in UTC · money in {CURRENCY} · the live view counts each event once, however late")
+    live, days, health = st.tabs(["Live", "Closed days", "Health"])
+    with live:
+        live_panel()
+    with days:
+        closed_days_panel()
+    with health:
+        health_panel()
+
+
+if __name__ == "__main__":  # as Streamlit runs it
+    main()

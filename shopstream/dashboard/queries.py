@@ -1,0 +1,156 @@
+"""Every number the dashboard shows, as plain queries (no web framework here): the live panels
+from the serving store, the health panel from the store, the streaming checkpoints and Kafka, and
+the closed days from the published batch outputs. The benchmark times these very functions.
+
+Times are UTC. Money is Decimal in the shop's currency (`shopstream.metrics.CURRENCY`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+
+from shopstream import publication
+from shopstream.config import ORDERS_TOPIC, paths
+from shopstream.metrics import TOP_N_PRODUCTS
+
+WINDOW_MINUTES = 60  # "the last hour": per-minute charts, top products, the hour's KPIs
+TOTALS = "orders, cancelled, returned, units, gross, reversals, net"
+
+
+@dataclass(frozen=True)
+class Kpis:
+    orders: int
+    cancelled: int
+    returned: int
+    units: int
+    gross: Decimal
+    reversals: Decimal
+    net: Decimal
+
+    @property
+    def cancellation_rate(self) -> float | None:
+        return self.cancelled / self.orders if self.orders else None
+
+    @property
+    def return_rate(self) -> float | None:
+        return self.returned / self.orders if self.orders else None
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def window_start(now: dt.datetime, minutes: int = WINDOW_MINUTES) -> dt.datetime:
+    """The first minute of the last `minutes` whole or current minutes (the current one included)."""
+    return now.replace(second=0, microsecond=0) - dt.timedelta(minutes=minutes - 1)
+
+
+def day_start(now: dt.datetime) -> dt.datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def kpis(conn: psycopg.Connection, since: dt.datetime, until: dt.datetime | None = None) -> Kpis:
+    """Totals of the minutes from `since` (to `until`, exclusive, if given)."""
+    sums = ", ".join(f"coalesce(sum({m}), 0)" for m in TOTALS.split(", "))
+    row = conn.execute(
+        f"SELECT {sums} FROM live_totals WHERE minute >= %s AND (%s::timestamptz IS NULL OR minute < %s)",
+        (since, until, until),
+    ).fetchone()
+    return Kpis(*(int(v) for v in row[:4]), *(Decimal(v) for v in row[4:]))
+
+
+def per_minute(conn: psycopg.Connection, now: dt.datetime, minutes: int = WINDOW_MINUTES) -> list[tuple]:
+    """(minute, orders, net) for each of the last `minutes` minutes, zeros where nothing sold."""
+    return conn.execute(
+        "SELECT m, coalesce(t.orders, 0), coalesce(t.net, 0) "
+        "FROM generate_series(%s::timestamptz, %s::timestamptz, interval '1 minute') AS m "
+        "LEFT JOIN live_totals t ON t.minute = m ORDER BY m",
+        (window_start(now, minutes), now.replace(second=0, microsecond=0)),
+    ).fetchall()
+
+
+def top_products(conn: psycopg.Connection, now: dt.datetime, n: int = TOP_N_PRODUCTS) -> list[tuple]:
+    """(product_id, product_name, category, net units, net revenue) of the last hour's best
+    sellers: the batch job's tie rule (units, then revenue, then product id)."""
+    return conn.execute(
+        "SELECT product_id, min(product_name), min(category), sum(units) AS units, sum(net) AS net "
+        "FROM live_products WHERE minute >= %s GROUP BY product_id "
+        "ORDER BY units DESC, net DESC, product_id LIMIT %s",
+        (window_start(now), n),
+    ).fetchall()
+
+
+def revenue_by_region(conn: psycopg.Connection, since: dt.datetime) -> list[tuple]:
+    """(region, orders, net) from `since`, most revenue first."""
+    return conn.execute(
+        "SELECT region, sum(orders), sum(net) FROM live_sales WHERE minute >= %s "
+        "GROUP BY region ORDER BY sum(net) DESC, region",
+        (since,),
+    ).fetchall()
+
+
+@dataclass(frozen=True)
+class QueryHealth:
+    name: str
+    batch_id: int
+    committed_at: dt.datetime
+    offsets_behind: int | None
+
+
+def live_queries(conn: psycopg.Connection) -> list[QueryHealth]:
+    rows = conn.execute("SELECT name, batch_id, committed_at, offsets_behind FROM live_queries ORDER BY name")
+    return [QueryHealth(*row) for row in rows.fetchall()]
+
+
+def quarantine_rate(conn: psycopg.Connection, since: dt.datetime) -> tuple[int, int]:
+    """(records, quarantined) that arrived in Kafka from `since`."""
+    row = conn.execute(
+        "SELECT coalesce(sum(records), 0), coalesce(sum(quarantined), 0) FROM live_intake WHERE minute >= %s",
+        (since,),
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int | str]:
+    """Offsets behind the topic's end per streaming query, from each query's checkpoint (what it
+    has committed) and the topic's end offsets; a message instead of a number when unknown."""
+    from shopstream.kafka_admin import KafkaCheckError, topic_stats
+    from shopstream.spark.ingest_guard import committed_offsets
+
+    try:
+        ends = topic_stats(topic, timeout=timeout).end_offsets
+    except KafkaCheckError as error:
+        return {"kafka": f"unreachable: {str(error).splitlines()[0]}"}
+    lags: dict[str, int | str] = {}
+    for name, checkpoint in (("ingest", "stream_consumer/orders"), ("live aggregation", "live_sales/query")):
+        committed = committed_offsets(paths().checkpoints / checkpoint).get(topic)
+        if committed is None:
+            lags[name] = "no committed batch"
+        else:
+            lags[name] = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+    return lags
+
+
+def dag_runs(limit: int = 14) -> list[dict]:
+    """The newest published dates: the version the DAG published, when, and its validation."""
+    from shopstream.validation import read_report
+
+    root = publication.transformed_root()
+    rows = []
+    for date in reversed(publication.published_dates(root)[-limit:]):
+        record = publication.published(root, date) or {}
+        report = read_report(date) or {}
+        rows.append({
+            "date": date,
+            "published version": record.get("version"),
+            "published at (UTC)": record.get("published_at"),
+            "checks passed": record.get("checks_passed"),
+            "last validation": (
+                "passed" if report.get("passed") else "FAILED" if report else "none"
+            ) + (f" ({report.get('version')})" if report.get("version") != record.get("version") else ""),
+        })  # fmt: skip
+    return rows
