@@ -23,8 +23,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import bench_broker, fill, fresh_topic, temp_home
-from bench.latency import percentile, wait_for_topic
+from bench.common import bench_broker, create_topic, fill, fresh_topic, temp_home
+from bench.latency import percentile
 from shopstream import serving
 from shopstream.config import order_sim_binary
 from shopstream.dashboard import queries as q
@@ -70,15 +70,18 @@ def latency(rate: int, seconds: int, spark, broker: LocalBroker, trigger: str = 
     count = rate * seconds
     topic = fresh_topic()
     with temp_home() as home, bench_store() as dsn:
+        # The query runs before the first event: the figure is its steady state, not its start-up.
+        create_topic(broker, topic)
+        settings = StreamSettings(bootstrap=broker.bootstrap, topic=topic, checkpoint_dir=home / "live",
+                                  trigger=trigger)  # fmt: skip
+        query, store = start_query(spark, settings, dsn)
+        while query.lastProgress is None:
+            time.sleep(0.2)
         producer = subprocess.Popen(
             [str(order_sim_binary()), "--brokers", broker.bootstrap, "--topic", topic, "--no-updates",
              "--rate", str(rate), "--count", str(count), "--start", "now"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for_topic(broker.bootstrap, topic)
-        settings = StreamSettings(bootstrap=broker.bootstrap, topic=topic, checkpoint_dir=home / "live",
-                                  trigger=trigger)  # fmt: skip
-        query, store = start_query(spark, settings, dsn)
         samples: list[tuple[float, int]] = []
         try:
             with serving.connect(dsn, autocommit=True) as conn:

@@ -22,6 +22,9 @@ STAGES = (
     "Batch DataFrame job",
     "End to end",
     "Latency commit",
+    "Live: event produced",
+    "Live aggregation",
+    "Dashboard refresh",
 )
 
 

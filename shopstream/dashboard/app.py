@@ -7,7 +7,6 @@ health. Run by `make dashboard` (http://127.0.0.1:8501); every number comes from
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 import pandas as pd
@@ -19,7 +18,7 @@ from shopstream.config import ServingDbNotConfigured, serving_db_dsn
 from shopstream.dashboard import queries as q
 from shopstream.metrics import CURRENCY
 
-REFRESH_SECONDS = float(os.environ.get("SHOPSTREAM_DASHBOARD_REFRESH", "3"))
+REFRESH_SECONDS = q.refresh_seconds()
 
 
 def money(value: Decimal | float | int | str) -> str:
@@ -110,7 +109,9 @@ def health_panel() -> None:
         age = (now - live.committed_at).total_seconds()
         cols[0].metric("Last live batch committed", f"{live.committed_at:%H:%M:%S} UTC", f"{age:.0f} s ago",
                        delta_color="off")  # fmt: skip
-        cols[1].metric("Live batches", f"{live.batch_id + 1:,}")
+        behind = "?" if live.offsets_behind is None else f"{live.offsets_behind:,}"
+        cols[1].metric("Live batches", f"{live.batch_id + 1:,}", f"{behind} offsets behind (last progress)",
+                       delta_color="off")  # fmt: skip
     else:
         cols[0].metric("Last live batch committed", "none yet")
     records, quarantined = q.quarantine_rate(conn, q.window_start(now))

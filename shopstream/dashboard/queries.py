@@ -8,6 +8,7 @@ Times are UTC. Money is Decimal in the shop's currency (`shopstream.metrics.CURR
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -18,6 +19,14 @@ from shopstream.config import ORDERS_TOPIC, paths
 from shopstream.metrics import TOP_N_PRODUCTS
 
 WINDOW_MINUTES = 60  # "the last hour": per-minute charts, top products, the hour's KPIs
+REFRESH_SECONDS = 2.0  # the page re-reads its live and health panels this often
+
+
+def refresh_seconds() -> float:
+    """`SHOPSTREAM_DASHBOARD_REFRESH` (seconds), else REFRESH_SECONDS."""
+    return float(os.environ.get("SHOPSTREAM_DASHBOARD_REFRESH", REFRESH_SECONDS))
+
+
 TOTALS = "orders, cancelled, returned, units, gross, reversals, net"
 
 

@@ -62,40 +62,64 @@ def _cents_to_money(cents: int | None) -> Decimal:
     return Decimal(cents or 0).scaleb(-2)
 
 
-def batch_increments(batch):
-    """A micro-batch of de-duplicated sink rows -> its per-minute increments (small: at most
-    minutes x regions x categories rows), computed by Spark and collected to the driver."""
+# The three roll-ups of a micro-batch, as grouping sets of one aggregation: one Spark job and one
+# shuffle per micro-batch (instead of caching the batch and running three).
+SALES_SET = ("minute", "region", "category")
+PRODUCTS_SET = ("minute", "product_id", "product_name", "category")
+INTAKE_SET = ("arrived",)
+GROUPING_COLUMNS = ("minute", "region", "category", "product_id", "product_name", "arrived")
+
+
+def grouping_id(grouping_set: Sequence[str]) -> int:
+    """Spark's grouping_id() of the rows of `grouping_set`: one bit per grouping column (the
+    first the most significant), set where the column is not grouped."""
+    n = len(GROUPING_COLUMNS)
+    return sum(1 << (n - 1 - i) for i, c in enumerate(GROUPING_COLUMNS) if c not in grouping_set)
+
+
+def batch_increments(batch) -> serving.BatchIncrements:
+    """A micro-batch of de-duplicated sink rows -> its increments per minute of event time (by
+    region and category, by product) and per minute of arrival (records, quarantined): small, at
+    most minutes x regions x products rows, computed by Spark and collected to the driver."""
     from pyspark.sql import functions as F
 
-    from shopstream.spark.orders import revenue_sign, valid_rows
+    from shopstream.spark.orders import revenue_sign
 
-    valid = valid_rows(batch)
-    minute = F.date_trunc("minute", "timestamp").alias("minute")
+    valid = F.col(VERDICT) == VALID
     status = F.col("order_status")
-    # Integer cents: exact, and cheap to sum (as in the batch job's base roll-up).
+    # Integer cents: exact, and cheap to sum (as in the batch job's base roll-up). Quarantined
+    # rows have null event fields, so they add nothing to the event measures.
     cents = (F.col("quantity") * F.col("unit_price") * 100).cast("long")
-    units = F.sum(revenue_sign() * F.col("quantity"))
-    net = F.sum(revenue_sign() * cents)
-    sales = valid.groupBy(minute, "region", "category").agg(
-        F.count_if(status == NEW), F.count_if(status == CANCELLED), F.count_if(status == RETURNED), units,
-        F.sum(F.when(status == NEW, cents)), F.sum(F.when(status != NEW, cents)), net,
+    rows = batch.withColumns(
+        {"minute": F.date_trunc("minute", "timestamp"), "arrived": F.date_trunc("minute", "kafka_timestamp")}
+    )
+    sets = [list(SALES_SET), list(PRODUCTS_SET), list(INTAKE_SET)]
+    rolled = rows.groupingSets(sets, *GROUPING_COLUMNS).agg(
+        F.grouping_id().alias("set"),
+        F.count_if(valid & (status == NEW)), F.count_if(valid & (status == CANCELLED)),
+        F.count_if(valid & (status == RETURNED)), F.sum(revenue_sign() * F.col("quantity")),
+        F.sum(F.when(status == NEW, cents)), F.sum(F.when(status != NEW, cents)),
+        F.sum(revenue_sign() * cents), F.count("*"), F.count_if(~valid),
     )  # fmt: skip
-    products = valid.groupBy(minute, "product_id", "product_name", "category").agg(
-        F.count_if(status == NEW), units, net
-    )
-    intake = batch.groupBy(F.date_trunc("minute", "kafka_timestamp")).agg(
-        F.count("*"), F.count_if(F.col(VERDICT) != VALID)
-    )
-    return serving.BatchIncrements(
-        sales=[
-            (m, r, c, o, x, ret, int(u or 0), *map(_cents_to_money, money))
-            for m, r, c, o, x, ret, u, *money in sales.collect()
-        ],
-        products=[
-            (m, p, n, c, o, int(u or 0), _cents_to_money(v)) for m, p, n, c, o, u, v in products.collect()
-        ],
-        intake=[tuple(row) for row in intake.collect()],
-    )
+    sales, products, intake = [], [], []
+    sets = {
+        grouping_id(SALES_SET): sales,
+        grouping_id(PRODUCTS_SET): products,
+        grouping_id(INTAKE_SET): intake,
+    }
+    for row in rolled.collect():
+        minute, region, category, product_id, name, arrived, group, o, x, r, units, *money, records, bad = row
+        if group == grouping_id(INTAKE_SET):
+            intake.append((arrived, records, bad))
+        elif minute is None:
+            continue  # the quarantined records' group: no event time
+        elif group == grouping_id(SALES_SET):
+            sales.append((minute, region, category, o, x, r, int(units or 0), *map(_cents_to_money, money)))
+        else:
+            products.append(
+                (minute, product_id, name, category, o, int(units or 0), _cents_to_money(money[2]))
+            )
+    return serving.BatchIncrements(sales=sales, products=products, intake=intake)
 
 
 def committed_batch(checkpoint: Path) -> int | None:
@@ -132,14 +156,10 @@ def start_query(spark, settings: StreamSettings, dsn: str):
     store = serving.connect(dsn, autocommit=True)
 
     def write_batch(batch, batch_id: int) -> None:
-        batch.persist()
-        try:
-            increments = batch_increments(batch)
-            rows_in = sum(r[1] for r in increments.intake)
-            if not serving.apply_batch(store, QUERY_NAME, str(checkpoint), batch_id, increments, rows_in):
-                log.info("batch %d was already in the store (a replay): skipped", batch_id)
-        finally:
-            batch.unpersist()
+        increments = batch_increments(batch)
+        rows_in = sum(r[1] for r in increments.intake)
+        if not serving.apply_batch(store, QUERY_NAME, str(checkpoint), batch_id, increments, rows_in):
+            log.info("batch %d was already in the store (a replay): skipped", batch_id)
 
     writer = rows.writeStream.queryName(QUERY_NAME).foreachBatch(write_batch)
     writer = writer.option("checkpointLocation", str(checkpoint))
