@@ -208,6 +208,12 @@ def java_client_options(settings: dict[str, str]) -> dict[str, str]:
 LATENESS_DAYS = 7
 
 
+# Events stamped more than this many days after they reach Kafka are quarantined (`too early`): a
+# clock that far ahead is broken, and the bound makes the ingest's de-duplication window complete
+# (see `shopstream.spark.orders.redelivery_window_days`).
+MAX_AHEAD_DAYS = 1
+
+
 def lateness_days() -> int:
     """`SHOPSTREAM_LATENESS_DAYS`, else LATENESS_DAYS."""
     return int(os.environ.get("SHOPSTREAM_LATENESS_DAYS", LATENESS_DAYS))

@@ -55,3 +55,26 @@ def committed_files_by_date(sink: Path, verdict: str = VALID) -> dict[str, list[
 def committed_dates(sink: Path, verdict: str = VALID) -> list[str]:
     """The dates of the committed files of `verdict`."""
     return sorted(committed_files_by_date(sink, verdict))
+
+
+# Written into a sink's root by an ingest that drops re-deliveries from the sink's very first batch
+# on (`stream_consumer`): such a sink holds each valid event once, and the batch jobs skip their
+# own de-duplication pass over it. Readers of Parquet ignore files starting with "_".
+DEDUPLICATED_MARKER = "_deduplicated.json"
+
+
+def writer_deduplicated(sink: Path) -> bool:
+    """Whether every batch of `sink` was written by an ingest that dropped re-deliveries."""
+    return (sink / DEDUPLICATED_MARKER).exists()
+
+
+def mark_deduplicated(sink: Path, window_days: int) -> None:
+    """Records that the sink's writer drops re-deliveries (call before its first batch only)."""
+    sink.mkdir(parents=True, exist_ok=True)
+    staged = sink / f".{DEDUPLICATED_MARKER}.tmp"
+    staged.write_text(json.dumps({"redelivery_window_days": window_days}))
+    staged.replace(sink / DEDUPLICATED_MARKER)
+
+
+def unmark_deduplicated(sink: Path) -> None:
+    (sink / DEDUPLICATED_MARKER).unlink(missing_ok=True)

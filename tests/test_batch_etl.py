@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from shopstream import publication
+from shopstream.sink_log import writer_deduplicated
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.batch import MissingInputError, run_inputs
 from shopstream.spark.stream_consumer import run
@@ -56,6 +57,7 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
         checkpoint_dir=home / "checkpoints", available_now=True, deduplicate=False,
     )  # fmt: skip
     run(settings, spark)
+    assert not writer_deduplicated(home / "raw"), "copies kept: the jobs must do their own pass"
     root = home / "transformed"
     inputs = run_inputs(settings.raw_dir, root, None, "v1")  # every date of the raw layer
     assert inputs.dates == list(DAYS)

@@ -15,6 +15,7 @@ import pytest
 
 from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.devstack.processes import free_port
+from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import SinkCheckpointMismatch, StreamSettings
 from tests import oracle
@@ -81,8 +82,13 @@ def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topi
     oracle_cents = sum(e["quantity"] * round(e["unit_price"] * 100) for e in valid.values())
     assert round(raw_revenue * 100) == oracle_cents
 
-    # A second run finds nothing new and writes nothing twice.
+    # A new sink written with the stream's de-duplication says so: the batch jobs skip their pass.
+    assert writer_deduplicated(settings.raw_dir)
+    # A second run finds nothing new and writes nothing twice; a sink that has batches but no
+    # such record (an older writer's) is not marked later: only a sink's first writer can vouch.
+    unmark_deduplicated(settings.raw_dir)
     assert run(settings, spark) == {"raw": 0, "quarantine": 0, "redelivered": 0}
+    assert not writer_deduplicated(settings.raw_dir)
     assert len(landed(settings)[0]) == len(valid)
     # The sink with a checkpoint that is not its own would skip batches: refused up front.
     settings.checkpoint_dir = tmp_path / "another-checkpoint"

@@ -57,6 +57,12 @@ CASES = [
         "too late: more than 7 days after its time, at 2026-11-21 08:00:00",
     ),
     (with_(timestamp="2026-11-14T08:00:00Z"), None),
+    # ... and more than a day ahead of its arrival is too early (a broken clock), exactly a day is not.
+    (
+        with_(timestamp="2026-11-22T08:00:00.001Z"),
+        "too early: more than 1 day ahead of its arrival, at 2026-11-21 08:00:00",
+    ),
+    (with_(timestamp="2026-11-22T08:00:00Z"), None),
     (None, "empty message"),
 ]
 
@@ -81,7 +87,7 @@ def test_every_record_gets_its_reason(parsed):
 
 def test_valid_rows_are_typed_and_partitioned_by_event_date_in_utc(parsed):
     rows = valid_rows(parsed).collect()
-    assert len(rows) == sum(reason is None for _, reason in CASES) == 2
+    assert len(rows) == sum(reason is None for _, reason in CASES) == 3
     [row] = [r for r in rows if r.kafka_offset == 0]
     assert tuple(row.asDict()) == RAW_COLUMNS
     assert row.unit_price == Decimal("129.99")
@@ -92,7 +98,7 @@ def test_valid_rows_are_typed_and_partitioned_by_event_date_in_utc(parsed):
 
 def test_quarantine_keeps_the_untouched_value(parsed):
     rows = quarantine_rows(parsed).collect()
-    assert len(rows) == len(CASES) - 2
+    assert len(rows) == len(CASES) - 3
     assert all(tuple(r.asDict()) == QUARANTINE_COLUMNS for r in rows)
     by_offset = {r.kafka_offset: r for r in rows}
     assert by_offset[2].value == "<<not json at all>>"

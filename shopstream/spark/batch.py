@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from shopstream import publication
 from shopstream.config import paths
 from shopstream.contract import EVENT_IDENTITY, ORDER_STATUSES
-from shopstream.sink_log import committed_dates
+from shopstream.sink_log import committed_dates, writer_deduplicated
 from shopstream.spark.orders import valid_rows
 
 
@@ -149,6 +149,18 @@ def distinct_events(raw: DataFrame) -> DataFrame:
     once = flagged.where(F.col("_repeated").isNull()).select(*raw.columns, F.lit(1).alias(COPIES))
     merged = flagged.where(F.col("_repeated")).groupBy(*raw.columns).agg(F.count(F.lit(1)).alias(COPIES))
     return once.unionByName(merged)
+
+
+def events_once(raw: DataFrame, raw_dir: Path) -> DataFrame:
+    """`distinct_events` of `raw` (rows of the sink at `raw_dir`), or the rows as they are (copies
+    1) when the sink's ingest dropped re-deliveries from its first batch on (`sink_log.
+    writer_deduplicated`): its rows are each event once already, and the pass costs a shuffle."""
+    if writer_deduplicated(raw_dir):
+        logging.getLogger("shopstream.batch").info(
+            "%s was written by a de-duplicating ingest: no batch de-duplication pass", raw_dir
+        )
+        return raw.withColumn(COPIES, F.lit(1))
+    return distinct_events(raw)
 
 
 def write_date_partitions(frame: DataFrame, path: Path, sort_by: Sequence[str]) -> None:

@@ -34,7 +34,7 @@ from shopstream.spark.batch import (
     RunInputs,
     batch_main,
     delete_path,
-    distinct_events,
+    events_once,
     read_valid_rows,
     well_formed,
     write_date_partitions,
@@ -61,7 +61,7 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
     rolled_up = (
-        distinct_events(read_valid_rows(spark, inputs, needed).where(well_formed()))
+        events_once(read_valid_rows(spark, inputs, needed).where(well_formed()), inputs.raw_dir)
         .groupBy(
             "date", F.date_trunc("hour", "timestamp").alias("hour"), "product_id", "product_name",
             "category", "region", "order_status",

@@ -32,7 +32,7 @@ from shopstream.spark.batch import (
     COPIES,
     RunInputs,
     batch_main,
-    distinct_events,
+    events_once,
     read_valid_rows,
     replace_dir,
     well_formed,
@@ -61,7 +61,9 @@ def sale_lines(spark, inputs: RunInputs):
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")
     usable = F.concat_ws("\t", day, "product_id", "order_status", cents, COPIES)
     line = F.when(well_formed(), usable).otherwise(day)
-    return _text_rdd(distinct_events(read_valid_rows(spark, inputs, (*needed, "date"))).select(line))
+    return _text_rdd(
+        events_once(read_valid_rows(spark, inputs, (*needed, "date")), inputs.raw_dir).select(line)
+    )
 
 
 def _text_rdd(frame):

@@ -181,12 +181,18 @@ def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:
     with lock:
         spark = spark or get_spark("shopstream-live-sales")
         query, store = start_query(spark, settings, dsn)
+        # Progress goes through a connection of its own: the batches' runs in Spark's callback
+        # thread, inside their transactions.
+        progress_store = None
         try:
-            return follow(query, store)
+            progress_store = serving.connect(dsn, autocommit=True)
+            return follow(query, progress_store)
         finally:
             if query.isActive:
                 query.stop()
             store.close()
+            if progress_store is not None:
+                progress_store.close()
 
 
 def follow(query, store, poll_seconds: float = 1.0) -> int:

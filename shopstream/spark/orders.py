@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
-from shopstream.config import QUARANTINED, VALID, VERDICT, lateness_days
+from shopstream.config import MAX_AHEAD_DAYS, QUARANTINED, VALID, VERDICT, lateness_days
 from shopstream.contract import (
     EVENT_IDENTITY,
     MONEY_PRECISION,
@@ -99,6 +99,13 @@ def _rejection_reason(max_lateness_days: int) -> Column:
         )
         .when(F.col("event_time").isNull(), F.concat(F.lit("bad timestamp: "), e["timestamp"]))
         .when(
+            F.col("event_time") > F.col("kafka_timestamp") + F.make_dt_interval(F.lit(MAX_AHEAD_DAYS)),
+            F.concat(
+                F.lit(f"too early: more than {MAX_AHEAD_DAYS} day ahead of its arrival, at "),
+                F.col("kafka_timestamp").cast("string"),
+            ),
+        )
+        .when(
             _too_late(max_lateness_days),
             F.concat(
                 F.lit(f"too late: more than {max_lateness_days} days after its time, at "),
@@ -174,9 +181,10 @@ def revenue_sign() -> Column:
 def redelivery_window_days() -> int:
     """How long after an event's first delivery the stream still recognises a re-delivery: the
     lateness horizon plus a day. A valid re-delivery reaches Kafka at most `lateness_days` after
-    the event's time (later ones are quarantined as too late), and the first delivery came after
-    that time, so the window covers every one, even for events stamped up to a day ahead."""
-    return lateness_days() + 1
+    the event's time (later ones are quarantined as too late), and the first delivery came no
+    earlier than a day before that time (events stamped further ahead are quarantined as too
+    early), so the window covers every valid copy: a sink written with it holds each event once."""
+    return lateness_days() + MAX_AHEAD_DAYS
 
 
 def without_redeliveries(sink: DataFrame, window_days: int | None = None) -> DataFrame:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, VALID, VERDICT
 from shopstream.kafka_admin import TopicStats
+from shopstream.sink_log import LOG_DIR, mark_deduplicated, unmark_deduplicated
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.session import exit_after, get_spark
 from shopstream.spark.streaming import (
@@ -95,7 +96,7 @@ def start_queries(spark, settings: StreamSettings) -> list:
     """Starts the ingest query (runs until stopped, or drained with availableNow)."""
     from pyspark.sql import functions as F
 
-    from shopstream.spark.orders import parse_orders, sink_rows, without_redeliveries
+    from shopstream.spark.orders import parse_orders, redelivery_window_days, sink_rows, without_redeliveries
 
     valid = F.col(VERDICT) == VALID
     rows = sink_rows(parse_orders(kafka_stream(spark, settings)))
@@ -105,7 +106,14 @@ def start_queries(spark, settings: StreamSettings) -> list:
     rows = rows.observe("orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine"))
     checkpoint = settings.checkpoint_dir / "orders"
     check_checkpoint_matches_dedup(checkpoint, settings.deduplicate)
-    return [start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))]
+    new_sink = not holds_batches(settings.raw_dir / LOG_DIR) and not holds_batches(checkpoint / "offsets")
+    if not settings.deduplicate:
+        unmark_deduplicated(settings.raw_dir)
+    query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))
+    if settings.deduplicate and new_sink:
+        # Every batch of this sink drops re-deliveries: the batch jobs may skip their own pass.
+        mark_deduplicated(settings.raw_dir, redelivery_window_days())
+    return [query]
 
 
 def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | None:
