@@ -3,8 +3,9 @@ from Airflow's task instances.
 
     .venv/bin/python -m bench.e2e [--count 500]
 
-Runs scripts/run_pipeline.sh with its state, data and broker in a temp dir on free ports, so the
-user's own broker and data are never touched.
+Runs scripts/run_pipeline.sh with its state, data, broker, database and dashboard in a temp dir on
+free ports, so the user's own stack and data are never touched. It includes the live side that
+`make run` starts (PostgreSQL, the live aggregation, the dashboard, a 10-s live feed).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TASK_LINE = re.compile(r"^\s{2}(\w+)\s+(\w+)\s+([\d.]+) s$")
 
 def measure(count: int = 500) -> dict:
     with temp_home() as home:
+        home.chmod(0o755)  # started by root, PostgreSQL runs as `postgres`: it must reach its folder
         env = {
             **os.environ,
             "SHOPSTREAM_STATE_DIR": str(home / "state"),
@@ -31,8 +33,12 @@ def measure(count: int = 500) -> dict:
             "SHOPSTREAM_JARS_DIR": str(paths().jars),
             "SHOPSTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
             "SHOPSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+            # The live side (PostgreSQL, the dashboard) on free ports too.
+            "SHOPSTREAM_SERVING_DB_PORT": str(free_port()),
+            "SHOPSTREAM_DASHBOARD_PORT": str(free_port()),
         }
-        env.pop("SHOPSTREAM_KAFKA_CONFIG", None)
+        for name in ("SHOPSTREAM_KAFKA_CONFIG", "SHOPSTREAM_SERVING_DB", "AIRFLOW_CONN_SHOPSTREAM_SERVING"):
+            env.pop(name, None)
         started = time.monotonic()
         result = subprocess.run(["bash", "scripts/run_pipeline.sh", str(count)], cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True, timeout=1200)  # fmt: skip
