@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,26 @@ def record_progress(conn: psycopg.Connection, name: str, offsets_behind: int | N
             "UPDATE live_queries SET offsets_behind = %s, progress_at = %s WHERE name = %s",
             (offsets_behind, at, name),
         )
+
+
+# Per-minute rows older than this are deleted by the live aggregation (`prune`): the dashboard
+# shows today and the last hour, closed days come from the batch outputs.
+RETENTION_DAYS = 30
+PRUNED_TABLES = ("live_sales", "live_totals", "live_products", "live_intake")
+
+
+def retention_days() -> int:
+    """`SHOPSTREAM_LIVE_RETENTION_DAYS`, else RETENTION_DAYS."""
+    return int(os.environ.get("SHOPSTREAM_LIVE_RETENTION_DAYS", RETENTION_DAYS))
+
+
+def prune(conn: psycopg.Connection, before: dt.datetime) -> int:
+    """Deletes the per-minute rows of minutes before `before`; returns how many."""
+    deleted = 0
+    with conn.transaction():
+        for table in PRUNED_TABLES:
+            deleted += conn.execute(f"DELETE FROM {table} WHERE minute < %s", (before,)).rowcount
+    return deleted
 
 
 def main(argv: Sequence[str] | None = None) -> int:

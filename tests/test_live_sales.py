@@ -133,3 +133,21 @@ def test_a_replayed_batch_is_skipped_and_a_foreign_or_wiped_checkpoint_refused(s
             serving.check_store_matches(conn, QUERY_NAME, "/other", 5)
         with pytest.raises(serving.StoreMismatch, match="wiped or restored"):
             serving.check_store_matches(conn, QUERY_NAME, "/ckpt", None)
+
+
+def test_prune_deletes_only_the_minutes_before_the_retention(store):
+    old, recent = (
+        dt.datetime(2026, 10, 1, 10, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC),
+    )
+    with serving.connect(store) as conn:
+        for batch_id, minute in enumerate((old, recent)):
+            batch = serving.BatchIncrements(
+                sales=[(minute, "CA", "Books", 1, 0, 0, 1, Decimal("5.00"), Decimal(0), Decimal("5.00"))],
+                products=[(minute, "P-1", "A book", "Books", 1, 1, Decimal("5.00"))],
+                intake=[(minute, 1, 0)],
+            )
+            serving.apply_batch(conn, QUERY_NAME, "/ckpt", batch_id, batch, 1)
+        assert serving.prune(conn, dt.datetime(2026, 11, 1, tzinfo=dt.UTC)) == 4  # one row per table
+        for table in serving.PRUNED_TABLES:
+            assert conn.execute(f"SELECT minute FROM {table}").fetchall() == [(recent,)]

@@ -40,7 +40,7 @@ class Writer:
     started: str
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host}, {self.mode} ingest since {self.started}"
+        return f"pid {self.pid} on {self.host}, {self.mode} writer since {self.started}"
 
 
 class WriterLock:

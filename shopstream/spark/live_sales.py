@@ -195,11 +195,20 @@ def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:
                 progress_store.close()
 
 
+PRUNE_EVERY_SECONDS = 3600
+
+
 def follow(query, store, poll_seconds: float = 1.0) -> int:
-    """Logs each micro-batch and records the query's lag in the store (the health panel), until
-    the query ends; re-raises its failure."""
+    """Logs each micro-batch and records the query's lag in the store (the health panel), and
+    prunes rows older than the retention once an hour, until the query ends; re-raises its
+    failure."""
     seen: set[int] = set()
+    next_prune = time.monotonic()
     while True:
+        if time.monotonic() >= next_prune:
+            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=serving.retention_days())
+            log.info("pruned %d per-minute rows before %s", serving.prune(store, cutoff), cutoff)
+            next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         active = query.isActive and not query.awaitTermination(poll_seconds)
         for progress in query.recentProgress:
             progress = progress_dict(progress)
