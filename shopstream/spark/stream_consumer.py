@@ -108,6 +108,8 @@ def start_queries(spark, settings: StreamSettings) -> list:
     check_checkpoint_matches_dedup(checkpoint, settings.deduplicate)
     new_sink = not holds_batches(settings.raw_dir / LOG_DIR) and not holds_batches(checkpoint / "offsets")
     if not settings.deduplicate:
+        # Before the query can commit a batch with copies (a refused start loses only the marker,
+        # so the batch jobs de-duplicate again: slower, never wrong).
         unmark_deduplicated(settings.raw_dir)
     query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))
     if settings.deduplicate and new_sink:
