@@ -158,8 +158,15 @@ def dag_runs(limit: int = 14) -> list[dict]:
             "published version": record.get("version"),
             "published at (UTC)": record.get("published_at"),
             "checks passed": record.get("checks_passed"),
-            "last validation": (
-                "passed" if report.get("passed") else "FAILED" if report else "none"
-            ) + (f" ({report.get('version')})" if report.get("version") != record.get("version") else ""),
+            "last validation": last_validation(report, record.get("version")),
         })  # fmt: skip
     return rows
+
+
+def last_validation(report: dict, published_version: str | None) -> str:
+    """'passed' / 'FAILED' / 'none', naming the validated version when it is not the published
+    one (a later run that failed its checks leaves the earlier version published)."""
+    if not report:
+        return "none"
+    verdict = "passed" if report.get("passed") else "FAILED"
+    return verdict if report.get("version") == published_version else f"{verdict} ({report.get('version')})"

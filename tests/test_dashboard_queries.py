@@ -1,0 +1,26 @@
+"""Pure parts of the dashboard's queries: windows, rates and the daily runs' wording."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from shopstream.dashboard.queries import Kpis, day_start, last_validation, window_start
+
+
+def test_the_last_hour_is_the_current_minute_and_the_59_before_it():
+    now = dt.datetime(2026, 11, 29, 10, 30, 45, tzinfo=dt.UTC)
+    assert window_start(now) == dt.datetime(2026, 11, 29, 9, 31, tzinfo=dt.UTC)
+    assert day_start(now) == dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
+
+
+def test_rates_are_per_new_order_and_undefined_without_orders():
+    kpis = Kpis(200, 10, 5, 300, Decimal("100.00"), Decimal("10.00"), Decimal("90.00"))
+    assert (kpis.cancellation_rate, kpis.return_rate) == (0.05, 0.025)
+    assert Kpis(0, 1, 0, -1, Decimal(0), Decimal(5), Decimal(-5)).cancellation_rate is None
+
+
+def test_last_validation_names_a_version_that_is_not_the_published_one():
+    assert last_validation({}, "v1") == "none"
+    assert last_validation({"passed": True, "version": "v1"}, "v1") == "passed"
+    assert last_validation({"passed": False, "version": "v2"}, "v1") == "FAILED (v2)"
