@@ -158,7 +158,7 @@ def apply_batch(conn: psycopg.Connection, name: str, checkpoint: str, batch_id: 
             cur.execute(TOTALS_FROM_SALES)
             cur.executemany(
                 _upsert_sql("live_products", PRODUCT_KEYS, PRODUCT_MEASURES, ("product_name", "category")),
-                [(m, p, n, c, *rest) for m, p, n, c, *rest in batch.products],
+                batch.products,
             )
             cur.executemany(_upsert_sql("live_intake", ("minute",), INTAKE_MEASURES), batch.intake)
             cur.execute(

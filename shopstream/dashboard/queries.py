@@ -62,13 +62,10 @@ def day_start(now: dt.datetime) -> dt.datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def kpis(conn: psycopg.Connection, since: dt.datetime, until: dt.datetime | None = None) -> Kpis:
-    """Totals of the minutes from `since` (to `until`, exclusive, if given)."""
+def kpis(conn: psycopg.Connection, since: dt.datetime) -> Kpis:
+    """Totals of the minutes from `since` on."""
     sums = ", ".join(f"coalesce(sum({m}), 0)" for m in TOTALS.split(", "))
-    row = conn.execute(
-        f"SELECT {sums} FROM live_totals WHERE minute >= %s AND (%s::timestamptz IS NULL OR minute < %s)",
-        (since, until, until),
-    ).fetchone()
+    row = conn.execute(f"SELECT {sums} FROM live_totals WHERE minute >= %s", (since,)).fetchone()
     return Kpis(*(int(v) for v in row[:4]), *(Decimal(v) for v in row[4:]))
 
 

@@ -30,7 +30,7 @@ CREDENTIALS_FILE = "credentials.json"
 SPARK_GROUP_PREFIX = "spark-kafka-source"
 
 
-def _write_private_json(file: Path, content: dict, exclusive: bool = False) -> None:
+def write_private_json(file: Path, content: dict, exclusive: bool = False) -> None:
     """`content` as JSON in `file`, readable by its owner only (mode 600 from the start, never
     briefly world-readable). `exclusive`: fail if the file exists instead of replacing it."""
     file.parent.mkdir(parents=True, exist_ok=True)
@@ -54,14 +54,14 @@ class Credentials:
             file.parent.mkdir(parents=True, exist_ok=True)
             # Hex passwords: no character that StorageTool's --add-scram syntax or JAAS would parse.
             users = {user: secrets.token_hex(16) for user in ROLES.values()}
-            _write_private_json(file, users, exclusive=True)
+            write_private_json(file, users, exclusive=True)
         return cls.load(file)
 
     def write_client_settings(self, role: str, file: Path) -> None:
         """The role's client settings as a JSON file (mode 600): what the product reads through
         `SHOPSTREAM_KAFKA_CONFIG_FILE` (the cluster profile's default path), as it would read a
         mounted secret of a managed cluster."""
-        _write_private_json(file, self.client_settings(role))
+        write_private_json(file, self.client_settings(role))
 
     def client_settings(self, role: str) -> dict[str, str]:
         """librdkafka settings (confluent-kafka, order-sim, the Airflow Connection) for a role."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopstream.config import DEFAULT_SERVING_DB_PORT, SERVING_DB_FILE, paths
-from shopstream.devstack.kafka_security import _write_private_json
+from shopstream.devstack.kafka_security import write_private_json
 from shopstream.devstack.processes import free_port, port_is_open, service_main
 
 READY_TIMEOUT_S = 60
@@ -96,7 +96,7 @@ class LocalPostgres:
 
     def _passwords(self) -> dict[str, str]:
         if not self.secrets_file.exists():
-            _write_private_json(
+            write_private_json(
                 self.secrets_file,
                 {ADMIN_ROLE: secrets.token_urlsafe(24), self.role: secrets.token_urlsafe(24)},
             )
@@ -185,7 +185,7 @@ class LocalPostgres:
                         sql.Identifier(self.database), sql.Identifier(self.role)
                     )
                 )
-        _write_private_json(
+        write_private_json(
             self.connection_file,
             {
                 "conn_type": "postgres", "host": "127.0.0.1", "port": self.port, "login": self.role,
