@@ -44,7 +44,9 @@ def measure(count: int = 500) -> dict:
                                 capture_output=True, text=True, timeout=1200)  # fmt: skip
         seconds = time.monotonic() - started
     if result.returncode != 0:
-        raise RuntimeError(f"run_pipeline.sh failed:\n{result.stdout[-3000:]}")
+        raise RuntimeError(
+            f"run_pipeline.sh failed:\n{result.stdout[-3000:]}\nits stderr:\n{result.stderr[-3000:]}"
+        )
     tasks = {m[1]: float(m[3]) for m in map(TASK_LINE.match, result.stdout.splitlines()) if m}
     return {"count": count, "seconds": seconds, "tasks": tasks}
 

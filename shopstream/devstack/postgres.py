@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -106,9 +107,21 @@ class LocalPostgres:
         if _as_root():
             shutil.chown(path, SERVER_USER, SERVER_USER)
 
+    def _open_way_to_home(self) -> None:
+        """Lets the server user pass through the project's own folders down to `home` (o+x, no listing):
+        a umask of 077 would otherwise leave them closed to it. Folders outside the state folder
+        are not touched."""
+        state = paths().state.resolve()
+        for folder in (self.home.resolve(), *self.home.resolve().parents):
+            if folder != state and state not in folder.parents:
+                break
+            folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
+
     def _initdb(self) -> None:
         """Creates the cluster once: password logins only, on 127.0.0.1 only, no Unix socket."""
         self.home.mkdir(parents=True, exist_ok=True)
+        if _as_root():
+            self._open_way_to_home()
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self._hand_to_server_user(self.data_dir)
         if (
