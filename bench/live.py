@@ -158,14 +158,9 @@ ANALYZE;
 
 
 def dashboard_refresh(conn, now: dt.datetime) -> None:
-    """The queries of one refresh of the live and health panels (the Kafka lag apart)."""
-    q.kpis(conn, q.day_start(now))
-    q.kpis(conn, q.window_start(now))
-    q.per_minute(conn, now)
-    q.top_products(conn, now)
-    q.revenue_by_region(conn, q.day_start(now))
-    q.live_queries(conn)
-    q.quarantine_rate(conn, q.window_start(now))
+    """The store's queries of one refresh of the live and health panels (the Kafka lag apart)."""
+    q.live_view(conn, now)
+    q.store_health(conn, now)
 
 
 def query_latency(days: int, runs: int = 50) -> dict:

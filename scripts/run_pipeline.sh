@@ -24,8 +24,11 @@ cleanup() {
   if [ "$started_broker" = 1 ]; then $PY -m shopstream.devstack.kafka_broker down; fi
 }
 trap cleanup EXIT
-start_service() {  # start_service "<up command>" "<down command>" "<status command>"
-  if ! $3 >/dev/null 2>&1; then $1; started+=("$2"); fi
+start_service() {  # start_service <devstack module> [options]: up unless its status says it runs
+  local module=shopstream.devstack.$1; shift
+  if ! $PY -m "$module" status "$@" >/dev/null 2>&1; then
+    $PY -m "$module" up "$@"; started+=("$PY -m $module down $*")
+  fi
 }
 
 if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ]; then
@@ -47,18 +50,15 @@ LIVE=${SHOPSTREAM_LIVE:-1}
 [ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && LIVE=0  # the live side runs on the local stack
 if [ "$LIVE" = 1 ]; then
   echo "==> [0/3] live side: PostgreSQL, the live aggregation, the dashboard"
-  start_service "$PY -m shopstream.devstack.postgres up" "$PY -m shopstream.devstack.postgres down" \
-    "$PY -m shopstream.devstack.postgres status"
+  start_service postgres
 fi
 echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
 SHOPSTREAM_KAFKA_CONFIG="$PRODUCER_CONFIG" \
   target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
 $PY -m shopstream.kafka_admin count --topic ecommerce_orders
 if [ "$LIVE" = 1 ]; then
-  start_service "$PY -m shopstream.devstack.ingest_service up --live" \
-    "$PY -m shopstream.devstack.ingest_service down --live" "$PY -m shopstream.devstack.ingest_service status --live"
-  start_service "$PY -m shopstream.devstack.dashboard_service up" "$PY -m shopstream.devstack.dashboard_service down" \
-    "$PY -m shopstream.devstack.dashboard_service status"
+  start_service ingest_service --live
+  start_service dashboard_service
   URL=$($PY -c 'from shopstream.devstack.dashboard_service import DashboardService; print(DashboardService().url)')
   echo "    dashboard: $URL (today's sales, live; closed days; health)"
   echo "    live feed: ${LIVE_COUNT:=2000} events of today at 200/s"

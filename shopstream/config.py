@@ -117,6 +117,26 @@ class Paths:
         # Offsets of one Kafka deployment mean nothing to another: each profile has its own.
         return self.state / "checkpoints" if profile() == "local" else self.state / profile() / "checkpoints"
 
+    @property
+    def ingest_checkpoints(self) -> Path:
+        """The ingest's (Kafka → raw sink): its writer lock and one folder per query (`INGEST_QUERY`)."""
+        return self.checkpoints / "stream_consumer"
+
+    @property
+    def live_checkpoints(self) -> Path:
+        """The live aggregation's (Kafka → serving store): its writer lock and `LIVE_QUERY`."""
+        return self.checkpoints / "live_sales"
+
+    @property
+    def order_status_checkpoints(self) -> Path:
+        return self.checkpoints / "order_status"
+
+
+# The streaming queries' own folders inside their jobs' checkpoint folders (Paths.*_checkpoints):
+# read by the jobs and by the dashboard's health panel (offsets committed).
+INGEST_QUERY = "orders"
+LIVE_QUERY = "query"
+
 
 # The ingest sink's first partition column: the validation verdict on each Kafka record.
 VERDICT = "verdict"

@@ -122,20 +122,28 @@ def check_store_matches(
         )
 
 
+def _adding_on_conflict(table: str, keys: Sequence[str], measures: Sequence[str]) -> str:
+    """The clause that makes an insert into `table` add its measures to an existing row's."""
+    adds = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in measures)
+    return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
+
+
 def _upsert_sql(table: str, keys: Sequence[str], measures: Sequence[str], extra: Sequence[str] = ()) -> str:
     columns = (*keys, *extra, *measures)
-    adds = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in measures)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {adds}"
+    values = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) " + _adding_on_conflict(
+        table, keys, measures
     )
 
 
-TOTALS_FROM_SALES = f"""
-INSERT INTO live_totals (minute, {", ".join(MEASURES)})
-SELECT minute, {", ".join(f"sum({m})" for m in MEASURES)} FROM batch_sales GROUP BY minute
-ON CONFLICT (minute) DO UPDATE SET {", ".join(f"{m} = live_totals.{m} + excluded.{m}" for m in MEASURES)}
-"""
+SALES_FROM_BATCH = "INSERT INTO live_sales SELECT * FROM batch_sales " + _adding_on_conflict(
+    "live_sales", SALES_KEYS, MEASURES
+)
+TOTALS_FROM_SALES = (
+    f"INSERT INTO live_totals (minute, {', '.join(MEASURES)}) "
+    f"SELECT minute, {', '.join(f'sum({m})' for m in MEASURES)} FROM batch_sales GROUP BY minute "
+    + _adding_on_conflict("live_totals", ("minute",), MEASURES)
+)
 
 
 def apply_batch(conn: psycopg.Connection, name: str, checkpoint: str, batch_id: int, batch: BatchIncrements,
@@ -151,10 +159,7 @@ def apply_batch(conn: psycopg.Connection, name: str, checkpoint: str, batch_id: 
         with conn.cursor() as cur:
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS batch_sales (LIKE live_sales) ON COMMIT DELETE ROWS")
             _copy(cur, "batch_sales", (*SALES_KEYS, *MEASURES), batch.sales)
-            cur.execute(
-                f"INSERT INTO live_sales SELECT * FROM batch_sales ON CONFLICT ({', '.join(SALES_KEYS)}) "
-                f"DO UPDATE SET {', '.join(f'{m} = live_sales.{m} + excluded.{m}' for m in MEASURES)}"
-            )
+            cur.execute(SALES_FROM_BATCH)
             cur.execute(TOTALS_FROM_SALES)
             cur.executemany(
                 _upsert_sql("live_products", PRODUCT_KEYS, PRODUCT_MEASURES, ("product_name", "category")),

@@ -67,11 +67,12 @@ def live_panel() -> None:
     conn = store()
     if conn is None:
         return
-    now = q.now_utc()
-    kpi_row(f"Today so far ({now:%Y-%m-%d}, UTC)", q.kpis(conn, q.day_start(now)), "today")
-    kpi_row(f"Last {q.WINDOW_MINUTES} minutes", q.kpis(conn, q.window_start(now)), "last hour")
+    view = q.live_view(conn, q.now_utc())
+    now = view.now
+    kpi_row(f"Today so far ({now:%Y-%m-%d}, UTC)", view.today, "today")
+    kpi_row(f"Last {q.WINDOW_MINUTES} minutes", view.last_hour, "last hour")
 
-    minutes = pd.DataFrame(q.per_minute(conn, now), columns=["minute (UTC)", "orders", f"net ({CURRENCY})"])
+    minutes = pd.DataFrame(view.per_minute, columns=["minute (UTC)", "orders", f"net ({CURRENCY})"])
     minutes[f"net ({CURRENCY})"] = minutes[f"net ({CURRENCY})"].astype(float)
     left, right = st.columns(2)
     left.markdown("**Orders per minute** (UTC)")
@@ -82,14 +83,13 @@ def live_panel() -> None:
     left, right = st.columns(2)
     left.markdown(f"**Top products, last {q.WINDOW_MINUTES} minutes** (net units, then net revenue)")
     net = f"net ({CURRENCY})"
-    top = pd.DataFrame(q.top_products(conn, now), columns=["product", "name", "category", "net units", net])
+    top = pd.DataFrame(view.top_products, columns=["product", "name", "category", "net units", net])
     top[net] = top[net].map(money)
     left.dataframe(top, hide_index=True, use_container_width=True)
     right.markdown(f"**Net revenue by region, today** ({CURRENCY})")
     regions = regions_by_code()
-    rows = q.revenue_by_region(conn, q.day_start(now))
     by_region = pd.DataFrame(
-        [(regions.get(r, {}).get("region_name", r), o, float(n)) for r, o, n in rows],
+        [(regions.get(r, {}).get("region_name", r), o, float(n)) for r, o, n in view.by_region_today],
         columns=["region", "orders", f"net ({CURRENCY})"],
     )
     right.bar_chart(by_region, x="region", y=f"net ({CURRENCY})", height=260)
@@ -102,10 +102,10 @@ def health_panel() -> None:
     if conn is None:
         return
     now = q.now_utc()
-    queries = q.live_queries(conn)
+    health = q.store_health(conn, now)
     cols = st.columns(4)
-    if queries:
-        live = queries[0]
+    if health.queries:
+        live = health.queries[0]
         age = (now - live.committed_at).total_seconds()
         cols[0].metric("Last live batch committed", f"{live.committed_at:%H:%M:%S} UTC", f"{age:.0f} s ago",
                        delta_color="off")  # fmt: skip
@@ -114,7 +114,7 @@ def health_panel() -> None:
                        delta_color="off")  # fmt: skip
     else:
         cols[0].metric("Last live batch committed", "none yet")
-    records, quarantined = q.quarantine_rate(conn, q.window_start(now))
+    records, quarantined = health.records, health.quarantined
     share = rate(quarantined / records if records else None)
     cols[2].metric(f"Quarantine rate, last {q.WINDOW_MINUTES} min", share,
                    f"{quarantined:,} of {records:,} records", delta_color="off")  # fmt: skip

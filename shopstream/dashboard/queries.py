@@ -15,7 +15,7 @@ from decimal import Decimal
 import psycopg
 
 from shopstream import publication
-from shopstream.config import ORDERS_TOPIC, paths
+from shopstream.config import INGEST_QUERY, LIVE_QUERY, ORDERS_TOPIC, paths
 from shopstream.metrics import TOP_N_PRODUCTS
 
 WINDOW_MINUTES = 60  # "the last hour": per-minute charts, top products, the hour's KPIs
@@ -121,6 +121,38 @@ def quarantine_rate(conn: psycopg.Connection, since: dt.datetime) -> tuple[int, 
     return int(row[0]), int(row[1])
 
 
+@dataclass(frozen=True)
+class LiveView:
+    """Everything the live panel shows, read at one instant."""
+
+    now: dt.datetime
+    today: Kpis
+    last_hour: Kpis
+    per_minute: list[tuple]
+    top_products: list[tuple]
+    by_region_today: list[tuple]
+
+
+def live_view(conn: psycopg.Connection, now: dt.datetime) -> LiveView:
+    today = day_start(now)
+    return LiveView(now, kpis(conn, today), kpis(conn, window_start(now)), per_minute(conn, now),
+                    top_products(conn, now), revenue_by_region(conn, today))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """What the health panel reads from the serving store: the queries' last batches, and the
+    records and quarantined records that arrived in the last hour."""
+
+    queries: list[QueryHealth]
+    records: int
+    quarantined: int
+
+
+def store_health(conn: psycopg.Connection, now: dt.datetime) -> StoreHealth:
+    return StoreHealth(live_queries(conn), *quarantine_rate(conn, window_start(now)))
+
+
 def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int | str]:
     """Offsets behind the topic's end per streaming query, from each query's checkpoint (what it
     has committed) and the topic's end offsets; a message instead of a number when unknown."""
@@ -132,8 +164,12 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
     except KafkaCheckError as error:
         return {"kafka": f"unreachable: {str(error).splitlines()[0]}"}
     lags: dict[str, int | str] = {}
-    for name, checkpoint in (("ingest", "stream_consumer/orders"), ("live aggregation", "live_sales/query")):
-        committed = committed_offsets(paths().checkpoints / checkpoint).get(topic)
+    queries = {
+        "ingest": paths().ingest_checkpoints / INGEST_QUERY,
+        "live aggregation": paths().live_checkpoints / LIVE_QUERY,
+    }
+    for name, checkpoint in queries.items():
+        committed = committed_offsets(checkpoint).get(topic)
         if committed is None:
             lags[name] = "no committed batch"
         else:

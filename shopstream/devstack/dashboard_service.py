@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -57,12 +56,7 @@ class DashboardService:
              "--global.developmentMode", "false", "--client.toolbarMode", "viewer"],
             env=dict(os.environ),
         )  # fmt: skip
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self.running():
-            if self.process.pid() is None or time.monotonic() > deadline:
-                tail = self.process.log_file.read_text()[-2000:] if self.process.log_file.exists() else ""
-                raise DashboardError(f"the dashboard did not start; its log {self.process.log_file}:\n{tail}")
-            time.sleep(0.3)
+        self.process.wait_until(self.running, DashboardError, "the dashboard", READY_TIMEOUT)
 
     def running(self) -> bool:
         if self.process.pid() is None:

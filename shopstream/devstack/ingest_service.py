@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from shopstream.config import ORDERS_TOPIC, paths
@@ -42,21 +41,14 @@ class IngestService:
         self.trigger = trigger or os.environ.get("SHOPSTREAM_STREAM_TRIGGER", DEFAULT_TRIGGER)
         self.topic = topic
         self.process = ManagedProcess(self.home / "stream.pid", self.home / "stream.log")
-        self.lock = WriterLock(paths().checkpoints / "stream_consumer")
+        self.lock = WriterLock(paths().ingest_checkpoints)
 
     def start(self) -> None:
         """Starts the live query and returns once it holds the sink's writer lock."""
         self.home.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", self.module, "--trigger", self.trigger, "--topic", self.topic]
         self.process.launch(command, env=dict(os.environ))
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self.running():
-            if self.process.pid() is None or time.monotonic() > deadline:
-                tail = self.process.log_file.read_text()[-2000:] if self.process.log_file.exists() else ""
-                raise IngestServiceError(
-                    f"the ingest query did not start; its log {self.process.log_file}:\n{tail}"
-                )
-            time.sleep(0.5)
+        self.process.wait_until(self.running, IngestServiceError, f"the {self.name}", READY_TIMEOUT)
 
     def stop(self) -> bool:
         # SIGTERM: Spark stops the query between micro-batches; the checkpoint stays consistent.
@@ -79,12 +71,12 @@ class LiveSalesService(IngestService):
     module = "shopstream.spark.live_sales"
 
     def __init__(self, trigger: str | None = None, topic: str = ORDERS_TOPIC) -> None:
-        from shopstream.spark.live_sales import LIVE_TRIGGER, default_checkpoint
+        from shopstream.spark.live_sales import LIVE_TRIGGER
 
         super().__init__(
             paths().state / "live", trigger or os.environ.get("SHOPSTREAM_LIVE_TRIGGER", LIVE_TRIGGER), topic
         )
-        self.lock = WriterLock(default_checkpoint())
+        self.lock = WriterLock(paths().live_checkpoints)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,17 @@ class ManagedProcess:
             )  # fmt: skip
         self.pid_file.write_text(str(process.pid))
 
+    def wait_until(self, ready: Callable[[], bool], failure: Callable[[str], Exception], what: str,
+                   timeout: float, poll_seconds: float = 0.3) -> None:  # fmt: skip
+        """Returns once `ready()`; raises `failure("<what> did not start; its log …")` with the log's
+        tail if the process exits first or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.pid() is None or time.monotonic() > deadline:
+                tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+                raise failure(f"{what} did not start; its log {self.log_file}:\n{tail}")
+            time.sleep(poll_seconds)
+
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after `timeout`. Returns whether it ran."""
         pid = self.pid()

@@ -87,14 +87,20 @@ class WriterLock:
         self.release()
 
 
+def newest_batch(query_checkpoint: Path, log: str) -> int | None:
+    """The newest batch id in one of a query's logs: `offsets` (planned) or `commits` (done)."""
+    folder = query_checkpoint / log
+    batches = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(batches, default=None)
+
+
 def committed_offsets(query_checkpoint: Path) -> dict[str, dict[int, int]]:
     """The Kafka offsets (exclusive ends, per topic and partition) up to which the query's output
     is committed: the offset log entry of its newest committed batch."""
-    commits = query_checkpoint / "commits"
-    batches = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
-    if not batches:
+    batch = newest_batch(query_checkpoint, "commits")
+    if batch is None:
         return {}
-    lines = (query_checkpoint / "offsets" / str(max(batches))).read_text().splitlines()
+    lines = (query_checkpoint / "offsets" / str(batch)).read_text().splitlines()
     # 'v1', the batch metadata, then one line per source: {"topic": {"0": offset, ...}}.
     source = json.loads(lines[2])
     return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in source.items()}

@@ -27,20 +27,26 @@ import json
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from pathlib import Path
 
 from shopstream import serving
-from shopstream.config import ORDERS_TOPIC, VALID, VERDICT, ServingDbNotConfigured, paths, serving_db_dsn
+from shopstream.config import (
+    LIVE_QUERY,
+    ORDERS_TOPIC,
+    VALID,
+    VERDICT,
+    ServingDbNotConfigured,
+    paths,
+    serving_db_dsn,
+)
 from shopstream.contract import CANCELLED, NEW, RETURNED
-from shopstream.spark.ingest_guard import LIVE, SinkBusy, WriterLock
+from shopstream.spark.ingest_guard import LIVE, SinkBusy, WriterLock, newest_batch
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
+    await_queries,
     check_source,
     kafka_stream,
-    log_progress,
-    progress_dict,
     source_settings,
     stream_arg_parser,
     stream_main,
@@ -52,10 +58,6 @@ log = job_logger("live")
 QUERY_NAME = "live_sales"
 LIVE_TRIGGER = "5 seconds"
 FOLDERS = ("checkpoint",)
-
-
-def default_checkpoint() -> Path:
-    return paths().checkpoints / QUERY_NAME
 
 
 def _cents_to_money(cents: int | None) -> Decimal:
@@ -122,14 +124,6 @@ def batch_increments(batch) -> serving.BatchIncrements:
     return serving.BatchIncrements(sales=sales, products=products, intake=intake)
 
 
-def committed_batch(checkpoint: Path) -> int | None:
-    """The newest batch id the query's offset log planned (the store may have committed it even if
-    Spark's commit log has not: a replay then skips it)."""
-    offsets = checkpoint / "offsets"
-    ids = [int(p.name) for p in offsets.iterdir() if p.name.isdigit()] if offsets.is_dir() else []
-    return max(ids, default=None)
-
-
 def offsets_behind(progress: dict) -> int | None:
     """Records between what the last micro-batch read and the topic's end, over all partitions."""
     sources = progress.get("sources") or []
@@ -148,10 +142,13 @@ def offsets_behind(progress: dict) -> int | None:
 def start_query(spark, settings: StreamSettings, dsn: str):
     from shopstream.spark.orders import parse_orders, sink_rows, without_redeliveries
 
-    checkpoint = settings.checkpoint_dir / "query"
+    checkpoint = settings.checkpoint_dir / LIVE_QUERY
     with serving.connect(dsn) as conn:
         serving.create_schema(conn)
-        serving.check_store_matches(conn, QUERY_NAME, str(checkpoint), committed_batch(checkpoint))
+        # The offset log's newest batch: the store may have committed it even if Spark's commit log
+        # has not (a replay then skips it).
+        planned = newest_batch(checkpoint, "offsets")
+        serving.check_store_matches(conn, QUERY_NAME, str(checkpoint), planned)
     rows = without_redeliveries(sink_rows(parse_orders(kafka_stream(spark, settings))))
     store = serving.connect(dsn, autocommit=True)
 
@@ -202,25 +199,23 @@ def follow(query, store, poll_seconds: float = 1.0) -> int:
     """Logs each micro-batch and records the query's lag in the store (the health panel), and
     prunes rows older than the retention once an hour, until the query ends; re-raises its
     failure."""
-    seen: set[int] = set()
+    batches = 0
     next_prune = time.monotonic()
-    while True:
+
+    def prune_hourly() -> None:
+        nonlocal next_prune
         if time.monotonic() >= next_prune:
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=serving.retention_days())
             log.info("pruned %d per-minute rows before %s", serving.prune(store, cutoff), cutoff)
             next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-        active = query.isActive and not query.awaitTermination(poll_seconds)
-        for progress in query.recentProgress:
-            progress = progress_dict(progress)
-            if progress["batchId"] in seen:
-                continue
-            seen.add(progress["batchId"])
-            log_progress(progress)
-            serving.record_progress(store, QUERY_NAME, offsets_behind(progress), dt.datetime.now(dt.UTC))
-        if not active:
-            break
-    query.awaitTermination()  # re-raises a failed query's exception
-    return len(seen)
+
+    def record_lag(progress: dict) -> None:
+        nonlocal batches
+        batches += 1
+        serving.record_progress(store, QUERY_NAME, offsets_behind(progress), dt.datetime.now(dt.UTC))
+
+    await_queries([query], (), poll_seconds, on_progress=record_lag, on_poll=prune_hourly)
+    return batches
 
 
 def parse_args(argv: Sequence[str] | None) -> StreamSettings:
@@ -230,7 +225,7 @@ def parse_args(argv: Sequence[str] | None) -> StreamSettings:
     parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
     args = parser.parse_args(argv)
     settings = source_settings(args, args.topic, max_offsets_per_trigger=args.max_offsets_per_trigger)
-    settings.checkpoint_dir = default_checkpoint()
+    settings.checkpoint_dir = paths().live_checkpoints
     apply_folders(settings, args, FOLDERS)
     return settings
 

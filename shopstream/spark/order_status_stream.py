@@ -82,7 +82,7 @@ class StatusSettings:
     updates_topic: str = UPDATES_TOPIC
     output_dir: Path = field(default_factory=lambda: paths().order_status)
     quarantine_dir: Path = field(default_factory=lambda: paths().quarantine_updates)
-    checkpoint_dir: Path = field(default_factory=lambda: paths().checkpoints / "order_status")
+    checkpoint_dir: Path = field(default_factory=lambda: paths().order_status_checkpoints)
     lateness: str = DEFAULT_LATENESS
     max_update_delay: str = DEFAULT_MAX_UPDATE_DELAY
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shopstream.config import ORDERS_TOPIC, VALID, VERDICT
+from shopstream.config import INGEST_QUERY, ORDERS_TOPIC, VALID, VERDICT
 from shopstream.kafka_admin import TopicStats
 from shopstream.sink_log import LOG_DIR, mark_deduplicated, unmark_deduplicated
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
@@ -104,7 +104,7 @@ def start_queries(spark, settings: StreamSettings) -> list:
         rows = without_redeliveries(rows)
     # Observed metrics ride along with each micro-batch's progress at no extra pass over the data.
     rows = rows.observe("orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine"))
-    checkpoint = settings.checkpoint_dir / "orders"
+    checkpoint = settings.checkpoint_dir / INGEST_QUERY
     check_checkpoint_matches_dedup(checkpoint, settings.deduplicate)
     new_sink = not holds_batches(settings.raw_dir / LOG_DIR) and not holds_batches(checkpoint / "offsets")
     if not settings.deduplicate:
@@ -134,7 +134,7 @@ def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | N
         )
     log.info("the live ingest service writes this sink (%s): waiting for it instead", holder.describe())
     timeout = float(os.environ.get("SHOPSTREAM_FOLLOW_TIMEOUT_SECONDS", FOLLOW_TIMEOUT_SECONDS))
-    query = settings.checkpoint_dir / "orders"
+    query = settings.checkpoint_dir / INGEST_QUERY
     if wait_for_offsets(query, settings.topic, stats.end_offsets, lock, timeout, log=log.info):
         log.info("the live query has committed %s up to %s", settings.topic, stats.end_offsets)
         lock.release()

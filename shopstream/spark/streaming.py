@@ -40,7 +40,7 @@ class StreamSettings:
     bootstrap: str
     topic: str = ORDERS_TOPIC
     raw_dir: Path = field(default_factory=lambda: paths().raw_sink)
-    checkpoint_dir: Path = field(default_factory=lambda: paths().checkpoints / "stream_consumer")
+    checkpoint_dir: Path = field(default_factory=lambda: paths().ingest_checkpoints)
     available_now: bool = False
     trigger: str = DEFAULT_TRIGGER
     max_offsets_per_trigger: int | None = None
@@ -198,10 +198,17 @@ def log_progress(progress: dict) -> None:
     )
 
 
-def await_queries(queries: list, sinks: Sequence[str], poll_seconds: float = 2.0) -> dict[str, int]:
+def await_queries(
+    queries: list,
+    sinks: Sequence[str],
+    poll_seconds: float = 2.0,
+    on_progress: Callable[[dict], None] | None = None,
+    on_poll: Callable[[], None] | None = None,
+) -> dict[str, int]:
     """Waits for every query to end, logging each finished micro-batch as it appears (polling:
-    a Python listener would need a py4j callback server racing the JVM's shutdown). Raises the
-    first query failure. Returns the rows written per sink (see `rows_written`)."""
+    a Python listener would need a py4j callback server racing the JVM's shutdown) and handing it
+    to `on_progress`; `on_poll` runs before each wait. Raises the first query failure. Returns the
+    rows written per sink (see `rows_written`)."""
     seen: set[tuple[str, int]] = set()
     written: dict[str, int] = dict.fromkeys(sinks, 0)
 
@@ -215,8 +222,12 @@ def await_queries(queries: list, sinks: Sequence[str], poll_seconds: float = 2.0
                 log_progress(progress)
                 for sink, rows in rows_written(progress).items():
                     written[sink] += rows
+                if on_progress is not None:
+                    on_progress(progress)
 
     while any(q.isActive for q in queries):
+        if on_poll is not None:
+            on_poll()
         next(q for q in queries if q.isActive).awaitTermination(poll_seconds)
         drain_progress()
     drain_progress()
