@@ -221,7 +221,7 @@ def await_queries(
                 seen.add(key)
                 log_progress(progress)
                 for sink, rows in rows_written(progress).items():
-                    written[sink] += rows
+                    written[sink] = written.get(sink, 0) + rows  # also copies a de-dup dropped
                 if on_progress is not None:
                     on_progress(progress)
 
