@@ -1,15 +1,21 @@
-"""Batch jobs next to DuckDB computing the same outputs from the same raw Parquet files.
+"""Batch jobs on Spark alone and on Spark + Comet, next to DuckDB computing the same outputs
+from the same raw Parquet files.
 
     .venv/bin/python -m bench.batch [--count 1000000]
 
 Builds the raw layer through the real path (order-sim -> own broker on free ports -> streaming
-job), then times the RDD job, the DataFrame job (in one warm Spark session, 1 GB driver) and
+job), then times the RDD job and the DataFrame job in a new Spark process per engine (Comet's
+settings are fixed when the JVM starts; 1 GB driver; each job's second, warm run counts), and
 DuckDB running the reference SQL of tests/duckdb_oracle.py over the committed raw files.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +24,7 @@ import duckdb
 from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
 from shopstream.config import VALID
 from shopstream.devstack.kafka_broker import LocalBroker
+from shopstream.sink_log import writer_deduplicated
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.batch import read_valid_rows, run_inputs
 from shopstream.spark.session import get_spark
@@ -41,12 +48,14 @@ def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) 
 
 def duckdb_reference(raw: Path) -> float:
     """Seconds for DuckDB to compute every output of both jobs from the raw files, each event
-    once (as the jobs count them)."""
+    once as the jobs count them: with a de-duplication pass only where they make one (a raw layer
+    whose ingest did not drop re-deliveries)."""
     started = time.monotonic()
     con = duckdb.connect()
     files = committed_files(raw, VALID)
+    once = "" if writer_deduplicated(raw) else "DISTINCT ON (order_id, order_status, timestamp) "
     con.execute(
-        "CREATE VIEW events AS SELECT DISTINCT ON (order_id, order_status, timestamp) order_id, customer_id, "
+        f"CREATE VIEW events AS SELECT {once}order_id, customer_id, "
         "product_id, product_name, category, quantity, unit_price, order_status, region, timestamp AS ts "
         f"FROM read_parquet({files!r}, hive_partitioning=true)"
     )
@@ -63,8 +72,9 @@ def timed(action) -> float:
     return time.monotonic() - started
 
 
-def bench_session(home: Path):
-    """One warm Spark session with 1 GB of driver memory and a throwaway warehouse."""
+def bench_session(home: Path, comet: bool = True):
+    """One warm Spark session with 1 GB of driver memory and a throwaway warehouse; Comet as the
+    batch jobs run it (`comet`, unless SHOPSTREAM_COMET=0) or, for the streaming stages, off."""
     return get_spark(
         "shopstream-bench",
         {
@@ -72,31 +82,66 @@ def bench_session(home: Path):
             "spark.driver.memory": "1g",
             "spark.sql.warehouse.dir": str(home / "wh"),
         },
+        comet=comet,
     )
+
+
+ENGINES = {"spark": "0", "comet": "1"}  # engine -> SHOPSTREAM_COMET
+
+
+def time_jobs(raw: Path, home: Path) -> dict[str, float]:
+    """Both jobs over every date of `raw` in this process's new session, each twice: the seconds
+    of the second (warm) runs."""
+    spark = bench_session(home)
+
+    def run_both(version: str) -> dict[str, float]:
+        inputs = run_inputs(raw, home / "out", None, version)
+        return {"rdd_seconds": timed(lambda: batch_rdd_etl.run(inputs, spark)),
+                "df_seconds": timed(lambda: batch_df_etl.run(inputs, spark))}  # fmt: skip
+
+    run_both("warm-up")
+    return run_both("timed")
+
+
+def jobs_on(engine: str, raw: Path, home: Path) -> dict[str, float]:
+    """`time_jobs` in a new Python and JVM with Comet on or off."""
+    env = {**os.environ, "SHOPSTREAM_COMET": ENGINES[engine], "SHOPSTREAM_STATE_DIR": str(home / "state")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.batch", "--time-jobs", str(raw), "--home", str(home)],
+        env=env, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"the batch jobs on {engine} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     with temp_home() as home:
-        spark = spark or bench_session(home)
+        spark = spark or bench_session(home, comet=False)
         raw, stream_seconds = build_raw(home, count, spark, broker)
         inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
         rows = read_valid_rows(spark, inputs, ["date"]).count()
-        rdd = timed(lambda: batch_rdd_etl.run(inputs, spark))
-        df = timed(lambda: batch_df_etl.run(inputs, spark))
+        engines = {engine: jobs_on(engine, raw, home / engine) for engine in ENGINES}
         reference = duckdb_reference(raw)
-    return {"rows": rows, "rdd_seconds": rdd, "df_seconds": df, "duckdb_seconds": reference,
-            "stream_seconds": stream_seconds}  # fmt: skip
+    return {"rows": rows, "engines": engines, "duckdb_seconds": reference, "stream_seconds": stream_seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--count", type=int, default=1_000_000)
-    r = measure(parser.parse_args().count)
+    parser.add_argument("--time-jobs", type=Path, default=None, help=argparse.SUPPRESS)  # a raw layer
+    parser.add_argument("--home", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.time_jobs:
+        print(json.dumps(time_jobs(args.time_jobs, args.home)))
+        return
+    r = measure(args.count)
     print(f"raw rows              : {r['rows']:,}")
-    print(f"RDD job               : {r['rdd_seconds']:6.1f} s  ({r['rows'] / r['rdd_seconds']:,.0f} rows/s)")
-    print(f"DataFrame job         : {r['df_seconds']:6.1f} s")
-    print(f"DuckDB, same outputs  : {r['duckdb_seconds']:6.1f} s  "
-          f"(DataFrame job / DuckDB = {r['df_seconds'] / r['duckdb_seconds']:.1f}x)")  # fmt: skip
+    for engine, seconds in r["engines"].items():
+        rdd, df = seconds["rdd_seconds"], seconds["df_seconds"]
+        print(f"RDD job, {engine:<6}       : {rdd:6.1f} s  ({r['rows'] / rdd:,.0f} rows/s)")
+        print(f"DataFrame job, {engine:<6} : {df:6.1f} s  ({df / r['duckdb_seconds']:.1f}x DuckDB)")
+    print(f"DuckDB, same outputs  : {r['duckdb_seconds']:6.1f} s")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def wait_for_topic(bootstrap: str, topic: str, timeout: float = 30) -> None:
 
 
 def measure(rate: int, seconds: int, trigger: str, spark=None, broker: LocalBroker | None = None) -> dict:
-    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
+    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
     count = rate * seconds
     topic = fresh_topic()
     with temp_home() as home, bench_broker(home, broker) as broker:

@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     print(query_latency(args.days))
-    spark = get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
+    spark = get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
     with temp_home() as home, bench_broker(home) as broker:
         print(throughput(args.count, spark, broker))
         print(latency(args.rate, args.seconds, spark, broker))

@@ -20,7 +20,7 @@ from shopstream.spark.stream_consumer import run
 
 def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     started = time.monotonic()
-    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"})
+    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
     jvm_seconds = time.monotonic() - started
     topic = fresh_topic()
     with (

@@ -3,6 +3,7 @@
 #   .venv/                     Python (requirements.lock) with the shopstream package editable
 #   .state/jars/kafka/         Apache Kafka broker + tools (Maven Central)
 #   .state/jars/spark-kafka/   Spark's Kafka connector, same version as the installed pyspark
+#   .state/jars/comet/         Apache DataFusion Comet (native Spark execution) for that Spark line
 #   target/release/order-sim   the Rust producer
 #   Debian packages            libssl-dev, postgresql, chromium, chromium-driver (apt-get)
 # Idempotent: each step is skipped when the stamp of its inputs is unchanged.
@@ -84,6 +85,9 @@ maven_jars kafka config/maven/kafka-broker.pom.xml "$STATE/jars/kafka"
 maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka" \
   -Dspark.version="$SPARK_VERSION" \
   -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2
+# Comet for that Spark line (its native library is inside the jar); Spark lacks only this Scala library.
+maven_jars comet config/maven/comet.pom.xml "$STATE/jars/comet" \
+  -DincludeArtifactIds=comet-spark-spark4.1_2.13,scala-collection-compat_2.13
 rust_binary
 dashboard_packages
 echo; echo "setup complete"

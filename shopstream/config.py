@@ -75,6 +75,11 @@ class Paths:
         return self.jars / "spark-kafka"
 
     @property
+    def comet_jars(self) -> Path:
+        """Apache DataFusion Comet, Spark's native (Rust) execution: `make setup` fills it."""
+        return self.jars / "comet"
+
+    @property
     def broker_dir(self) -> Path:
         return self.state / "kafka"
 

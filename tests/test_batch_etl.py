@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 
 from shopstream import publication
 from shopstream.sink_log import writer_deduplicated
-from shopstream.spark import batch_df_etl, batch_rdd_etl
+from shopstream.spark import batch_df_etl, batch_rdd_etl, comet
 from shopstream.spark.batch import MissingInputError, run_inputs
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
@@ -188,6 +191,35 @@ def test_rerunning_a_date_is_identical_and_publishing_it_leaves_other_dates_alon
         publication.published_dir(root, "hourly_sales", DAYS[1]) == first / "hourly_sales" / f"date={DAYS[1]}"
     )
     assert [h["version"] for h in publication.published(root, DAYS[0])["history"]] == ["v1"]
+
+
+def test_the_dataframe_jobs_roll_up_of_the_raw_rows_runs_natively_in_comet(pipeline, spark):
+    """No silent fallback: the scan, the de-duplication and the roll-up all run in Comet."""
+    base = batch_df_etl.base_orders(spark, pipeline["inputs"])
+    base.count()
+    operators = comet.physical_operators(base)
+    assert {"CometNativeScan", "CometHashAggregate", "CometExchange"} <= set(operators), operators
+    assert comet.non_native(base) == [], operators
+
+
+def test_both_jobs_write_the_same_outputs_with_comet_off(pipeline, tmp_path):
+    """The jobs as spark-submit runs them, once more over the same pinned raw files with Comet
+    switched off: every output equal to the Comet run's (the fixture's session has it on)."""
+    root, first = pipeline["root"], pipeline["out"]
+    env = {**os.environ, "SHOPSTREAM_COMET": "0", "SHOPSTREAM_STATE_DIR": str(tmp_path / "state")}
+    for job in ("batch_rdd_etl", "batch_df_etl"):
+        subprocess.run(
+            [sys.executable, "-m", f"shopstream.spark.{job}", "--raw-dir", str(pipeline["raw"]),
+             "--output-dir", str(root), "--version", "v-spark", "--date", DAYS[0]],
+            env=env, check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
+    spark_only = publication.version_root(root, "v-spark")
+    rdd_dir = f"{batch_rdd_etl.OUTPUT_NAME}/date={DAYS[0]}"
+    assert snapshot(spark_only / rdd_dir) == snapshot(first / rdd_dir), "RDD text byte-identical"
+    for name in batch_df_etl.OUTPUTS:
+        assert parquet_rows(spark_only / name, "*", "ALL") == [
+            r for r in parquet_rows(first / name, "*", "ALL") if str(r[-1]) == DAYS[0]
+        ], name
 
 
 def again_fingerprint(root: Path, day: str) -> str:

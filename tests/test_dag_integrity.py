@@ -64,6 +64,18 @@ def test_schedule_retries_and_alerts(dag):
         assert any(getattr(cb, "__name__", "") == "log_failure" for cb in callbacks), task.task_id
 
 
+def test_batch_jobs_run_with_comet_and_the_streaming_job_without(dag):
+    """Comet's plugin, shuffle manager, class path and off-heap pool reach the batch jobs'
+    spark-submit; the ingest runs on Spark alone (Comet does not speed it up)."""
+    for task_id in ("run_rdd_etl", "run_df_etl"):
+        conf = dag.get_task(task_id).conf
+        assert conf["spark.plugins"] == "org.apache.spark.CometPlugin", task_id
+        assert conf["spark.shuffle.manager"].endswith("CometShuffleManager"), task_id
+        assert "comet-spark-spark4.1" in conf["spark.driver.extraClassPath"], task_id
+        assert conf["spark.memory.offHeap.enabled"] == "true", task_id
+    assert "spark.plugins" not in dag.get_task("run_streaming_job").conf
+
+
 def test_connections_and_run_date_parameters(dag):
     tasks = {t.task_id: t for t in dag.tasks}
     assert tasks["check_kafka_topic"].op_kwargs["conn_id"] == "kafka_default"

@@ -100,7 +100,8 @@ def _spark_env() -> dict[str, str]:
     }
 
 
-def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta) -> SparkSubmitOperator:
+def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, comet: bool = True
+                ) -> SparkSubmitOperator:  # fmt: skip
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONN_ID,
@@ -108,7 +109,7 @@ def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta) -> 
         application_args=args,
         name=f"shopstream-{job}",
         jars=",".join(kafka_connector_jars(required=False)),
-        conf=job_conf(),
+        conf=job_conf(comet, required=False),
         env_vars=_spark_env(),
         execution_timeout=timeout,
     )
@@ -160,6 +161,7 @@ def build_ecommerce_dag() -> DAG:
             "stream_consumer",
             ["--available-now", "--topic", ORDERS_TOPIC, "--complete-day", RUN_DATE],
             timeout=timedelta(minutes=60),
+            comet=False,
         )
         wait_for_raw = RawDateSensor(
             task_id=PLAN_TASK,

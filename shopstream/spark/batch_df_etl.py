@@ -39,6 +39,7 @@ from shopstream.spark.batch import (
     well_formed,
     write_date_partitions,
 )
+from shopstream.spark.comet import log_native_coverage
 from shopstream.spark.orders import revenue_sign
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
@@ -182,6 +183,7 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
     try:
         rows_in, duplicates = base.agg(F.sum("events"), F.sum("duplicates")).first()
         rows_in, duplicates = rows_in or 0, duplicates or 0
+        log_native_coverage(log, "roll-up of the raw rows", base)
         if rows_in == 0:
             log.warning("no raw events for %s: nothing to write", ", ".join(inputs.dates) or "any date")
             return {name: 0 for name in OUTPUTS}

@@ -176,7 +176,7 @@ def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:
             f"({holder.describe() if holder else 'unknown'}): stop it first (`make live-down`)"
         )
     with lock:
-        spark = spark or get_spark("shopstream-live-sales")
+        spark = spark or get_spark("shopstream-live-sales", comet=False)
         query, store = start_query(spark, settings, dsn)
         # Progress goes through a connection of its own: the batches' runs in Spark's callback
         # thread, inside their transactions.

@@ -293,7 +293,7 @@ def run(settings: StatusSettings, spark=None) -> dict[str, int]:
     written per sink."""
     check_source(settings.stream)
     check_source(settings.updates_source)
-    spark = spark or get_spark("shopstream-order-status")
+    spark = spark or get_spark("shopstream-order-status", comet=False)
     totals = run_queries(start_queries(spark, settings), ("order_status", "quarantine_updates"))
     log.info("order status run finished: %s", totals)
     return totals

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NoReturn
 
 from shopstream.config import REPO_ROOT, paths, spark_master
+from shopstream.spark.comet import comet_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -36,18 +37,24 @@ def kafka_connector_jars(required: bool = True) -> list[str]:
 JVM_OPTIONS = "-XX:+UseParallelGC"
 
 
-def job_conf() -> dict[str, str]:
-    """Settings every job session needs that depend on the state folder (not in spark-defaults)."""
+def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
+    """Settings every job session needs that depend on the state folder (not in spark-defaults),
+    with Comet's for a batch job (`comet`; see `shopstream.spark.comet`). The streaming jobs run
+    without it: Kafka's source, JSON parsing and the state store are not native, and with Comet
+    1M events ingested no faster (docs/benchmarks.md). `required=False`: at DAG parse time a
+    missing jar fails the Spark task, not the import."""
     state = paths().state
     return {
         "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"{JVM_OPTIONS} -Dderby.system.home={state / 'derby'}",
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
+        **(comet_conf(required) if comet else {}),
     }
 
 
-def get_spark(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSession:
-    """The active session if there is one (tests, spark-submit), else a new one configured here."""
+def get_spark(app_name: str, conf: Mapping[str, str] | None = None, comet: bool = True) -> SparkSession:
+    """The active session if there is one (tests, spark-submit), else a new one configured here
+    (with Comet unless `comet` is False or SHOPSTREAM_COMET=0)."""
     os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
     # Python workers must run the same interpreter (and so the same pyspark) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -66,7 +73,7 @@ def get_spark(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSess
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(spark_master())
         builder = builder.config("spark.jars", ",".join(kafka_connector_jars()))
-        for key, value in job_conf().items():
+        for key, value in job_conf(comet).items():
             builder = builder.config(key, value)
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)

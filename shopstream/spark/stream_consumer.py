@@ -154,7 +154,7 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     if lock is None:
         return dict.fromkeys(COUNTED, 0)
     with lock:
-        spark = spark or get_spark("shopstream-stream-consumer")
+        spark = spark or get_spark("shopstream-stream-consumer", comet=False)
         started = time.monotonic()
         totals = run_queries(start_queries(spark, settings), COUNTED)
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
