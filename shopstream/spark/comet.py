@@ -1,6 +1,7 @@
 """Apache DataFusion Comet: Spark's physical plans run natively (Rust, Arrow, DataFusion) where
-Comet supports them, in the same JVM, with the same results. On by default for every job session;
-SHOPSTREAM_COMET=0 switches it off (to compare, or on a cluster whose workers lack the jar).
+Comet supports them, in the same JVM, with the same results. On by default for the batch jobs'
+sessions (`session.job_conf`); SHOPSTREAM_COMET=0 switches it off (to compare, or on a cluster
+whose workers lack the jar).
 
 Comet falls back to Spark operator by operator; with `spark.comet.explainFallback.enabled` it logs
 each plan's fallbacks and their reasons (logger `CometExecRule`), and `non_native` lists the
@@ -50,7 +51,7 @@ def comet_conf(required: bool = True) -> dict[str, str]:
         "spark.executor.extraClassPath": classpath,
         "spark.memory.offHeap.enabled": "true",
         "spark.memory.offHeap.size": COMET_OFF_HEAP,
-        # Whatever Comet cannot run natively is logged with the reason (see batch.log_comet_fallbacks).
+        # Whatever Comet cannot run natively is logged with the reason (and see log_native_coverage).
         "spark.comet.explainFallback.enabled": "true",
     }
 
