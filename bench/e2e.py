@@ -25,7 +25,6 @@ TASK_LINE = re.compile(r"^\s{2}(\w+)\s+(\w+)\s+([\d.]+) s$")
 
 def measure(count: int = 500) -> dict:
     with temp_home() as home:
-        home.chmod(0o755)  # started by root, PostgreSQL runs as `postgres`: it must reach its folder
         env = {
             **os.environ,
             "SHOPSTREAM_STATE_DIR": str(home / "state"),

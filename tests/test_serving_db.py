@@ -15,9 +15,9 @@ from shopstream.devstack.processes import free_port
 
 def test_db_up_under_a_closed_umask_reaches_its_own_state_folder(monkeypatch):
     """Started by root with umask 077, the state folders are created closed to everyone else, but
-    the server runs as `postgres` and must pass through them: `up` opens the way (o+x) and works."""
+    the server runs as `postgres` and must pass through them (and the private temporary folder above
+    them): `up` opens the way (o+x) and works."""
     home = Path(tempfile.mkdtemp(prefix="shopstream-umask-"))
-    home.chmod(0o755)  # the user's own folder above the state folder is theirs to open
     monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
     monkeypatch.setenv("SHOPSTREAM_SERVING_DB_PORT", str(free_port()))
     previous = os.umask(0o077)

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,10 @@ def pg_bin_dir() -> Path:
 
 def _as_root() -> bool:
     return os.geteuid() == 0
+
+
+def _server_user_reaches(folder: Path) -> bool:
+    return subprocess.run(["runuser", "-u", SERVER_USER, "--", "test", "-x", str(folder)]).returncode == 0
 
 
 @dataclass
@@ -108,14 +113,18 @@ class LocalPostgres:
             shutil.chown(path, SERVER_USER, SERVER_USER)
 
     def _open_way_to_home(self) -> None:
-        """Lets the server user pass through the project's own folders down to `home` (o+x, no listing):
-        a umask of 077 would otherwise leave them closed to it. Folders outside the state folder
-        are not touched."""
-        state = paths().state.resolve()
+        """Lets the server user pass through the folders above `home` (o+x, no listing) up to the first
+        one it can already reach: a umask of 077 or a private temporary folder would otherwise close
+        the way. Only folders this user owns are opened, and each is named on stderr."""
+        closed = []
         for folder in (self.home.resolve(), *self.home.resolve().parents):
-            if folder != state and state not in folder.parents:
+            if _server_user_reaches(folder):
                 break
-            folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
+            closed.append(folder)
+        for folder in closed:
+            if folder.stat().st_uid == os.geteuid() and not folder.stat().st_mode & stat.S_IXOTH:
+                folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
+                print(f"opened {folder} to {SERVER_USER} (o+x) on the way to {self.home}", file=sys.stderr)
 
     def _initdb(self) -> None:
         """Creates the cluster once: password logins only, on 127.0.0.1 only, no Unix socket."""
@@ -236,7 +245,6 @@ def local_postgres() -> LocalPostgres:
 def throwaway_postgres(parent: Path) -> Iterator[LocalPostgres]:
     """A server on a free port in a new folder under `parent` (tests, benchmarks); removed after."""
     home = Path(tempfile.mkdtemp(prefix="postgres-", dir=parent))
-    home.chmod(0o755)  # the server user must reach its data folder inside
     server = LocalPostgres(home, free_port())
     server.start()
     try:
