@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from shopstream import publication
 from shopstream.sink_log import writer_deduplicated
 from shopstream.spark import batch_df_etl, batch_rdd_etl, comet
 from shopstream.spark.batch import MissingInputError, run_inputs
+from shopstream.spark.session import job_conf
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
 from tests import duckdb_oracle, oracle
@@ -202,17 +201,34 @@ def test_the_dataframe_jobs_roll_up_of_the_raw_rows_runs_natively_in_comet(pipel
     assert comet.non_native(base) == [], operators
 
 
-def test_both_jobs_write_the_same_outputs_with_comet_off(pipeline, tmp_path):
-    """The jobs as spark-submit runs them, once more over the same pinned raw files with Comet
-    switched off: every output equal to the Comet run's (the fixture's session has it on)."""
+# Comet's switches read per query (its plugin and shuffle manager stay loaded and pass through).
+COMET_SWITCHES = ("spark.comet.enabled", "spark.comet.exec.enabled", "spark.comet.exec.shuffle.enabled")
+
+
+@contextmanager
+def comet_switched_off(spark):
+    previous = {key: spark.conf.get(key, None) for key in COMET_SWITCHES}
+    for key in COMET_SWITCHES:
+        spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            spark.conf.unset(key) if value is None else spark.conf.set(key, value)
+
+
+def test_both_jobs_write_the_same_outputs_with_comet_off(pipeline, spark):
+    """Both jobs once more over the same pinned raw files with Comet switched off (in the same
+    session, to spare the suite two JVMs): Spark alone plans every operator, and every output
+    equals the Comet run's."""
     root, first = pipeline["root"], pipeline["out"]
-    env = {**os.environ, "SHOPSTREAM_COMET": "0", "SHOPSTREAM_STATE_DIR": str(tmp_path / "state")}
-    for job in ("batch_rdd_etl", "batch_df_etl"):
-        subprocess.run(
-            [sys.executable, "-m", f"shopstream.spark.{job}", "--raw-dir", str(pipeline["raw"]),
-             "--output-dir", str(root), "--version", "v-spark", "--date", DAYS[0]],
-            env=env, check=True, capture_output=True, timeout=600,
-        )  # fmt: skip
+    with comet_switched_off(spark):
+        inputs = run_inputs(pipeline["raw"], root, [DAYS[0]], "v-spark")
+        base = batch_df_etl.base_orders(spark, inputs)
+        base.count()
+        assert not [op for op in comet.physical_operators(base) if op.startswith("Comet")]
+        batch_rdd_etl.run(inputs, spark)
+        batch_df_etl.run(inputs, spark)
     spark_only = publication.version_root(root, "v-spark")
     rdd_dir = f"{batch_rdd_etl.OUTPUT_NAME}/date={DAYS[0]}"
     assert snapshot(spark_only / rdd_dir) == snapshot(first / rdd_dir), "RDD text byte-identical"
@@ -220,6 +236,14 @@ def test_both_jobs_write_the_same_outputs_with_comet_off(pipeline, tmp_path):
         assert parquet_rows(spark_only / name, "*", "ALL") == [
             r for r in parquet_rows(first / name, "*", "ALL") if str(r[-1]) == DAYS[0]
         ], name
+
+
+def test_comet_is_off_for_every_job_with_shopstream_comet_0(monkeypatch):
+    """The switch for clusters without Comet's jar: no plugin, no shuffle manager, no class path."""
+    monkeypatch.setenv("SHOPSTREAM_COMET", "0")
+    conf = job_conf(comet=True)
+    assert not [key for key, value in conf.items() if "comet" in f"{key}={value}".lower()], conf
+    assert "spark.shuffle.manager" not in conf and "spark.plugins" not in conf
 
 
 def again_fingerprint(root: Path, day: str) -> str:
