@@ -4,6 +4,7 @@
 #   .state/jars/kafka/         Apache Kafka broker + tools (Maven Central)
 #   .state/jars/spark-kafka/   Spark's Kafka connector, same version as the installed pyspark
 #   .state/jars/comet/         Apache DataFusion Comet (native Spark execution) for that Spark line
+#   .state/jars/class-archive/ the Spark jobs' class-data archive (AppCDS), trained for these jars
 #   target/release/order-sim   the Rust producer
 #   Debian packages            libssl-dev, postgresql, chromium, chromium-driver (apt-get)
 # Idempotent: each step is skipped when the stamp of its inputs is unchanged.
@@ -88,6 +89,8 @@ maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka
 # Comet for that Spark line (its native library is inside the jar); Spark lacks only this Scala library.
 maven_jars comet config/maven/comet.pom.xml "$STATE/jars/comet" \
   -DincludeArtifactIds=comet-spark-spark4.1_2.13,scala-collection-compat_2.13
+# Trained again whenever the JDK or a jar of the jobs' class path changed (it says so otherwise).
+.venv/bin/python -m shopstream.spark.class_archive
 rust_binary
 dashboard_packages
 echo; echo "setup complete"

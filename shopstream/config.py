@@ -80,6 +80,11 @@ class Paths:
         return self.jars / "comet"
 
     @property
+    def class_archive(self) -> Path:
+        """The Spark jobs' class-data archive (AppCDS) that `make setup` trains for these jars."""
+        return self.jars / "class-archive" / "spark-jobs.jsa"
+
+    @property
     def broker_dir(self) -> Path:
         return self.state / "kafka"
 

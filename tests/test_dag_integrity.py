@@ -76,6 +76,17 @@ def test_batch_jobs_run_with_comet_and_the_streaming_job_without(dag):
     assert "spark.plugins" not in dag.get_task("run_streaming_job").conf
 
 
+def test_every_spark_task_gets_spark_defaults_and_one_class_path_for_the_class_archive(dag):
+    """spark-defaults reach spark-submit as settings (no SPARK_CONF_DIR on the class path), and the
+    three jobs share one class path, so the one archive `make setup` trains serves them all."""
+    confs = {t: dag.get_task(t).conf for t in ("run_streaming_job", "run_rdd_etl", "run_df_etl")}
+    for task_id, conf in confs.items():
+        assert conf["spark.sql.session.timeZone"] == "UTC", task_id
+        assert "-XX:SharedArchiveFile=" in conf["spark.driver.extraJavaOptions"], task_id
+        assert "SPARK_CONF_DIR" not in dag.get_task(task_id).env_vars, task_id
+    assert len({conf["spark.driver.extraClassPath"] for conf in confs.values()}) == 1
+
+
 def test_connections_and_run_date_parameters(dag):
     tasks = {t.task_id: t for t in dag.tasks}
     assert tasks["check_kafka_topic"].op_kwargs["conn_id"] == "kafka_default"

@@ -22,7 +22,7 @@ from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
 from shopstream.airflow.sensors import RawDateSensor
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT
-from shopstream.spark.session import SPARK_CONF_DIR, job_conf, kafka_connector_jars
+from shopstream.spark.session import job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
 TASK_IDS = (
@@ -92,7 +92,6 @@ hold).
 
 def _spark_env() -> dict[str, str]:
     return {
-        "SPARK_CONF_DIR": str(SPARK_CONF_DIR),
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         # The Kafka Connection's client settings, resolved at run time; never on a command line.

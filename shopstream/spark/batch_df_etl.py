@@ -1,6 +1,7 @@
 """Module 3B: the analytics outputs with DataFrames and Spark SQL.
 
-    spark-submit shopstream/spark/batch_df_etl.py --date 2026-11-20
+    spark-submit --properties-file config/spark/spark-defaults.conf \\
+        shopstream/spark/batch_df_etl.py --date 2026-11-20
 
 The cleaned raw rows of the date(s) are rolled up in one pass to the finest grain any output
 needs (date, hour, product, region, status) and that small base is cached; every output is a

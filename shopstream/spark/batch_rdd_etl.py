@@ -1,6 +1,7 @@
 """Module 3A: net revenue per product with key-value RDDs, saved as text.
 
-    spark-submit shopstream/spark/batch_rdd_etl.py --date 2026-11-20
+    spark-submit --properties-file config/spark/spark-defaults.conf \\
+        shopstream/spark/batch_rdd_etl.py --date 2026-11-20
 
 Raw rows of every date asked for, each event once (re-deliveries merged by `EVENT_IDENTITY`) ->
 one RDD of text lines, summed per (date, product, status) within each partition; accumulators

@@ -38,17 +38,27 @@ def comet_jars(required: bool = True) -> list[str]:
 COMET_OFF_HEAP = "1g"
 
 
-def comet_conf(required: bool = True) -> dict[str, str]:
-    """Comet's settings, {} when it is switched off. Its shuffle manager is static (read when the
-    JVM starts) and its jar must be on the class path from the start, not only in spark.jars."""
+def comet_class_path_conf(required: bool = True) -> dict[str, str]:
+    """Comet's jars on the JVM's class path from the start (its shuffle manager is loaded before
+    any `spark.jars`), {} when Comet is switched off. Every job gets them, used or not, so that
+    one class-data archive fits every job's class path (`shopstream.spark.class_archive`)."""
     if not comet_enabled():
         return {}
     classpath = ":".join(comet_jars(required))
+    if not classpath:
+        return {}
+    return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+
+
+def comet_conf(required: bool = True) -> dict[str, str]:
+    """Comet's settings for a job it runs, {} when it is switched off. Its shuffle manager is
+    static (read when the JVM starts)."""
+    if not comet_enabled():
+        return {}
     return {
+        **comet_class_path_conf(required),
         "spark.plugins": "org.apache.spark.CometPlugin",
         "spark.shuffle.manager": "org.apache.spark.sql.comet.execution.shuffle.CometShuffleManager",
-        "spark.driver.extraClassPath": classpath,
-        "spark.executor.extraClassPath": classpath,
         "spark.memory.offHeap.enabled": "true",
         "spark.memory.offHeap.size": COMET_OFF_HEAP,
         # Whatever Comet cannot run natively is logged with the reason (and see log_native_coverage).

@@ -1,9 +1,11 @@
 """Live sales: the order stream rolled up per minute into the serving store, exactly once.
 
-    spark-submit --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
+    spark-submit --properties-file config/spark/spark-defaults.conf \\
+        --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
         shopstream/spark/live_sales.py --trigger 5s
 
-(`python -m shopstream.spark.live_sales` does the same with the jars found for you;
+(`python -m shopstream.spark.live_sales` does the same, with jars, settings and class
+archive found for you;
 `make live-up` runs it as a service.)
 
 One streaming query reads the orders topic and parses and de-duplicates each record exactly as

@@ -1,9 +1,11 @@
 """The current status of each order: `ecommerce_orders` x `order_updates`, a stream-stream join.
 
-    spark-submit --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
+    spark-submit --properties-file config/spark/spark-defaults.conf \\
+        --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
         shopstream/spark/order_status_stream.py --available-now
 
-(`python -m shopstream.spark.order_status_stream` does the same with the jars found for you.)
+(`python -m shopstream.spark.order_status_stream` does the same, with jars, settings and class
+archive found for you.)
 
 NEW order events (validated exactly like the raw layer's) are joined with the status changes of
 `order_updates` on `order_id`, within a bounded time range, as a full outer join:

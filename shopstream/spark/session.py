@@ -3,7 +3,9 @@
 The master comes from spark-submit's `--master`, else `SHOPSTREAM_SPARK_MASTER`, else the
 profile's (`local[2]`; `spark://127.0.0.1:7077` with SHOPSTREAM_PROFILE=cluster); Spark's
 Kafka connector jars come from the folder `make setup` filled; the rest of
-the configuration from `config/spark/spark-defaults.conf` (via SPARK_CONF_DIR).
+the rest of the configuration from `config/spark/spark-defaults.conf`, handed to every job as
+settings (`job_conf`) rather than through SPARK_CONF_DIR: a configuration folder on the JVM's
+class path would bar its class-data archive (`shopstream.spark.class_archive`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NoReturn
 
 from shopstream.config import REPO_ROOT, paths, spark_master
-from shopstream.spark.comet import comet_conf
+from shopstream.spark.class_archive import archive_java_options
+from shopstream.spark.comet import comet_class_path_conf, comet_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-SPARK_CONF_DIR = REPO_ROOT / "config" / "spark"
+SPARK_DEFAULTS = REPO_ROOT / "config" / "spark" / "spark-defaults.conf"
+LOG4J_CONFIG = REPO_ROOT / "config" / "spark" / "log4j2.properties"
 
 
 def kafka_connector_jars(required: bool = True) -> list[str]:
@@ -37,17 +41,34 @@ def kafka_connector_jars(required: bool = True) -> list[str]:
 JVM_OPTIONS = "-XX:+UseParallelGC"
 
 
+def spark_defaults() -> dict[str, str]:
+    """config/spark/spark-defaults.conf (`key value` lines, `#` comments) as settings."""
+    lines = (line.strip() for line in SPARK_DEFAULTS.read_text().splitlines())
+    return dict(line.split(None, 1) for line in lines if line and not line.startswith("#"))
+
+
+def job_java_options(class_archive: bool = True) -> str:
+    """The driver JVM's options: the collector, Derby's and log4j's files, the class archive."""
+    options = [
+        JVM_OPTIONS,
+        f"-Dderby.system.home={paths().state / 'derby'}",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+    ]
+    return " ".join([*options, archive_java_options()] if class_archive else options).strip()
+
+
 def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
-    """Settings every job session needs that depend on the state folder (not in spark-defaults),
-    with Comet's for a batch job (`comet`; see `shopstream.spark.comet`). The streaming jobs run
+    """Every job session's settings: spark-defaults, those that depend on the state folder, and
+    Comet's for a batch job (`comet`; see `shopstream.spark.comet`). The streaming jobs run
     without it: Kafka's source, JSON parsing and the state store are not native, and with Comet
     1M events ingested no faster (docs/benchmarks.md). `required=False`: at DAG parse time a
     missing jar fails the Spark task, not the import."""
-    state = paths().state
     return {
-        "spark.sql.warehouse.dir": str(state / "spark-warehouse"),
-        "spark.driver.extraJavaOptions": f"{JVM_OPTIONS} -Dderby.system.home={state / 'derby'}",
+        **spark_defaults(),
+        "spark.sql.warehouse.dir": str(paths().state / "spark-warehouse"),
+        "spark.driver.extraJavaOptions": job_java_options(),
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
+        **comet_class_path_conf(required=required and comet),
         **(comet_conf(required) if comet else {}),
     }
 
@@ -55,7 +76,6 @@ def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
 def get_spark(app_name: str, conf: Mapping[str, str] | None = None, comet: bool = True) -> SparkSession:
     """The active session if there is one (tests, spark-submit), else a new one configured here
     (with Comet unless `comet` is False or SHOPSTREAM_COMET=0)."""
-    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_CONF_DIR))
     # Python workers must run the same interpreter (and so the same pyspark) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Bind the driver to loopback, never to whatever interface the hostname resolves to.

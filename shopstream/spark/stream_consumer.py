@@ -1,9 +1,11 @@
 """Module 2: order events from Kafka into the date-partitioned raw Parquet layer, exactly once.
 
-    spark-submit --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
+    spark-submit --properties-file config/spark/spark-defaults.conf \\
+        --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
         shopstream/spark/stream_consumer.py --available-now
 
-(`python -m shopstream.spark.stream_consumer` does the same with the jars found for you.)
+(`python -m shopstream.spark.stream_consumer` does the same, with jars, settings and class
+archive found for you.)
 
 One streaming query reads the topic, parses each record once and writes it to the raw sink
 (`data/raw/`) under its verdict: valid rows to `verdict=valid/date=…/`, rejected records with
