@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -155,9 +154,9 @@ def status_by_category(base: DataFrame) -> DataFrame:
     )
 
 
-def write_bucketed_table(spark: SparkSession, sales_path: Path) -> None:
-    """The bucketed copy of sales_by_product (bucketBy needs saveAsTable), rebuilt from the
-    run's output: the dates of this run, joinable by product without a shuffle."""
+def write_bucketed_table(spark: SparkSession, by_product: DataFrame) -> None:
+    """The bucketed copy of sales_by_product (bucketBy needs saveAsTable), the run's dates
+    (the same frame as the output), joinable by product without a shuffle."""
     spark.sql("CREATE DATABASE IF NOT EXISTS shopstream")
     spark.sql(f"DROP TABLE IF EXISTS {BUCKETED_TABLE}")
     # The session catalog is in memory: a table written by an earlier process is unknown to this
@@ -165,8 +164,7 @@ def write_bucketed_table(spark: SparkSession, sales_path: Path) -> None:
     warehouse = spark.conf.get("spark.sql.warehouse.dir")
     delete_path(spark, f"{warehouse}/shopstream.db/sales_by_product")
     (
-        spark.read.parquet(str(sales_path))
-        .write.mode("overwrite")
+        by_product.write.mode("overwrite")
         .partitionBy("date")
         .bucketBy(BUCKETS, "product_id")
         .sortBy("product_id")
@@ -188,7 +186,8 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
         if rows_in == 0:
             log.warning("no raw events for %s: nothing to write", ", ".join(inputs.dates) or "any date")
             return {name: 0 for name in OUTPUTS}
-        by_product = sales_by_product(base).cache()
+        # Not cached: a roll-up of the small cached base costs less than one more Spark job.
+        by_product = sales_by_product(base)
         frames = {
             "hourly_sales": (hourly_sales(base), ["hour"]),
             "top_products": (top_products(spark, by_product), ["rank"]),
@@ -196,7 +195,6 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
             "status_by_category": (status_by_category(base), ["category"]),
             "sales_by_product": (by_product, ["product_id"]),
         }
-        by_product.count()  # materialised once, before two outputs read it at the same time
         # Rows written per output (and unknown regions) counted as the rows pass by, not by
         # reading the outputs back: the dynamic overwrite replaces exactly the dates written.
         counters = {name: [F.count(F.lit(1)).alias("rows")] for name in frames}
@@ -209,17 +207,17 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
             write_date_partitions(frame.observe(observations[name], *counters[name]), out / name, sort_by)
 
         # Each output is a small roll-up of the cached base, so its write is mostly per-job cost
-        # (planning, scheduling, the commit): run them as concurrent Spark jobs.
-        with ThreadPoolExecutor(max_workers=len(frames)) as pool:
+        # (planning, scheduling, the commit): run them, and the bucketed table, as concurrent jobs.
+        with ThreadPoolExecutor(max_workers=len(frames) + 1) as pool:
+            bucketed = pool.submit(write_bucketed_table, spark, by_product)
             list(pool.map(write_observed, frames))
+            bucketed.result()
         written = {name: observations[name].get["rows"] for name in frames}
-        write_bucketed_table(spark, out / "sales_by_product")
         unknown = observations["regional_revenue"].get["unknown"]
         if unknown:
             log.warning(
                 "%d region code(s) not in %s: reported as %s", unknown, REGIONS_CSV.name, UNKNOWN_REGION
             )
-        by_product.unpersist()
     finally:
         base.unpersist()
     log.info(
