@@ -89,9 +89,9 @@ def bench_session(home: Path, comet: bool = True):
 ENGINES = {"spark": "0", "comet": "1"}  # engine -> SHOPSTREAM_COMET
 
 
-def time_jobs(raw: Path, home: Path) -> dict[str, float]:
+def time_jobs(raw: Path, home: Path, warm_up: bool = True) -> dict[str, float]:
     """Both jobs over every date of `raw` in this process's new session, each twice: the seconds
-    of the second (warm) runs."""
+    of the second (warm) runs (without `warm_up`, of the only, cold runs: the smoke run's)."""
     spark = bench_session(home)
 
     def run_both(version: str) -> dict[str, float]:
@@ -99,15 +99,17 @@ def time_jobs(raw: Path, home: Path) -> dict[str, float]:
         return {"rdd_seconds": timed(lambda: batch_rdd_etl.run(inputs, spark)),
                 "df_seconds": timed(lambda: batch_df_etl.run(inputs, spark))}  # fmt: skip
 
-    run_both("warm-up")
+    if warm_up:
+        run_both("warm-up")
     return run_both("timed")
 
 
-def jobs_on(engine: str, raw: Path, home: Path) -> dict[str, float]:
+def jobs_on(engine: str, raw: Path, home: Path, warm_up: bool = True) -> dict[str, float]:
     """`time_jobs` in a new Python and JVM with Comet on or off."""
     env = {**os.environ, "SHOPSTREAM_COMET": ENGINES[engine], "SHOPSTREAM_STATE_DIR": str(home / "state")}
     result = subprocess.run(
-        [sys.executable, "-m", "bench.batch", "--time-jobs", str(raw), "--home", str(home)],
+        [sys.executable, "-m", "bench.batch", "--time-jobs", str(raw), "--home", str(home),
+         *([] if warm_up else ["--no-warm-up"])],
         env=env, capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
     if result.returncode != 0:
@@ -115,13 +117,13 @@ def jobs_on(engine: str, raw: Path, home: Path) -> dict[str, float]:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
+def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: bool = True) -> dict:
     with temp_home() as home:
         spark = spark or bench_session(home, comet=False)
         raw, stream_seconds = build_raw(home, count, spark, broker)
         inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
         rows = read_valid_rows(spark, inputs, ["date"]).count()
-        engines = {engine: jobs_on(engine, raw, home / engine) for engine in ENGINES}
+        engines = {engine: jobs_on(engine, raw, home / engine, warm_up) for engine in ENGINES}
         reference = duckdb_reference(raw)
     return {"rows": rows, "engines": engines, "duckdb_seconds": reference, "stream_seconds": stream_seconds}
 
@@ -131,9 +133,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--time-jobs", type=Path, default=None, help=argparse.SUPPRESS)  # a raw layer
     parser.add_argument("--home", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time_jobs:
-        print(json.dumps(time_jobs(args.time_jobs, args.home)))
+        print(json.dumps(time_jobs(args.time_jobs, args.home, warm_up=not args.no_warm_up)))
         return
     r = measure(args.count)
     print(f"raw rows              : {r['rows']:,}")
