@@ -90,7 +90,7 @@ maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka
 maven_jars comet config/maven/comet.pom.xml "$STATE/jars/comet" \
   -DincludeArtifactIds=comet-spark-spark4.1_2.13,scala-collection-compat_2.13
 # Trained again whenever the JDK or a jar of the jobs' class path changed (it says so otherwise).
-.venv/bin/python -m shopstream.spark.class_archive
+.venv/bin/python -m shopstream.spark.train_class_archive
 rust_binary
 dashboard_packages
 echo; echo "setup complete"

@@ -3,8 +3,10 @@ dir, so it never touches a broker the user runs), a fresh topic per test, and th
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -13,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-# Airflow reads its home when first imported: give the test run a throwaway one.
+# Airflow reads its home when first imported: give the test run a throwaway one (removed at exit).
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
