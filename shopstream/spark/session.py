@@ -2,10 +2,10 @@
 
 The master comes from spark-submit's `--master`, else `SHOPSTREAM_SPARK_MASTER`, else the
 profile's (`local[2]`; `spark://127.0.0.1:7077` with SHOPSTREAM_PROFILE=cluster); Spark's
-Kafka connector jars come from the folder `make setup` filled; the rest of
-the rest of the configuration from `config/spark/spark-defaults.conf`, handed to every job as
-settings (`job_conf`) rather than through SPARK_CONF_DIR: a configuration folder on the JVM's
-class path would bar its class-data archive (`shopstream.spark.class_archive`).
+Kafka connector jars come from the folder `make setup` filled; the rest of the configuration
+from `config/spark/spark-defaults.conf`, handed to every job as settings (`job_conf`) rather
+than through SPARK_CONF_DIR: a configuration folder on the JVM's class path would bar its
+class-data archive (`shopstream.spark.class_archive`).
 """
 
 from __future__ import annotations
