@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,5 +123,24 @@ def consumer_performance(broker: LocalBroker, topic: str, count: int) -> float:
 
 @contextmanager
 def temp_home() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="shopstream-bench-") as tmp:
-        yield Path(tmp)
+    """A throwaway folder for one stage, removed after it."""
+    home = Path(tempfile.mkdtemp(prefix="shopstream-bench-"))
+    try:
+        yield home
+    finally:
+        remove_tree(home)
+
+
+def remove_tree(path: Path, attempts: int = 20) -> None:
+    """Removes `path`, retrying for a few seconds: the shared Spark session's state-store
+    maintenance can still upload a snapshot into a stopped query's checkpoint (a `make bench`
+    ended in `Directory not empty` over a fresh `state/0/3/60.zip`)."""
+    for _ in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.5)
+    shutil.rmtree(path, ignore_errors=True)
