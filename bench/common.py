@@ -139,8 +139,8 @@ def remove_tree(path: Path, attempts: int = 20) -> None:
         try:
             shutil.rmtree(path)
             return
-        except FileNotFoundError:
-            return
-        except OSError:
+        except OSError:  # a file written or removed under it meanwhile: try again while it exists
+            if not path.exists():
+                return
             time.sleep(0.5)
     shutil.rmtree(path, ignore_errors=True)

@@ -33,10 +33,10 @@ def test_an_archive_made_for_other_jars_is_not_used(tmp_path, monkeypatch):
     archive = tmp_path / "class-archive" / "spark-jobs.jsa"
     archive.parent.mkdir()
     archive.write_bytes(b"archive")
-    archive.with_suffix(".fingerprint").write_text("made-elsewhere\n")
+    class_archive.fingerprint_file(archive).write_text("made-elsewhere\n")
     assert class_archive.usable_archive() is None
     assert class_archive.archive_java_options() == ""
-    archive.with_suffix(".fingerprint").write_text(class_archive.fingerprint() + "\n")
+    class_archive.fingerprint_file(archive).write_text(class_archive.fingerprint() + "\n")
     assert class_archive.archive_java_options() == f"-XX:SharedArchiveFile={archive}"
     monkeypatch.setenv("SHOPSTREAM_CLASS_ARCHIVE", "0")
     assert class_archive.archive_java_options() == ""

@@ -50,13 +50,13 @@ def comet_class_path_conf(required: bool = True) -> dict[str, str]:
     return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
 
 
-def comet_conf(required: bool = True) -> dict[str, str]:
-    """Comet's settings for a job it runs, {} when it is switched off. Its shuffle manager is
-    static (read when the JVM starts)."""
+def comet_conf() -> dict[str, str]:
+    """Comet's settings for a job it runs, {} when it is switched off; its jars come with every
+    job's class path (`comet_class_path_conf`). Its shuffle manager is static (read when the JVM
+    starts)."""
     if not comet_enabled():
         return {}
     return {
-        **comet_class_path_conf(required),
         "spark.plugins": "org.apache.spark.CometPlugin",
         "spark.shuffle.manager": "org.apache.spark.sql.comet.execution.shuffle.CometShuffleManager",
         "spark.memory.offHeap.enabled": "true",

@@ -69,7 +69,7 @@ def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
         "spark.driver.extraJavaOptions": job_java_options(),
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
         **comet_class_path_conf(required=required and comet),
-        **(comet_conf(required) if comet else {}),
+        **(comet_conf() if comet else {}),
     }
 
 
