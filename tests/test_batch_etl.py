@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from shopstream import publication
@@ -318,7 +319,7 @@ def test_rdd_lines_print_cents_exactly_including_net_refunds():
     assert batch_rdd_etl.format_line("P-4", 0) == "P-4\t0.00"
 
 
-def test_rdd_partition_totals_count_per_date_and_keep_a_tab_in_a_product_id():
+def test_rdd_partition_totals_count_per_date_from_arrow_batches():
     class Total:  # what the accumulators receive from one partition
         def __init__(self):
             self.value = Counter()
@@ -326,11 +327,17 @@ def test_rdd_partition_totals_count_per_date_and_keep_a_tab_in_a_product_id():
         def add(self, more):
             self.value.update(more)
 
-    lines = ["2026-11-20\tP-1\tNEW\t2100\t1", "2026-11-20\tP-1\tNEW\t5\t3",
-             "2026-11-20\tP\t9\tRETURNED\t5\t1", "2026-11-21\tP-1\tNEW\t7\t1",
-             "2026-11-21", "2026-11-21"]  # fmt: skip
+    schema = pa.schema([("date", pa.string()), ("product_id", pa.string()), ("order_status", pa.string()),
+                        ("cents", pa.int64()), ("copies", pa.int64()), ("usable", pa.bool_())])  # fmt: skip
+    rows = [("2026-11-20", "P-1", "NEW", 2100, 1, True), ("2026-11-20", "P-1", "NEW", 5, 3, True),
+            ("2026-11-20", "P\t9", "RETURNED", 5, 1, True), ("2026-11-21", "P-1", "NEW", 7, 1, True),
+            ("2026-11-21", None, None, None, 1, False),
+            ("2026-11-21", "P-2", "LOST", 3, 1, False)]  # fmt: skip
+    # Two batches, as Spark ships a partition: serialized IPC record batches.
+    as_dicts = [dict(zip(schema.names, row, strict=True)) for row in rows]
+    batches = [pa.RecordBatch.from_pylist(part, schema).serialize() for part in (as_dicts[:3], as_dicts[3:])]
     seen, malformed, duplicates = Total(), Total(), Total()
-    totals = sorted(batch_rdd_etl.totals_by_key(iter(lines), seen, malformed, duplicates))
+    totals = sorted(batch_rdd_etl.totals_by_key(iter(batches), schema, seen, malformed, duplicates))
     assert totals == [
         ("2026-11-20", "P\t9", "RETURNED", 5, 1),
         ("2026-11-20", "P-1", "NEW", 2105, 2),

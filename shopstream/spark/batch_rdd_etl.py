@@ -4,7 +4,7 @@
         shopstream/spark/batch_rdd_etl.py --date 2026-11-20
 
 Raw rows of every date asked for, each event once (re-deliveries merged by `EVENT_IDENTITY`) ->
-one RDD of text lines, summed per (date, product, status) within each partition; accumulators
+one RDD of Arrow record batches, summed per (date, product, status) within each partition; accumulators
 count per date the records seen, the re-delivered copies dropped, the CANCELLED records filtered
 out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and cancellations
 (-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`); each date is
@@ -18,14 +18,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from operator import add
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import RDD, AccumulatorParam, StorageLevel
-from pyspark.serializers import UTF8Deserializer
+from pyspark.serializers import NoOpSerializer
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from shopstream.contract import CANCELLED
 from shopstream.metrics import REVENUE_SIGN
@@ -46,32 +49,28 @@ OUTPUT_NAME = "rdd_revenue_by_product"
 CENTS_PER_UNIT = 100
 
 
-def sale_lines(spark, inputs: RunInputs):
-    """One line of text per event: 'date<TAB>product_id<TAB>order_status<TAB>amount in
-    cents<TAB>copies' for a usable event (`copies`: how often it was delivered), just 'date' for a
-    row that is not usable.
+def sale_batches(spark, inputs: RunInputs) -> tuple[RDD, pa.Schema]:
+    """The run's events as an RDD of Arrow record batches (each an IPC message in bytes) and
+    their schema: date, product_id, order_status, cents (quantity x unit price, exact), copies
+    (how often the event was delivered) and usable.
 
     "Usable" is the shared `well_formed()` rule evaluated by Spark, so both batch jobs agree on
-    which rows count. Money travels as integer cents (quantity x unit price, multiplied by the
-    JVM): exact, and Python adds ints far faster than it unpickles and adds Decimals. Rows reach
-    Python as one line of text each (what `DataFrame.toJSON` does), not as pickled `Row` objects:
-    those cost three quarters of the job (2M rows: 7.7 s of 11.2 s; as text 2.0 s).
+    which rows count; money travels as integer cents multiplied by the JVM. Rows reach Python as
+    columnar batches, not one object per row: as pickled `Row`s they cost three quarters of the
+    job, as one text line each the Python loop over them was still two thirds of it (10M rows:
+    14.2 s as lines, 4.2 s as batches; docs/benchmarks.md).
     """
     needed = ("order_id", "product_id", "order_status", "quantity", "unit_price", "timestamp", "region")
-    day = F.col("date").cast("string")
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")
-    usable = F.concat_ws("\t", day, "product_id", "order_status", cents, COPIES)
-    line = F.when(well_formed(), usable).otherwise(day)
-    return _text_rdd(
-        events_once(read_valid_rows(spark, inputs, (*needed, "date")), inputs.raw_dir).select(line)
-    )
-
-
-def _text_rdd(frame):
-    """An RDD of Python str from a one-string-column DataFrame, shipped as UTF-8 text."""
-    jvm = frame.sparkSession._jvm
-    as_strings = getattr(frame._jdf, "as")(jvm.org.apache.spark.sql.Encoders.STRING())
-    return RDD(as_strings.toJavaRDD(), frame.sparkSession.sparkContext, UTF8Deserializer())
+    events = events_once(read_valid_rows(spark, inputs, (*needed, "date")), inputs.raw_dir)
+    frame = events.select(
+        F.col("date").cast("string").alias("date"), "product_id", "order_status", cents.alias("cents"),
+        F.col(COPIES).cast("long").alias(COPIES), well_formed().alias("usable"),
+    )  # fmt: skip
+    # Dataset.toArrowBatchRdd is what toPandas and the Arrow UDFs build on (public in the JVM,
+    # not wrapped by PySpark): each element is one serialized record batch.
+    batches = frame._jdf.toArrowBatchRdd().toJavaRDD()
+    return RDD(batches, spark.sparkContext, NoOpSerializer()), to_arrow_schema(frame.schema)
 
 
 class CounterParam(AccumulatorParam):
@@ -85,39 +84,29 @@ class CounterParam(AccumulatorParam):
         return total
 
 
-def split_key(key: str) -> tuple[str, str, str]:
-    """'date<TAB>product_id<TAB>order_status' -> its parts. The date is always YYYY-MM-DD and
-    the status never holds a tab, so a tab in a product id is kept."""
-    product_id, _, status = key[11:].rpartition("\t")
-    return key[:10], product_id, status
+def count_per_date(table: pa.Table, weight: str | None = None) -> Counter:
+    """Rows per date of `table`, or the sum of its column `weight` per date."""
+    aggregate, total = ((weight, "sum"), f"{weight}_sum") if weight else (([], "count_all"), "count_all")
+    per_date = table.group_by("date").aggregate([aggregate])
+    return Counter(dict(zip(per_date["date"].to_pylist(), per_date[total].to_pylist(), strict=True)))
 
 
-def totals_by_key(lines, seen, malformed, duplicates):
-    """The usable events of a partition summed per (date, product_id, order_status): yields
-    (date, product_id, order_status, cents, records) tuples. Counts per date go to the
-    accumulators once per partition (an `add` per record cost more than the parsing)."""
-    cents: dict[str, int] = defaultdict(int)
-    records: dict[str, int] = defaultdict(int)
-    unusable: Counter = Counter()
-    extra_copies: Counter = Counter()
-    for line in lines:
-        rest, _, copies = line.rpartition("\t")
-        if not rest:
-            unusable[copies] += 1  # an unusable row's line is just its date
-            continue
-        key, _, amount = rest.rpartition("\t")
-        cents[key] += int(amount)
-        records[key] += 1
-        if copies != "1":
-            extra_copies[key[:10]] += int(copies) - 1
-    per_date: Counter = Counter(unusable)
-    for key, count in records.items():
-        per_date[key[:10]] += count
-    seen.add(per_date)
-    malformed.add(unusable)
-    duplicates.add(extra_copies)
-    for key, amount in cents.items():
-        yield (*split_key(key), amount, records[key])
+KEY = ("date", "product_id", "order_status")
+
+
+def totals_by_key(batches, schema: pa.Schema, seen, malformed, duplicates):
+    """The usable events of a partition's record batches summed per (date, product_id,
+    order_status): yields (date, product_id, order_status, cents, records) tuples. Counts per date
+    go to the accumulators once per partition."""
+    read = [pa.ipc.read_record_batch(pa.py_buffer(batch), schema) for batch in batches]
+    table = pa.Table.from_batches(read, schema)
+    usable = table.filter(table["usable"])
+    seen.add(count_per_date(table))
+    malformed.add(count_per_date(table.filter(pc.invert(table["usable"]))))
+    extra_copies = usable.append_column("extra", pc.subtract(usable[COPIES], 1))
+    duplicates.add(+count_per_date(extra_copies, "extra"))  # +: only dates with a copy dropped
+    totals = usable.group_by(list(KEY)).aggregate([("cents", "sum"), ([], "count_all")])
+    yield from zip(*(totals[name].to_pylist() for name in (*KEY, "cents_sum", "count_all")), strict=True)
 
 
 def signed_cents(total: tuple[str, str, str, int, int]) -> tuple[tuple[str, str], int]:
@@ -144,19 +133,21 @@ def revenue_by_date_product(spark, inputs: RunInputs):
             return False
         return True
 
-    # Each partition is first summed per (date, product, status) in plain Python: the map-side
-    # combine reduceByKey would do, without pickling every record through its merger. What the
+    # Each partition is first summed per (date, product, status) by Arrow's group-by: the
+    # map-side combine reduceByKey would do, without a Python object per record. What the
     # key-value steps below handle is then a few hundred partial totals per partition, not
     # millions of records; persisted (spilling, never dropped) so the two branches read them once
     # and every accumulator counts each record exactly once.
-    lines = sale_lines(spark, inputs)
-    totals = lines.mapPartitions(lambda part: totals_by_key(part, seen, malformed, duplicates))
+    batches, schema = sale_batches(spark, inputs)
+    totals = batches.mapPartitions(lambda part: totals_by_key(part, schema, seen, malformed, duplicates))
     totals = totals.persist(StorageLevel.MEMORY_AND_DISK)
     # CANCELLED orders are filtered out of the sales; the revenue rule then books each
     # cancellation as a reversal on its own date, so the two key-value RDDs are combined.
     sales = totals.filter(not_cancelled).map(signed_cents)
     reversals = totals.filter(lambda total: total[2] == CANCELLED).map(signed_cents)
-    revenue = sales.union(reversals).reduceByKey(add).persist(StorageLevel.MEMORY_AND_DISK)
+    # A few hundred keys per date: as many reduce tasks as cores, not one per input split.
+    revenue = sales.union(reversals).reduceByKey(add, sc.defaultParallelism)
+    revenue = revenue.persist(StorageLevel.MEMORY_AND_DISK)
     revenue.count()  # one action runs the whole lineage once: each accumulator counts each record once
     totals.unpersist()
     return revenue, seen.value, cancelled.value, malformed.value, duplicates.value

@@ -68,6 +68,7 @@ def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(paths().state / "spark-warehouse"),
         "spark.driver.extraJavaOptions": job_java_options(),
         "spark.executor.extraJavaOptions": JVM_OPTIONS,
+        "spark.python.daemon.module": "shopstream.spark.worker_daemon",
         **comet_class_path_conf(required=required and comet),
         **(comet_conf() if comet else {}),
     }
