@@ -70,10 +70,30 @@ def writer_deduplicated(sink: Path) -> bool:
 
 def mark_deduplicated(sink: Path, window_days: int) -> None:
     """Records that the sink's writer drops re-deliveries (call before its first batch only)."""
+    _write_marker(sink, DEDUPLICATED_MARKER, {"redelivery_window_days": window_days})
+
+
+# Written into a sink's root by the ingest (`stream_consumer`) before its first batch: each row it
+# files as valid passed the contract's validation (`shopstream.spark.orders`), whose rules include
+# the batch jobs' guard for raw layers of other writers (`shopstream.spark.batch.well_formed`).
+VALIDATED_MARKER = "_validated.json"
+
+
+def writer_validated(sink: Path) -> bool:
+    """Whether every valid row of `sink` was validated against the contract by its writer."""
+    return (sink / VALIDATED_MARKER).exists()
+
+
+def mark_validated(sink: Path, rules: dict) -> None:
+    """Records that the sink's writer validates each row by `rules` (call before its first batch)."""
+    _write_marker(sink, VALIDATED_MARKER, rules)
+
+
+def _write_marker(sink: Path, name: str, content: dict) -> None:
     sink.mkdir(parents=True, exist_ok=True)
-    staged = sink / f".{DEDUPLICATED_MARKER}.tmp"
-    staged.write_text(json.dumps({"redelivery_window_days": window_days}))
-    staged.replace(sink / DEDUPLICATED_MARKER)
+    staged = sink / f".{name}.tmp"
+    staged.write_text(json.dumps(content))
+    staged.replace(sink / name)
 
 
 def unmark_deduplicated(sink: Path) -> None:

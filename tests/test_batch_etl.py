@@ -7,8 +7,10 @@ each event once by themselves."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import shutil
 from collections import Counter
 from contextlib import contextmanager
 from decimal import Decimal
@@ -19,9 +21,9 @@ import pyarrow as pa
 import pytest
 
 from shopstream import publication
-from shopstream.sink_log import writer_deduplicated
+from shopstream.sink_log import VALIDATED_MARKER, mark_deduplicated, writer_deduplicated, writer_validated
 from shopstream.spark import batch_df_etl, batch_rdd_etl, comet
-from shopstream.spark.batch import MissingInputError, run_inputs
+from shopstream.spark.batch import MissingInputError, RunInputs, run_inputs
 from shopstream.spark.session import job_conf
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
@@ -200,6 +202,29 @@ def test_the_dataframe_jobs_roll_up_of_the_raw_rows_runs_natively_in_comet(pipel
     operators = comet.physical_operators(base)
     assert {"CometNativeScan", "CometHashAggregate", "CometExchange"} <= set(operators), operators
     assert comet.non_native(base) == [], operators
+
+
+def scanned_columns(spark, inputs: RunInputs) -> str:
+    plan = batch_df_etl.base_orders(spark, inputs)._jdf.queryExecution().executedPlan().toString()
+    [scan] = [line for line in plan.splitlines() if "Scan parquet" in line]
+    return scan
+
+
+def test_a_layer_its_ingest_validated_is_rolled_up_without_reading_the_order_id(pipeline, spark, tmp_path):
+    """The ingest marks its sink validated: its rows then pass the guard of the batch jobs without
+    a check (the guard's rules are a subset of the ingest's), and where the ingest also dropped
+    re-deliveries the roll-up never scans the order id, the widest column. Without the mark the
+    guard reads it (a foreign layer: test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer)."""
+    assert writer_validated(pipeline["inputs"].raw_dir)
+    original = pipeline["inputs"]
+    raw = tmp_path / "raw"  # the same files, as a de-duplicating ingest would have marked them
+    shutil.copytree(original.raw_dir, raw)
+    mark_deduplicated(raw, 8)
+    files = [file.replace(str(original.raw_dir), str(raw)) for file in original.files]
+    inputs = dataclasses.replace(original, raw_dir=raw, files=files)
+    assert "order_id" not in scanned_columns(spark, inputs)
+    (raw / VALIDATED_MARKER).unlink()
+    assert "order_id" in scanned_columns(spark, inputs)
 
 
 # Comet's switches read per query (its plugin and shuffle manager stay loaded and pass through).

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from shopstream import publication
 from shopstream.config import paths
 from shopstream.contract import EVENT_IDENTITY, ORDER_STATUSES
-from shopstream.sink_log import committed_dates, writer_deduplicated
+from shopstream.sink_log import committed_dates, writer_deduplicated, writer_validated
 from shopstream.spark.orders import valid_rows
 
 
@@ -118,6 +118,15 @@ def well_formed() -> Column:
         & (F.col("quantity") > 0)
         & (F.col("unit_price") > 0)
     )
+
+
+def usable(raw_dir: Path) -> Column:
+    """`well_formed()` for the rows of the raw layer at `raw_dir`, or simply true where its writer
+    validated every row against the contract (`sink_log.writer_validated`: the ingest quarantines
+    whatever breaks a rule, and its rules include these). Then no column is read only to be
+    checked: the order id, the widest, is not read at all (10M rows: 0.6 s of the DataFrame
+    job's 2.6 s roll-up)."""
+    return F.lit(True) if writer_validated(raw_dir) else well_formed()
 
 
 COPIES = "copies"

@@ -39,7 +39,7 @@ from shopstream.spark.batch import (
     events_once,
     read_valid_rows,
     replace_dir,
-    well_formed,
+    usable,
 )
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
@@ -54,7 +54,7 @@ def sale_batches(spark, inputs: RunInputs) -> tuple[RDD, pa.Schema]:
     their schema: date, product_id, order_status, cents (quantity x unit price, exact), copies
     (how often the event was delivered) and usable.
 
-    "Usable" is the shared `well_formed()` rule evaluated by Spark, so both batch jobs agree on
+    "Usable" is the shared rule (`batch.usable`) evaluated by Spark, so both batch jobs agree on
     which rows count; money travels as integer cents multiplied by the JVM. Rows reach Python as
     columnar batches, not one object per row: as pickled `Row`s they cost three quarters of the
     job, as one text line each the Python loop over them was still two thirds of it (10M rows:
@@ -65,7 +65,7 @@ def sale_batches(spark, inputs: RunInputs) -> tuple[RDD, pa.Schema]:
     events = events_once(read_valid_rows(spark, inputs, (*needed, "date")), inputs.raw_dir)
     frame = events.select(
         F.col("date").cast("string").alias("date"), "product_id", "order_status", cents.alias("cents"),
-        F.col(COPIES).cast("long").alias(COPIES), well_formed().alias("usable"),
+        F.col(COPIES).cast("long").alias(COPIES), usable(inputs.raw_dir).alias("usable"),
     )  # fmt: skip
     # Dataset.toArrowBatchRdd is what toPandas and the Arrow UDFs build on (public in the JVM,
     # not wrapped by PySpark): each element is one serialized record batch.

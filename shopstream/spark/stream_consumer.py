@@ -29,8 +29,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shopstream.config import INGEST_QUERY, ORDERS_TOPIC, VALID, VERDICT
+from shopstream.contract import ORDER_FIELD_NAMES, ORDER_STATUSES
 from shopstream.kafka_admin import TopicStats
-from shopstream.sink_log import LOG_DIR, mark_deduplicated, unmark_deduplicated
+from shopstream.sink_log import LOG_DIR, mark_deduplicated, mark_validated, unmark_deduplicated
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.session import exit_after, get_spark
 from shopstream.spark.streaming import (
@@ -113,6 +114,10 @@ def start_queries(spark, settings: StreamSettings) -> list:
         # Before the query can commit a batch with copies (a refused start loses only the marker,
         # so the batch jobs de-duplicate again: slower, never wrong).
         unmark_deduplicated(settings.raw_dir)
+    if new_sink:
+        mark_validated(
+            settings.raw_dir, {"required": list(ORDER_FIELD_NAMES), "order_status": list(ORDER_STATUSES)}
+        )
     query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))
     if settings.deduplicate and new_sink:
         # Every batch of this sink drops re-deliveries: the batch jobs may skip their own pass.
