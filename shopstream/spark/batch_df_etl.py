@@ -52,12 +52,14 @@ MONEY = f"decimal({MONEY_PRECISION + 6},{MONEY_SCALE})"  # room for sums of many
 
 
 def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
-    """Event counts, quantities and amounts per (date, hour, product, region, status), with
+    """Event counts, quantities and cents per (date, hour, product, region, status), with
     their signed (revenue-rule) versions and the re-delivered copies dropped (each event counts
     once, see `distinct_events`): one scan of the raw rows, a few tens of thousands of
     rows whatever their number, so caching it is cheap and no output rescans the raw layer.
     The scan sums integer cents (exact, and a long sum is several times cheaper than Spark's
-    wide-decimal one); amounts are decimals again on the small result. Cached by the caller."""
+    wide-decimal one), and so does the base: each output sums cents and turns each sum into its
+    decimal amount (`money`); summed as decimals (Java BigDecimal: Spark, not Comet, reads the
+    cache) the outputs' sums were most of their writes' time. Cached by the caller."""
     cents = (F.col("quantity") * F.col("unit_price") * 100).cast("long")
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
@@ -70,16 +72,19 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
         .agg(F.count("*").alias("events"), F.sum("quantity").alias("quantity"), F.sum(cents).alias("cents"),
              F.sum(F.col(COPIES) - 1).alias("duplicates"))
     )  # fmt: skip
-    amount = (F.col("cents").cast("decimal(38,0)") / 100).cast(MONEY)
     # Hash-partitioned by date, the small roll-up already has the layout every output needs:
     # their group-bys and window (all by date first) and their per-date writes reuse it, so each
     # output is one Spark stage instead of three (two more shuffles, each its own AQE job).
     return rolled_up.repartition("date").select(
         "date", "hour", "product_id", "product_name", "category", "region", "order_status", "events",
-        "duplicates",
-        "quantity", amount.alias("amount"), (revenue_sign() * amount).cast(MONEY).alias("signed_amount"),
+        "duplicates", "quantity", "cents", (revenue_sign() * F.col("cents")).alias("signed_cents"),
         (revenue_sign() * F.col("quantity")).alias("signed_quantity"),
     )  # fmt: skip
+
+
+def money(cents: F.Column) -> F.Column:
+    """The exact decimal amount of a sum of cents."""
+    return (cents.cast("decimal(38,0)") / 100).cast(MONEY)
 
 
 def _is_new() -> F.Column:
@@ -92,13 +97,13 @@ def _new_orders() -> F.Column:
 
 
 def hourly_sales(base: DataFrame) -> DataFrame:
-    gross = F.sum(F.when(_is_new(), F.col("amount"))).cast(MONEY)
+    gross = money(F.sum(F.when(_is_new(), F.col("cents"))))
     orders = _new_orders()
     return base.groupBy("date", "hour").agg(
         orders.alias("orders"),
         F.coalesce(gross, F.lit(0)).cast(MONEY).alias("gross_revenue"),
-        F.coalesce(F.sum(F.when(~_is_new(), F.col("amount"))), F.lit(0)).cast(MONEY).alias("reversals"),
-        F.sum("signed_amount").cast(MONEY).alias("net_revenue"),
+        F.coalesce(money(F.sum(F.when(~_is_new(), F.col("cents")))), F.lit(0)).cast(MONEY).alias("reversals"),
+        money(F.sum("signed_cents")).alias("net_revenue"),
         F.when(orders > 0, F.round(gross / orders, 2)).cast(MONEY).alias("avg_order_value"),
     )
 
@@ -106,7 +111,7 @@ def hourly_sales(base: DataFrame) -> DataFrame:
 def sales_by_product(base: DataFrame) -> DataFrame:
     return base.groupBy("date", "product_id", "product_name", "category").agg(
         F.sum("signed_quantity").alias("net_quantity"),
-        F.sum("signed_amount").cast(MONEY).alias("net_revenue"),
+        money(F.sum("signed_cents")).alias("net_revenue"),
         _new_orders().alias("orders"),
     )
 
@@ -132,7 +137,7 @@ def regions(spark: SparkSession) -> DataFrame:
 def regional_revenue(spark: SparkSession, base: DataFrame) -> DataFrame:
     per_region = base.groupBy("date", "region").agg(
         _new_orders().alias("orders"),
-        F.sum("signed_amount").cast(MONEY).alias("net_revenue"),
+        money(F.sum("signed_cents")).alias("net_revenue"),
     )
     joined = per_region.join(regions(spark), per_region.region == F.col("region_code"), "left")
     unknown = F.col("region_code").isNull()
