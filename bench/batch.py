@@ -5,8 +5,9 @@ from the same raw Parquet files.
 
 Builds the raw layer through the real path (order-sim -> own broker on free ports -> streaming
 job), then times the RDD job and the DataFrame job in a new Spark process per engine (Comet's
-settings are fixed when the JVM starts; 1 GB driver; each job's second, warm run counts), and
-DuckDB running the reference SQL of tests/duckdb_oracle.py over the committed raw files.
+settings are fixed when the JVM starts; 1 GB driver; after a warm-up run of both jobs, the median
+of three timed runs counts: one run of a 5 s job varied by ±20% here), and DuckDB running the
+reference SQL of tests/duckdb_oracle.py over the committed raw files (also the median of three).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -46,7 +48,12 @@ def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) 
     return settings.raw_dir, stream_seconds
 
 
-def duckdb_reference(raw: Path) -> float:
+def duckdb_reference(raw: Path, runs: int = 3) -> float:
+    """The median of `runs` timings of `duckdb_once`."""
+    return statistics.median(duckdb_once(raw) for _ in range(runs))
+
+
+def duckdb_once(raw: Path) -> float:
     """Seconds for DuckDB to compute every output of both jobs from the raw files, each event
     once as the jobs count them: with a de-duplication pass only where they make one (a raw layer
     whose ingest did not drop re-deliveries)."""
@@ -89,9 +96,13 @@ def bench_session(home: Path, comet: bool = True):
 ENGINES = {"spark": "0", "comet": "1"}  # engine -> SHOPSTREAM_COMET
 
 
+TIMED_RUNS = 3
+
+
 def time_jobs(raw: Path, home: Path, warm_up: bool = True) -> dict[str, float]:
-    """Both jobs over every date of `raw` in this process's new session, each twice: the seconds
-    of the second (warm) runs (without `warm_up`, of the only, cold runs: the smoke run's)."""
+    """Both jobs over every date of `raw` in this process's new session: the median seconds of
+    each over TIMED_RUNS runs after a warm-up run of both (without `warm_up`, of one cold run:
+    the smoke run's)."""
     spark = bench_session(home)
 
     def run_both(version: str) -> dict[str, float]:
@@ -99,9 +110,11 @@ def time_jobs(raw: Path, home: Path, warm_up: bool = True) -> dict[str, float]:
         return {"rdd_seconds": timed(lambda: batch_rdd_etl.run(inputs, spark)),
                 "df_seconds": timed(lambda: batch_df_etl.run(inputs, spark))}  # fmt: skip
 
-    if warm_up:
-        run_both("warm-up")
-    return run_both("timed")
+    if not warm_up:
+        return run_both("cold")
+    run_both("warm-up")
+    runs = [run_both(f"timed-{i}") for i in range(TIMED_RUNS)]
+    return {job: statistics.median(run[job] for run in runs) for job in runs[0]}
 
 
 def jobs_on(engine: str, raw: Path, home: Path, warm_up: bool = True) -> dict[str, float]:
@@ -124,7 +137,7 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: 
         inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
         rows = read_valid_rows(spark, inputs, ["date"]).count()
         engines = {engine: jobs_on(engine, raw, home / engine, warm_up) for engine in ENGINES}
-        reference = duckdb_reference(raw)
+        reference = duckdb_reference(raw, 3 if warm_up else 1)
     return {"rows": rows, "engines": engines, "duckdb_seconds": reference, "stream_seconds": stream_seconds}
 
 
