@@ -4,10 +4,10 @@
         shopstream/spark/batch_rdd_etl.py --date 2026-11-20
 
 Raw rows of every date asked for, each event once (re-deliveries merged by `EVENT_IDENTITY`) ->
-one RDD of Arrow record batches, summed per (date, product, status) within each partition; accumulators
-count per date the records seen, the re-delivered copies dropped, the CANCELLED records filtered
-out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and cancellations
-(-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`); each date is
+one RDD of Arrow record batches, summed per (date, product, status) within each partition;
+accumulators count per date the records seen, the re-delivered copies dropped, the CANCELLED
+records filtered out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and
+cancellations (-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`); each date is
 saved with `saveAsTextFile` as sorted `product_id<TAB>revenue` lines under
 `rdd_revenue_by_product/date=<date>/` of the run's version (see `shopstream.publication`), with its
 counts in `_counts.json` beside it.
@@ -100,12 +100,12 @@ def totals_by_key(batches, schema: pa.Schema, seen, malformed, duplicates):
     go to the accumulators once per partition."""
     read = [pa.ipc.read_record_batch(pa.py_buffer(batch), schema) for batch in batches]
     table = pa.Table.from_batches(read, schema)
-    usable = table.filter(table["usable"])
+    counted = table.filter(table["usable"])
     seen.add(count_per_date(table))
     malformed.add(count_per_date(table.filter(pc.invert(table["usable"]))))
-    extra_copies = usable.append_column("extra", pc.subtract(usable[COPIES], 1))
+    extra_copies = counted.append_column("extra", pc.subtract(counted[COPIES], 1))
     duplicates.add(+count_per_date(extra_copies, "extra"))  # +: only dates with a copy dropped
-    totals = usable.group_by(list(KEY)).aggregate([("cents", "sum"), ([], "count_all")])
+    totals = counted.group_by(list(KEY)).aggregate([("cents", "sum"), ([], "count_all")])
     yield from zip(*(totals[name].to_pylist() for name in (*KEY, "cents_sum", "count_all")), strict=True)
 
 
