@@ -58,8 +58,8 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     rows whatever their number, so caching it is cheap and no output rescans the raw layer.
     The scan sums integer cents (exact, and a long sum is several times cheaper than Spark's
     wide-decimal one), and so does the base: each output sums cents and turns each sum into its
-    decimal amount (`money`); summed as decimals (Java BigDecimal: Spark, not Comet, reads the
-    cache) the outputs' sums were most of their writes' time. Cached by the caller."""
+    decimal amount (`money`); as decimals, the outputs' sums over the cache (read by Spark, not
+    Comet) ran on Java's BigDecimal, the top of their write tasks' profile. Cached by the caller."""
     cents = (F.col("quantity") * F.col("unit_price") * 100).cast("long")
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
