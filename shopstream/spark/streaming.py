@@ -179,11 +179,13 @@ def log_progress(progress: dict) -> None:
     written = ", ".join(f"{rows} {sink}" for sink, rows in counts.items()) or "?"
     if redelivered is not None:
         written += f" ({redelivered} re-delivered copies dropped)"
-    # Stateful queries (the order-status join) also report their state and late drops.
+    # Stateful queries also report their late drops, and their state's rows where RocksDB counts
+    # them (spark-defaults turn the count off: it costs a read per write).
     state = progress.get("stateOperators") or []
+    state_rows = sum(op.get("numRowsTotal", 0) for op in state)
     stateful = (
-        f", state {sum(op.get('numRowsTotal', 0) for op in state)} rows, "
-        f"{sum(op.get('numRowsDroppedByWatermark', 0) for op in state)} dropped as late"
+        (f", state {state_rows} rows" if state_rows else "")
+        + f", {sum(op.get('numRowsDroppedByWatermark', 0) for op in state)} dropped as late"
         if state
         else ""
     )
