@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from shopstream.spark.orders import (
     sink_rows,
     valid_rows,
 )
+from shopstream.spark.streaming import log_progress
 
 GOOD = {
     "order_id": "ORD-00000000000000A1",
@@ -118,3 +120,24 @@ def test_each_record_is_parsed_once_in_the_optimized_plan(spark):
     # The streamed frame evaluates the rejection rules (first outcome "empty message") once too,
     # though a dozen of its columns depend on their verdict.
     assert plan(sink).count("empty message") == 1, plan(sink)
+
+
+def test_the_progress_line_names_the_state_rows_only_where_rocksdb_counts_them(caplog):
+    # spark-defaults turn RocksDB's row count off (a read per write): it then reports 0 rows,
+    # which the line must not present as an empty state.
+    def line(state_rows: int) -> str:
+        progress = {"name": "orders", "batchId": 3, "numInputRows": 10,
+                    "durationMs": {"triggerExecution": 1500},
+                    "observedMetrics": {"orders": {"raw": 9, "quarantine": 1}},
+                    "stateOperators": [{"numRowsTotal": state_rows, "numRowsDroppedByWatermark": 2,
+                                        "customMetrics": {"numDroppedDuplicateRows": 4}}]}  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="shopstream.stream"):
+            log_progress(progress)
+        return caplog.records[-1].getMessage()
+
+    assert line(0) == (
+        "orders batch 3: 10 records in, rows written: 9 raw, 1 quarantine "
+        "(4 re-delivered copies dropped), 1.5 s, 2 dropped as late"
+    )
+    assert line(7).endswith("1.5 s, state 7 rows, 2 dropped as late")
