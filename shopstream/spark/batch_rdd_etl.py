@@ -7,8 +7,8 @@ Raw rows of every date asked for, each event once (re-deliveries merged by `EVEN
 one RDD of Arrow record batches, summed per (date, product, status) within each partition;
 accumulators count per date the records seen, the re-delivered copies dropped, the CANCELLED
 records filtered out of the sales RDD, and malformed records; sales (NEW +, RETURNED -) and
-cancellations (-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`); each date is
-saved with `saveAsTextFile` as sorted `product_id<TAB>revenue` lines under
+cancellations (-) are reduced by (date, product_id) (the revenue rule of `shopstream.metrics`);
+each date is saved with `saveAsTextFile` as sorted `product_id<TAB>revenue` lines under
 `rdd_revenue_by_product/date=<date>/` of the run's version (see `shopstream.publication`), with its
 counts in `_counts.json` beside it.
 """

@@ -189,13 +189,11 @@ def log_progress(progress: dict) -> None:
     # Stateful queries also report their late drops, and their state's rows where RocksDB counts
     # them (spark-defaults turn the count off: it costs a read per write).
     state = progress.get("stateOperators") or []
-    state_rows = sum(op.get("numRowsTotal", 0) for op in state)
-    stateful = (
-        (f", state {state_rows} rows" if state_rows else "")
-        + f", {sum(op.get('numRowsDroppedByWatermark', 0) for op in state)} dropped as late"
-        if state
-        else ""
-    )
+    stateful = ""
+    if state:
+        if state_rows := sum(op.get("numRowsTotal", 0) for op in state):
+            stateful += f", state {state_rows} rows"
+        stateful += f", {sum(op.get('numRowsDroppedByWatermark', 0) for op in state)} dropped as late"
     log.info(
         "%s batch %s: %s records in, rows written: %s, %.1f s%s",
         progress.get("name"),
