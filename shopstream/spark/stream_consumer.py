@@ -118,7 +118,8 @@ def start_queries(spark, settings: StreamSettings) -> list:
         mark_validated(
             settings.raw_dir, {"required": list(ORDER_FIELD_NAMES), "order_status": list(ORDER_STATUSES)}
         )
-    query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"))
+    query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"),
+                       drained_by_data=True)  # fmt: skip
     if settings.deduplicate and new_sink:
         # Every batch of this sink drops re-deliveries: the batch jobs may skip their own pass.
         mark_deduplicated(settings.raw_dir, redelivery_window_days())
