@@ -172,6 +172,37 @@ def test_redelivered_events_land_once_within_a_batch_and_across_batches(spark, k
         run(settings, spark)
 
 
+def state_versions(checkpoint: Path) -> dict[str, dict[str, set[int]]]:
+    """Per state partition of the ingest query: the versions it holds as snapshots and as changelogs."""
+    found = {}
+    for partition in sorted((checkpoint / "orders" / "state" / "0").glob("[0-9]*")):
+        names = [f.name.split(".") for f in partition.iterdir() if not f.name.startswith(".")]
+        found[partition.name] = {
+            kind: {int(n[0]) for n in names if n[1:] == [kind]} for kind in ("zip", "changelog")
+        }
+    return found
+
+
+def test_each_available_now_run_leaves_its_state_as_a_snapshot_and_prunes_old_versions(
+    spark, kafka_broker, topic, tmp_path
+):
+    # The scheduler's runs are short processes: Spark's background maintenance (every 60 s) never
+    # runs in them. Each run's own commit must leave the state loadable without replaying
+    # changelogs, and delete what is past retention: else every run replays all history.
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+    spark.conf.set("spark.sql.streaming.minBatchesToRetain", "2")
+    try:
+        for run_number in range(1, 4):
+            produce(kafka_broker, topic, "--count", "300", "--seed", str(70 + run_number),
+                    "--start", days_ago(2), "--span", "24h")  # fmt: skip
+            assert run(settings, spark)["raw"] == 300
+            versions = state_versions(settings.checkpoint_dir)
+            assert versions and all(v["zip"] == set(range(max(1, run_number - 1), run_number + 1))
+                                    and not v["changelog"] for v in versions.values()), versions  # fmt: skip
+    finally:
+        spark.conf.unset("spark.sql.streaming.minBatchesToRetain")
+
+
 def run_stream_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     result = subprocess.run(

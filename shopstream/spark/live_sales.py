@@ -50,9 +50,9 @@ from shopstream.spark.streaming import (
     check_source,
     kafka_stream,
     source_settings,
+    start_triggered,
     stream_arg_parser,
     stream_main,
-    trigger_writer,
 )
 
 log = job_logger("live")
@@ -162,7 +162,7 @@ def start_query(spark, settings: StreamSettings, dsn: str):
 
     writer = rows.writeStream.queryName(QUERY_NAME).foreachBatch(write_batch)
     writer = writer.option("checkpointLocation", str(checkpoint))
-    return trigger_writer(writer, settings).start(), store
+    return start_triggered(writer, spark, settings), store
 
 
 def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:

@@ -59,9 +59,9 @@ from shopstream.spark.streaming import (
     run_queries,
     source_settings,
     start_sink,
+    start_triggered,
     stream_arg_parser,
     stream_main,
-    trigger_writer,
 )
 
 log = job_logger("order_status")
@@ -268,7 +268,7 @@ def start_status_upserts(status: DataFrame, settings: StatusSettings):
         .option("checkpointLocation", str(settings.checkpoint_dir / "status"))
         .outputMode("append")
     )
-    return trigger_writer(writer, settings.stream).start()
+    return start_triggered(writer, status.sparkSession, settings.stream)
 
 
 def start_queries(spark, settings: StatusSettings) -> list:
