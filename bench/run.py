@@ -1,7 +1,7 @@
 """`make bench`: every stage next to its reference, in one run, as one table.
 
     .venv/bin/python -m bench.run            # full sizes (~25 min), writes docs/benchmarks.md
-    .venv/bin/python -m bench.run --smoke    # small sizes (~2 min), writes .state/bench-smoke.md
+    .venv/bin/python -m bench.run --smoke    # small sizes (~4 min), writes .state/bench-smoke.md
 
 Stages: producer (vs Kafka's ProducerPerformance), generation alone, producer memory, streaming
 ingest (vs Kafka's ConsumerPerformance), both batch jobs (vs DuckDB on the same files), the

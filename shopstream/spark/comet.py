@@ -3,7 +3,7 @@ Comet supports them, in the same JVM, with the same results. On by default for t
 sessions (`session.job_conf`); SHOPSTREAM_COMET=0 switches it off (to compare, or on a cluster
 whose workers lack the jar).
 
-Comet falls back to Spark operator by operator; with `spark.comet.explainFallback.enabled` it logs
+Comet falls back to Spark operator by operator; with `spark.comet.explain.fallback.enabled` it logs
 each plan's fallbacks and their reasons (logger `CometExecRule`), and `non_native` lists the
 operators of an executed plan that Spark ran itself, which the jobs log and the tests assert on.
 """
@@ -62,7 +62,7 @@ def comet_conf() -> dict[str, str]:
         "spark.memory.offHeap.enabled": "true",
         "spark.memory.offHeap.size": COMET_OFF_HEAP,
         # Whatever Comet cannot run natively is logged with the reason (and see log_native_coverage).
-        "spark.comet.explainFallback.enabled": "true",
+        "spark.comet.explain.fallback.enabled": "true",
     }
 
 

@@ -75,7 +75,7 @@ def train(archive: Path) -> None:
         spark = get_spark(
             "shopstream-class-archive",
             {"spark.ui.enabled": "false", "spark.sql.warehouse.dir": f"{folder}/warehouse",
-             "spark.driver.extraJavaOptions": options, "spark.comet.explainFallback.enabled": "false"},
+             "spark.driver.extraJavaOptions": options, "spark.comet.explain.fallback.enabled": "false"},
         )  # fmt: skip
         jvm = spark.sparkContext._gateway.proc
         training_workload(spark, Path(folder))
