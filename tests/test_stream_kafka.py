@@ -17,7 +17,7 @@ from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.devstack.processes import free_port
 from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
 from shopstream.spark.stream_consumer import run
-from shopstream.spark.streaming import SinkCheckpointMismatch, StreamSettings
+from shopstream.spark.streaming import SinkCheckpointMismatch, StreamSettings, session_conf
 from tests import oracle
 from tests.conftest import produce
 from tests.dates import days_ago
@@ -190,8 +190,7 @@ def test_each_available_now_run_leaves_its_state_as_a_snapshot_and_prunes_old_ve
     # runs in them. Each run's own commit must leave the state loadable without replaying
     # changelogs, and delete what is past retention: else every run replays all history.
     settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
-    spark.conf.set("spark.sql.streaming.minBatchesToRetain", "2")
-    try:
+    with session_conf(spark, {"spark.sql.streaming.minBatchesToRetain": "2"}):
         for run_number in range(1, 4):
             produce(kafka_broker, topic, "--count", "300", "--seed", str(70 + run_number),
                     "--start", days_ago(2), "--span", "24h")  # fmt: skip
@@ -199,8 +198,6 @@ def test_each_available_now_run_leaves_its_state_as_a_snapshot_and_prunes_old_ve
             versions = state_versions(settings.checkpoint_dir)
             assert versions and all(v["zip"] == set(range(max(1, run_number - 1), run_number + 1))
                                     and not v["changelog"] for v in versions.values()), versions  # fmt: skip
-    finally:
-        spark.conf.unset("spark.sql.streaming.minBatchesToRetain")
 
 
 def run_stream_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:

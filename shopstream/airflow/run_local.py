@@ -59,15 +59,16 @@ def migrate_db(env: dict[str, str]) -> None:
     schema: the command costs ≈ 5 s even when there is nothing to do, on every run."""
     database = Path(env["AIRFLOW_HOME"]) / "airflow.db"
     stamp = database.with_name("airflow.db.migrated")
-    installed = importlib.metadata.version("apache-airflow")
-    if stamp.exists() and json.loads(stamp.read_text()) == {
-        "airflow": installed,
-        "revision": schema_revision(database),
-    }:
+    if stamp.exists() and json.loads(stamp.read_text()) == migration_stamp(database):
         return
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    stamp.write_text(json.dumps({"airflow": installed, "revision": schema_revision(database)}))
+    stamp.write_text(json.dumps(migration_stamp(database)))
+
+
+def migration_stamp(database: Path) -> dict[str, str | None]:
+    """What a migration leaves behind: the installed Airflow and the database's schema revision."""
+    return {"airflow": importlib.metadata.version("apache-airflow"), "revision": schema_revision(database)}
 
 
 def schema_revision(database: Path) -> str | None:
