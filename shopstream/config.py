@@ -244,6 +244,20 @@ LATENESS_DAYS = 7
 MAX_AHEAD_DAYS = 1
 
 
+# How much history the raw sink's commit log keeps (Spark's file sink option `retention`: older
+# entries are dropped when it compacts, every 10 batches). Their files stay listed in the sink's
+# seals (`shopstream.sink_log`), which the writer updates when it starts and every
+# SEAL_INTERVAL_SECONDS while it runs: far more often than this, so no entry leaves the log
+# unsealed. Without it the log grows forever and every compaction rewrites all of it.
+SINK_LOG_RETENTION = "7d"
+SEAL_INTERVAL_SECONDS = 3600
+
+
+def sink_log_retention() -> str:
+    """`SHOPSTREAM_SINK_LOG_RETENTION` (a Spark duration: 7d, 12h, 30s), else SINK_LOG_RETENTION."""
+    return os.environ.get("SHOPSTREAM_SINK_LOG_RETENTION", SINK_LOG_RETENTION)
+
+
 def lateness_days() -> int:
     """`SHOPSTREAM_LATENESS_DAYS`, else LATENESS_DAYS."""
     return int(os.environ.get("SHOPSTREAM_LATENESS_DAYS", LATENESS_DAYS))

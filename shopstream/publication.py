@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -31,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from shopstream.config import VALID, lateness_days, paths
+from shopstream.files import write_json_atomically
 from shopstream.sink_log import committed_files_by_date
 
 VERSIONS, PUBLISHED, INPUTS = "_versions", "_published", "_inputs.json"
@@ -63,7 +63,7 @@ def raw_inputs(raw: Path, dates: list[str]) -> dict[str, dict]:
     """The committed valid raw files of each date now, with a fingerprint of the list: the input
     of a run, pinned so that the jobs and the validation all read the same rows even while
     ingest goes on, and compared later to tell whether a date has changed since."""
-    by_date = committed_files_by_date(raw, VALID)  # the commit log read once for every date
+    by_date = committed_files_by_date(raw, VALID, dates)  # the commit log read once for every date
     result = {}
     for date in dates:
         files = by_date.get(date, [])
@@ -88,15 +88,6 @@ def read_inputs(root: Path, version: str) -> dict[str, dict]:
 
 def _pointer(root: Path, date: str) -> Path:
     return root / PUBLISHED / f"{date}.json"
-
-
-def write_json_atomically(target: Path, content: dict) -> None:
-    """Replaces `target` with `content` in one rename: readers see the old file or the new one,
-    never a half-written one (the pointers of the transformed layer and the order-status table)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    staged.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(staged, target)
 
 
 def published(root: Path, date: str) -> dict | None:

@@ -1,21 +1,37 @@
 """The files a Spark streaming file sink has committed, read from its commit log
-(`_spark_metadata/`) in plain Python: what readers outside Spark (validation, the report) must
-read instead of globbing folders, which would also find the orphan files of a crashed batch.
+(`_spark_metadata/`) and its seals in plain Python: what readers outside Spark (validation, the
+report, the batch jobs' pinned inputs) must read instead of globbing folders, which would also
+find the orphan files of a crashed batch.
 
 Log format (Spark's `FileStreamSinkLog`, version 1): one file per batch, `N` or `N.compact`
 (a compaction repeats every entry before it); a first line `v1`, then one JSON object per file
 with its `path` (a URI) and `action` (`add` or `delete`).
+
+Seals (`_sealed/<partition>.json`, e.g. `_sealed/verdict=valid/date=2026-11-20.json`): the
+committed files of one partition, copied out of the log by its writer (`seal`). Spark's log keeps
+every file ever committed and rewrites all of it at each compaction (every 10 batches): a year of
+the live service's 1-minute batches is ≈ 2M entries, 15 s per compaction and 29 s per read here,
+and the driver runs out of memory listing them. So the raw sink's log keeps only a retention
+(`config.sink_log_retention`: Spark's file sink option `retention` drops older entries when it
+compacts) and the seals keep the rest, one small file per partition. The writer seals before its
+query starts and while it runs, so every entry is in a seal before a compaction may drop it;
+readers read the log first, then the seals, and see the union.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from shopstream.config import VALID, VERDICT
+from shopstream.files import write_json_atomically
 
 LOG_DIR = "_spark_metadata"
+SEALS_DIR = "_sealed"
+COMPACT = ".compact"
 
 
 def _batch_files(sink: Path) -> list[Path]:
@@ -26,11 +42,18 @@ def _batch_files(sink: Path) -> list[Path]:
     return sorted(entries, key=lambda e: int(e.name.split(".")[0]))
 
 
-def committed_files(sink: Path, verdict: str | None = None, date: str | None = None) -> list[str]:
-    """The data files the commit log holds now (compactions and deletes applied); with `verdict`
-    and/or `date`, only those of that partition."""
+def _current_log_files(sink: Path) -> list[Path]:
+    """The latest compaction and the batches after it: a compaction repeats what the batches
+    before it hold (Spark deletes those some minutes later), so reading them again is waste."""
+    entries = _batch_files(sink)
+    compactions = [i for i, e in enumerate(entries) if e.name.endswith(COMPACT)]
+    return entries[compactions[-1] :] if compactions else entries
+
+
+def logged_files(sink: Path) -> set[str]:
+    """The data files the commit log holds now (its compaction and deletes applied)."""
     files: set[str] = set()
-    for entry in _batch_files(sink):
+    for entry in _current_log_files(sink):
         lines = entry.read_text().splitlines()
         if not lines or lines[0] != "v1":
             raise ValueError(f"{entry}: not a version 1 file sink log")
@@ -40,21 +63,109 @@ def committed_files(sink: Path, verdict: str | None = None, date: str | None = N
                 files.add(path)
             else:
                 files.discard(path)
-    wanted = [f"/{VERDICT}={verdict}/" if verdict else "", f"/date={date}/" if date else ""]
-    return sorted(f for f in files if all(w in f for w in wanted))
+    return files
 
 
-def committed_files_by_date(sink: Path, verdict: str = VALID) -> dict[str, list[str]]:
-    """The committed files of `verdict`, grouped by their `date` partition (one read of the log)."""
+def _partition_of(path: str) -> str:
+    """`verdict=valid/date=2026-11-20` for a file of that partition (its `k=v` folders)."""
+    return "/".join(part for part in path.split("/")[:-1] if "=" in part)
+
+
+def _seal_path(sink: Path, partition: str) -> Path:
+    return sink / SEALS_DIR / f"{partition}.json"
+
+
+def _read_seal(seal: Path) -> set[str]:
+    return set(json.loads(seal.read_text())["files"]) if seal.exists() else set()
+
+
+def seal(sink: Path) -> int:
+    """Copies each partition's committed files from the log into its seal wherever the log holds
+    a file the seal lacks (a seal only grows). Called by the sink's writer alone, before its query
+    starts and then at least once per retention. Returns how many seals it wrote."""
+    by_partition: dict[str, set[str]] = {}
+    for path in logged_files(sink):
+        by_partition.setdefault(_partition_of(path), set()).add(path)
+    written = 0
+    for partition, files in sorted(by_partition.items()):
+        target = _seal_path(sink, partition)
+        sealed = _read_seal(target)
+        if not files <= sealed:
+            write_json_atomically(target, {"files": sorted(sealed | files)}, indent=None)
+            written += 1
+    return written
+
+
+class Sealing:
+    """The writer's sealing of `sink`: `now()`, then `when_due()` again once every `interval`
+    seconds (a continuous query calls it on each poll); `on_sealed` hears how many seals each
+    sealing wrote."""
+
+    def __init__(self, sink: Path, interval: float, on_sealed: Callable[[int], None] = lambda n: None,
+                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        self.sink, self.interval, self.on_sealed, self.clock = sink, interval, on_sealed, clock
+        self.last: float | None = None
+
+    def now(self) -> int:
+        written = seal(self.sink)
+        self.last = self.clock()
+        self.on_sealed(written)
+        return written
+
+    def when_due(self) -> int:
+        return self.now() if self.last is None or self.clock() - self.last >= self.interval else 0
+
+
+def _sealed_files(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> set[str]:
+    root = sink / SEALS_DIR
+    if not root.is_dir():
+        return set()
+    verdicts = [f"{VERDICT}={verdict}"] if verdict else sorted(p.name for p in root.glob(f"{VERDICT}=*"))
+    if dates is None:
+        seals = [s for v in verdicts for s in sorted((root / v).glob("date=*.json"))]
+    else:
+        seals = [root / v / f"date={d}.json" for v in verdicts for d in dates]
+    return set().union(*map(_read_seal, seals))
+
+
+def _committed(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> list[str]:
+    dates = None if dates is None else list(dates)
+    files = logged_files(sink)  # the log first: an entry leaves it only once a seal holds it
+    files |= _sealed_files(sink, verdict, dates)
+    wanted = f"/{VERDICT}={verdict}/" if verdict else ""
+    in_dates = None if dates is None else {f"/date={d}/" for d in dates}
+    return sorted(
+        f for f in files
+        if wanted in f and (in_dates is None or any(d in f for d in in_dates))
+    )  # fmt: skip
+
+
+def committed_files(sink: Path, verdict: str | None = None, date: str | None = None) -> list[str]:
+    """The data files committed to `sink` (its log and seals); with `verdict` and/or `date`, only
+    those of that partition."""
+    return _committed(sink, verdict, None if date is None else [date])
+
+
+def committed_files_by_date(
+    sink: Path, verdict: str = VALID, dates: Iterable[str] | None = None
+) -> dict[str, list[str]]:
+    """The committed files of `verdict` grouped by their `date` partition (one read of the log),
+    for `dates` only when given."""
     by_date: dict[str, list[str]] = {}
-    for f in committed_files(sink, verdict):
-        by_date.setdefault(f.split("/date=")[1].split("/")[0], []).append(f)
+    for f in _committed(sink, verdict, dates):
+        by_date.setdefault(_date_of(f), []).append(f)
     return by_date
 
 
 def committed_dates(sink: Path, verdict: str = VALID) -> list[str]:
-    """The dates of the committed files of `verdict`."""
-    return sorted(committed_files_by_date(sink, verdict))
+    """The dates of the committed files of `verdict` (the log's, and those with a seal)."""
+    logged = {_date_of(f) for f in logged_files(sink) if f"/{VERDICT}={verdict}/" in f}
+    sealed = (sink / SEALS_DIR / f"{VERDICT}={verdict}").glob("date=*.json")
+    return sorted(logged | {s.stem.removeprefix("date=") for s in sealed})
+
+
+def _date_of(path: str) -> str:
+    return path.split("/date=")[1].split("/")[0]
 
 
 # Written into a sink's root by an ingest that drops re-deliveries from the sink's very first batch
@@ -90,10 +201,7 @@ def mark_validated(sink: Path, rules: dict) -> None:
 
 
 def _write_marker(sink: Path, name: str, content: dict) -> None:
-    sink.mkdir(parents=True, exist_ok=True)
-    staged = sink / f".{name}.tmp"
-    staged.write_text(json.dumps(content))
-    staged.replace(sink / name)
+    write_json_atomically(sink / name, content, indent=None)
 
 
 def unmark_deduplicated(sink: Path) -> None:

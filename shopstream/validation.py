@@ -25,6 +25,7 @@ import duckdb
 from shopstream import publication
 from shopstream.config import VALID, paths
 from shopstream.contract import EVENT_IDENTITY, NEW, ORDER_STATUSES
+from shopstream.files import write_json_atomically
 from shopstream.metrics import TOP_N_PRODUCTS
 from shopstream.sink_log import committed_files
 
@@ -246,7 +247,7 @@ def report_file(date: str, transformed: Path | None = None) -> Path:
 
 def write_report(report: Report, transformed: Path | None = None) -> Path:
     target = report_file(report.date, transformed)
-    publication.write_json_atomically(target, report.as_dict())
+    write_json_atomically(target, report.as_dict())
     return target
 
 

@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from shopstream import sink_log
 from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.devstack.processes import free_port
 from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
@@ -22,7 +24,7 @@ from tests import oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
-from tests.sink_files import committed_files, read_sink
+from tests.sink_files import commit_log, committed_files, read_sink
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +200,40 @@ def test_each_available_now_run_leaves_its_state_as_a_snapshot_and_prunes_old_ve
             versions = state_versions(settings.checkpoint_dir)
             assert versions and all(v["zip"] == set(range(max(1, run_number - 1), run_number + 1))
                                     and not v["changelog"] for v in versions.values()), versions  # fmt: skip
+
+
+def test_the_raw_logs_retention_drops_entries_the_seals_keep_every_committed_file(
+    spark, kafka_broker, topic, tmp_path, monkeypatch
+):
+    # A year of the live service's batches is millions of log entries, all rewritten at each
+    # compaction: the raw sink's log keeps only a retention, its writer's seals the rest. Here the
+    # retention is 3 s and Spark compacts every 2nd batch, so the second run's batch (a
+    # compaction) drops the first run's entries.
+    monkeypatch.setenv("SHOPSTREAM_SINK_LOG_RETENTION", "3s")
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+    with session_conf(spark, {"spark.sql.streaming.fileSink.log.compactInterval": "2"}):
+        produce(kafka_broker, topic, "--count", "400", "--seed", "81", "--malformed-ratio", "0.02",
+                "--start", days_ago(3), "--span", "48h")  # fmt: skip
+        run(settings, spark)
+        first_run = set(sink_log.committed_files(settings.raw_dir))
+        time.sleep(4)
+        produce(kafka_broker, topic, "--count", "400", "--seed", "82", "--malformed-ratio", "0.02",
+                "--start", days_ago(2), "--span", "24h")  # fmt: skip
+        run(settings, spark)
+
+    # What Spark's log holds now: its compaction (the batches before it are deleted minutes later).
+    compaction = dict(commit_log(settings.raw_dir))[settings.raw_dir / "_spark_metadata" / "1.compact"]
+    in_log_now = {path for _, path in compaction}
+    assert first_run and not first_run & in_log_now, "the compaction kept entries past the retention"
+    files = set(sink_log.committed_files(settings.raw_dir))
+    assert first_run | in_log_now == files
+    # Every record produced is in those files once, as the suite reads the topic.
+    valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, 800)
+    rows = duckdb.read_parquet(sorted(files), hive_partitioning=True, union_by_name=True)
+    landed = rows.select("verdict, kafka_partition, kafka_offset").fetchall()
+    assert len(landed) == 800
+    assert {(p, o) for v, p, o in landed if v == VALID} == set(valid)
+    assert {(p, o) for v, p, o in landed if v == QUARANTINED} == bad
 
 
 def run_stream_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:

@@ -48,7 +48,7 @@ from pyspark.sql import functions as F
 
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.contract import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
-from shopstream.publication import write_json_atomically
+from shopstream.files import write_json_atomically
 from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.streaming import (

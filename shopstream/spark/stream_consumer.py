@@ -28,10 +28,17 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shopstream.config import INGEST_QUERY, ORDERS_TOPIC, VALID, VERDICT
+from shopstream.config import (
+    INGEST_QUERY,
+    ORDERS_TOPIC,
+    SEAL_INTERVAL_SECONDS,
+    VALID,
+    VERDICT,
+    sink_log_retention,
+)
 from shopstream.contract import ORDER_FIELD_NAMES, ORDER_STATUSES
 from shopstream.kafka_admin import TopicStats
-from shopstream.sink_log import LOG_DIR, mark_deduplicated, mark_validated, unmark_deduplicated
+from shopstream.sink_log import LOG_DIR, Sealing, mark_deduplicated, mark_validated, unmark_deduplicated
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.session import exit_after, get_spark
 from shopstream.spark.streaming import (
@@ -119,7 +126,7 @@ def start_queries(spark, settings: StreamSettings) -> list:
             settings.raw_dir, {"required": list(ORDER_FIELD_NAMES), "order_status": list(ORDER_STATUSES)}
         )
     query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"),
-                       drained_by_data=True)  # fmt: skip
+                       drained_by_data=True, log_retention=sink_log_retention())  # fmt: skip
     if settings.deduplicate and new_sink:
         # Every batch of this sink drops re-deliveries: the batch jobs may skip their own pass.
         mark_deduplicated(settings.raw_dir, redelivery_window_days())
@@ -162,11 +169,23 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     if lock is None:
         return dict.fromkeys(COUNTED, 0)
     with lock:
+        # Sealed before the query starts (its compactions drop entries past the log's retention)
+        # and while it runs; once more at the end, so readers find this run's files in the seals.
+        sealing = Sealing(settings.raw_dir, SEAL_INTERVAL_SECONDS, on_sealed=log_sealed)
+        sealing.now()
         spark = spark or get_spark("shopstream-stream-consumer", comet=False)
         started = time.monotonic()
-        totals = run_queries(start_queries(spark, settings), COUNTED)
+        try:
+            totals = run_queries(start_queries(spark, settings), COUNTED, on_poll=sealing.when_due)
+        finally:
+            sealing.now()
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
+
+
+def log_sealed(seals: int) -> None:
+    if seals:
+        log.info("sealed the file lists of %d partitions of the raw sink", seals)
 
 
 FOLDERS = ("raw", "checkpoint")

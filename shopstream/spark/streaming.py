@@ -122,7 +122,10 @@ def kafka_stream(spark, settings: StreamSettings):
 
 
 def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings,
-               partition_by: Sequence[str] = ("date",), drained_by_data: bool = False):  # fmt: skip
+               partition_by: Sequence[str] = ("date",), drained_by_data: bool = False,
+               log_retention: str | None = None):  # fmt: skip
+    """A Parquet file sink; `log_retention`: how long its commit log keeps an entry (for a sink
+    whose writer seals its files, `shopstream.sink_log`), else forever."""
     check_sink_matches_checkpoint(path, checkpoint)
     writer = (
         frame.writeStream.queryName(name)
@@ -132,6 +135,8 @@ def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamS
         .option("checkpointLocation", str(checkpoint))
         .outputMode("append")
     )
+    if log_retention is not None:
+        writer = writer.option("retention", log_retention)
     return start_triggered(writer, frame.sparkSession, settings, drained_by_data)
 
 
@@ -258,7 +263,7 @@ def await_queries(
     sinks: Sequence[str],
     poll_seconds: float = 2.0,
     on_progress: Callable[[dict], None] | None = None,
-    on_poll: Callable[[], None] | None = None,
+    on_poll: Callable[[], object] | None = None,
 ) -> dict[str, int]:
     """Waits for every query to end, logging each finished micro-batch as it appears (polling:
     a Python listener would need a py4j callback server racing the JVM's shutdown) and handing it
@@ -291,10 +296,12 @@ def await_queries(
     return written
 
 
-def run_queries(queries: list, sinks: Sequence[str]) -> dict[str, int]:
+def run_queries(
+    queries: list, sinks: Sequence[str], on_poll: Callable[[], object] | None = None
+) -> dict[str, int]:
     """Waits for the queries (see await_queries) and stops any still active, also on failure."""
     try:
-        return await_queries(queries, sinks)
+        return await_queries(queries, sinks, on_poll=on_poll)
     finally:
         for query in queries:
             if query.isActive:

@@ -1,0 +1,93 @@
+"""The raw sink's file list over time, on fake commit logs (plain files): the log keeps only its
+retention, the seals keep every committed file, and readers see the union."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shopstream import publication
+from shopstream.sink_log import (
+    Sealing,
+    committed_dates,
+    committed_files,
+    committed_files_by_date,
+    logged_files,
+    seal,
+)
+
+OLD, NEW = "2026-11-01", "2026-11-30"
+
+
+@pytest.fixture
+def raw(tmp_path):
+    (tmp_path / "raw" / "_spark_metadata").mkdir(parents=True)
+    return tmp_path / "raw"
+
+
+def data_file(raw, day: str, name: str, verdict: str = "valid") -> str:
+    return str(raw / f"verdict={verdict}" / f"date={day}" / f"part-{name}.parquet")
+
+
+def write_log(raw, name: str, files: list[str]) -> None:
+    """One entry of Spark's file sink log: a batch (`7`) or a compaction (`9.compact`)."""
+    records = [{"path": f"file://{f}", "size": 1, "isDir": False, "modificationTime": 0,
+                "blockReplication": 1, "blockSize": 1, "action": "add"} for f in files]  # fmt: skip
+    (raw / "_spark_metadata" / name).write_text("\n".join(["v1", *map(json.dumps, records)]))
+
+
+def test_a_compaction_that_drops_old_entries_loses_no_file_once_the_writer_sealed(raw):
+    old = [data_file(raw, OLD, "a"), data_file(raw, OLD, "b"), data_file(raw, OLD, "q", "quarantined")]
+    write_log(raw, "0", old)
+    write_log(raw, "1", [data_file(raw, NEW, "c")])
+    before = committed_files_by_date(raw)
+    fingerprint = publication.raw_inputs(raw, [OLD, NEW])
+
+    assert seal(raw) == 3  # valid/OLD, quarantined/OLD, valid/NEW
+    assert seal(raw) == 0  # nothing new: no seal rewritten
+    # Spark compacts with a retention: OLD's entries leave the log; its later batches add files.
+    write_log(raw, "1.compact", [data_file(raw, NEW, "c")])
+    write_log(raw, "2", [data_file(raw, NEW, "d")])
+    assert logged_files(raw) == {data_file(raw, NEW, "c"), data_file(raw, NEW, "d")}
+
+    assert committed_files_by_date(raw, dates=[OLD]) == {OLD: before[OLD]}
+    assert committed_files(raw, "quarantined", OLD) == [data_file(raw, OLD, "q", "quarantined")]
+    assert committed_files(raw, "valid", NEW) == [data_file(raw, NEW, "c"), data_file(raw, NEW, "d")]
+    assert committed_dates(raw) == [OLD, NEW]
+    # A date's file list is the same whether its files are in the log or in a seal: a published
+    # date is not seen as changed because its entries moved.
+    assert publication.raw_inputs(raw, [OLD]) == {OLD: fingerprint[OLD]}
+
+
+def test_only_the_latest_compaction_and_the_batches_after_it_are_read(raw):
+    # Batch 0 is redundant once 1.compact exists (Spark deletes it minutes later): a compaction
+    # that dropped its file by retention is what the log holds now.
+    write_log(raw, "0", [data_file(raw, OLD, "a")])
+    write_log(raw, "1.compact", [data_file(raw, NEW, "b")])
+    write_log(raw, "2", [data_file(raw, NEW, "c")])
+    assert logged_files(raw) == {data_file(raw, NEW, "b"), data_file(raw, NEW, "c")}
+
+
+def test_a_seal_only_grows_and_is_rewritten_only_when_the_log_has_more(raw):
+    write_log(raw, "0", [data_file(raw, NEW, "a")])
+    seal(raw)
+    sealed = raw / "_sealed" / "verdict=valid" / f"date={NEW}.json"
+    assert json.loads(sealed.read_text())["files"] == [data_file(raw, NEW, "a")]
+    write_log(raw, "1.compact", [data_file(raw, NEW, "b")])  # `a` dropped from the log, `b` new
+    assert seal(raw) == 1
+    assert json.loads(sealed.read_text())["files"] == [data_file(raw, NEW, "a"), data_file(raw, NEW, "b")]
+    assert not list(sealed.parent.glob(".*.tmp"))
+
+
+def test_sealing_runs_at_once_then_once_per_interval(raw):
+    now, heard = [100.0], []
+    sealing = Sealing(raw, interval=3600, on_sealed=heard.append, clock=lambda: now[0])
+    write_log(raw, "0", [data_file(raw, NEW, "a")])
+    assert sealing.now() == 1
+    write_log(raw, "1", [data_file(raw, NEW, "b")])
+    now[0] += 3599
+    assert sealing.when_due() == 0  # not yet: the log is not read
+    now[0] += 1
+    assert sealing.when_due() == 1
+    assert heard == [1, 1]
