@@ -150,3 +150,19 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
     run(settings, spark)
     assert (table.state(), sorted(read_status(settings).fetchall())) == before
     assert written["quarantine_updates"] == 2
+
+
+def test_the_status_table_keeps_only_the_versions_its_pointers_reference(tmp_path):
+    # One version folder per micro-batch: a year of 1-minute batches would leave 525,600 of them
+    # (each with Spark's _SUCCESS) unless the emptied ones go too.
+    for version, date in (("v000000000001", "2026-11-01"), ("v000000000002", "2026-11-01"),
+                          ("v000000000002", "2026-11-02"), ("v000000000003", "2026-11-02")):  # fmt: skip
+        (tmp_path / version / f"date={date}").mkdir(parents=True)
+        (tmp_path / version / "_SUCCESS").touch()
+    previous = {"batch_id": 2, "dates": {"2026-11-01": "v000000000002", "2026-11-02": "v000000000002"}}
+    current = {"batch_id": 3, "dates": {"2026-11-01": "v000000000002", "2026-11-02": "v000000000003"}}
+    StatusTable(tmp_path)._drop_unreferenced(current, previous)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("v*/date=*")) == [
+        "v000000000002/date=2026-11-01", "v000000000002/date=2026-11-02", "v000000000003/date=2026-11-02"
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.glob("v*")) == ["v000000000002", "v000000000003"]

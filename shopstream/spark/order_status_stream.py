@@ -252,11 +252,15 @@ class StatusTable:
 
     def _drop_unreferenced(self, state: dict, previous: dict) -> None:
         """Date folders neither current nor of the pointer before (a reader may still be reading
-        those): their rows live on in a newer version."""
+        those): their rows live on in a newer version. Then the version folders left without a
+        date (else one folder per batch ever run stays behind, and this scan grows with them)."""
         live = {(v, d) for pointer in (state, previous) for d, v in pointer["dates"].items()}
-        for folder in self.root.glob("v*/date=*"):
-            if (folder.parent.name, folder.name.removeprefix("date=")) not in live:
-                shutil.rmtree(folder, ignore_errors=True)
+        for version in self.root.glob("v*"):
+            for folder in version.glob("date=*"):
+                if (version.name, folder.name.removeprefix("date=")) not in live:
+                    shutil.rmtree(folder, ignore_errors=True)
+            if not any(version.glob("date=*")):
+                shutil.rmtree(version, ignore_errors=True)
 
 
 def start_status_upserts(status: DataFrame, settings: StatusSettings):
