@@ -18,17 +18,17 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from shopstream import publication
+from shopstream import publication, sink_log
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
-from shopstream.config import ORDERS_TOPIC, paths
+from shopstream.config import ORDERS_TOPIC, VALID, paths
 from shopstream.devstack.ingest_service import IngestService
 from shopstream.devstack.kafka_broker import throwaway_broker
 from tests import duckdb_oracle, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
-from tests.sink_files import copies_in_raw
+from tests.sink_files import committed_files, copies_in_raw
 
 pytestmark = pytest.mark.integration
 
@@ -102,13 +102,23 @@ def test_a_day_in_the_life(stack):
         before = published_files(root, D1)
         crash_a_batch_job_mid_write(root, [D1, D2])
         assert publication.published(root, D1) == d1_first and published_files(root, D1) == before
+        # That crash was 8 days ago: the next publication vacuums it (past the retention, unseen).
+        crashed, eight_days = root / "_versions" / "crashed", 8 * 86400
+        os.utime(crashed, (time.time() - eight_days, time.time() - eight_days))
 
         # The run created at the next midnight transforms D2, and D1 again for its late events.
         second = run_dag(None, scheduled_for=D2, expected_events=7200, retries=0, quiet=True)
         assert (second["state"], second["date"]) == ("success", D2), second
         assert {t: i["state"] for t, i in second["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
+        assert not crashed.exists(), "a failed version past the retention is vacuumed"
+        assert (root / "_versions" / d1_first["version"]).is_dir(), "superseded, within the retention: kept"
     finally:
         assert service.stop()
+    # The live service sealed what it committed: every file of its log is in a seal of its date.
+    raw = paths().raw_sink
+    sealed = {d: set(sink_log.committed_files(raw, VALID, d)) for d in (D1, D2)}
+    assert all((raw / "_sealed" / f"verdict=valid/date={d}.json").exists() for d in (D1, D2))
+    assert set(committed_files(raw, VALID)) == sealed[D1] | sealed[D2]
 
     delivered = [json.loads(m.value) for m in read_topic(stack.bootstrap, ORDERS_TOPIC, 7200 + REDELIVERED)
                  if not oracle.problems(m.value)]  # fmt: skip

@@ -90,7 +90,18 @@ def validate_output(
         for report in reports:
             record = publish_validated(report, transformed)
             log.info("published %s: version %s", report.date, record["version"])
+        vacuum_versions(transformed)
     return {r.date: r.as_dict() for r in reports}
+
+
+def vacuum_versions(transformed: Path | None) -> None:
+    """Every publication also deletes what readers no longer see past the retention (superseded
+    and failed versions): else each daily run's version stays forever."""
+    from shopstream import publication
+
+    deleted = publication.vacuum(publication.transformed_root(transformed))
+    if deleted:
+        log.info("vacuumed %d folders of versions older than %s", len(deleted), publication.DEFAULT_RETENTION)
 
 
 def log_failure(context) -> None:

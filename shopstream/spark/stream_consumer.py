@@ -22,10 +22,13 @@ the topic held when the run started.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from shopstream.config import (
@@ -176,11 +179,36 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
         spark = spark or get_spark("shopstream-stream-consumer", comet=False)
         started = time.monotonic()
         try:
-            totals = run_queries(start_queries(spark, settings), COUNTED, on_poll=sealing.when_due)
+            with sealed_on_sigterm(sealing):
+                totals = run_queries(start_queries(spark, settings), COUNTED, on_poll=sealing.when_due)
         finally:
             sealing.now()
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
+
+
+@contextlib.contextmanager
+def sealed_on_sigterm(sealing: Sealing) -> Iterator[None]:
+    """While the query runs, SIGTERM (how the live service is stopped: `make stream-down`, a
+    task's kill) seals first, then ends the process as it always did (Spark's JVM, which gets the
+    signal too, stops the query between micro-batches). A batch committed after that seal is
+    sealed by the next writer's start. Only where signals can be handled (the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def seal_then_terminate(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            sealing.now()
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, seal_then_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_sealed(seals: int) -> None:
