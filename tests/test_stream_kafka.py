@@ -19,7 +19,14 @@ from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.devstack.processes import free_port
 from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
 from shopstream.spark.stream_consumer import run
-from shopstream.spark.streaming import SinkCheckpointMismatch, StreamSettings, session_conf
+from shopstream.spark.streaming import (
+    AVAILABLE_NOW_VERSIONS,
+    MIN_BATCHES_TO_RETAIN,
+    SinkCheckpointMismatch,
+    StreamSettings,
+    run_conf,
+    session_conf,
+)
 from tests import oracle
 from tests.conftest import produce
 from tests.dates import days_ago
@@ -200,6 +207,14 @@ def test_each_available_now_run_leaves_its_state_as_a_snapshot_and_prunes_old_ve
             versions = state_versions(settings.checkpoint_dir)
             assert versions and all(v["zip"] == set(range(max(1, run_number - 1), run_number + 1))
                                     and not v["changelog"] for v in versions.values()), versions  # fmt: skip
+
+
+def test_available_now_runs_keep_ten_state_versions_unless_the_session_keeps_fewer():
+    # Spark's 100 versions are 100 days of daily runs; the continuous service keeps Spark's own.
+    scheduled = StreamSettings(bootstrap="b", topic="t", available_now=True)
+    assert run_conf(scheduled)[MIN_BATCHES_TO_RETAIN] == str(AVAILABLE_NOW_VERSIONS) == "10"
+    assert run_conf(scheduled, retained=2)[MIN_BATCHES_TO_RETAIN] == "2"
+    assert MIN_BATCHES_TO_RETAIN not in run_conf(StreamSettings(bootstrap="b", topic="t"))
 
 
 def test_the_raw_logs_retention_drops_entries_the_seals_keep_every_committed_file(
