@@ -67,8 +67,11 @@ def logged_files(sink: Path) -> set[str]:
 
 
 def _partition_of(path: str) -> str:
-    """`verdict=valid/date=2026-11-20` for a file of that partition (its `k=v` folders)."""
-    return "/".join(part for part in path.split("/")[:-1] if "=" in part)
+    """`verdict=valid/date=2026-11-20` for a file of that partition: the `k=v` folders right above
+    the file (not a folder of that shape higher up, above the sink)."""
+    folders = path.split("/")[:-1]
+    keys = len(folders) - next((i for i, f in enumerate(reversed(folders)) if "=" not in f), len(folders))
+    return "/".join(folders[keys:])
 
 
 def _seal_path(sink: Path, partition: str) -> Path:

@@ -22,8 +22,10 @@ OLD, NEW = "2026-11-01", "2026-11-30"
 
 @pytest.fixture
 def raw(tmp_path):
-    (tmp_path / "raw" / "_spark_metadata").mkdir(parents=True)
-    return tmp_path / "raw"
+    """An empty raw sink, in a folder whose name looks like a partition (`k=v`) as some do."""
+    sink = tmp_path / "run=1" / "raw"
+    (sink / "_spark_metadata").mkdir(parents=True)
+    return sink
 
 
 def data_file(raw, day: str, name: str, verdict: str = "valid") -> str:
