@@ -16,7 +16,7 @@ from shopstream.spark.streaming import StreamSettings
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
-from tests.sink_files import read_sink
+from tests.sink_files import commit_log, read_sink
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +56,14 @@ def test_one_writer_per_sink_and_the_scheduled_ingest_waits_for_the_live_service
     finally:
         assert service.stop()
     assert not service.running()
+    # Each batch of the live query wrote one file per partition (a day of 1-minute batches is
+    # then ≈ 1,440 files a date, not 4 per batch).
+    log = commit_log(paths().raw_sink)
+    live_batches = [files for entry, files in log if not entry.name.endswith(".compact")]
+    assert any(live_batches)
+    for files in live_batches:
+        folders = [path.rsplit("/", 1)[0] for _, path in files]
+        assert len(folders) == len(set(folders)), files
 
     # With the service stopped, the scheduled ingest drains the topic itself.
     produce(kafka_broker, topic, "--count", "1000", "--seed", "93", "--start", days_ago(1))
