@@ -96,10 +96,15 @@ def validate_output(
 
 def vacuum_versions(transformed: Path | None) -> None:
     """Every publication also deletes what readers no longer see past the retention (superseded
-    and failed versions): else each daily run's version stays forever."""
+    and failed versions): else each daily run's version stays forever. A clean-up that fails
+    leaves a warning, not a failed run: the dates are published, the next run tries again."""
     from shopstream import publication
 
-    deleted = publication.vacuum(publication.transformed_root(transformed))
+    try:
+        deleted = publication.vacuum(publication.transformed_root(transformed))
+    except OSError as error:
+        log.warning("vacuum of old versions failed (the next publication retries): %s", error)
+        return
     if deleted:
         log.info("vacuumed %d folders of versions older than %s", len(deleted), publication.DEFAULT_RETENTION)
 
