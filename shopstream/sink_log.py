@@ -10,7 +10,7 @@ with its `path` (a URI) and `action` (`add` or `delete`).
 Seals (`_sealed/<partition>.json`, e.g. `_sealed/verdict=valid/date=2026-11-20.json`): the
 committed files of one partition, copied out of the log by its writer (`seal`). Spark's log keeps
 every file ever committed and rewrites all of it at each compaction (every 10 batches): a year of
-the live service's 1-minute batches is ≈ 2M entries, 15 s per compaction and 29 s per read here,
+the live service's 1-minute batches at 4 files each is ≈ 2M entries, 15 s per compaction and 29 s per read,
 and the driver runs out of memory listing them. So the raw sink's log keeps only a retention
 (`config.sink_log_retention`: Spark's file sink option `retention` drops older entries when it
 compacts) and the seals keep the rest, one small file per partition. The writer seals before its
