@@ -132,15 +132,10 @@ def _sealed_files(sink: Path, verdict: str | None, dates: Iterable[str] | None) 
 
 
 def _committed(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> list[str]:
-    dates = None if dates is None else list(dates)
+    dates = None if dates is None else set(dates)
     files = logged_files(sink)  # the log first: an entry leaves it only once a seal holds it
     files |= _sealed_files(sink, verdict, dates)
-    wanted = f"/{VERDICT}={verdict}/" if verdict else ""
-    in_dates = None if dates is None else {f"/date={d}/" for d in dates}
-    return sorted(
-        f for f in files
-        if wanted in f and (in_dates is None or any(d in f for d in in_dates))
-    )  # fmt: skip
+    return sorted(f for f in files if _of_verdict(f, verdict) and (dates is None or _date_of(f) in dates))
 
 
 def committed_files(sink: Path, verdict: str | None = None, date: str | None = None) -> list[str]:
@@ -162,13 +157,17 @@ def committed_files_by_date(
 
 def committed_dates(sink: Path, verdict: str = VALID) -> list[str]:
     """The dates of the committed files of `verdict` (the log's, and those with a seal)."""
-    logged = {_date_of(f) for f in logged_files(sink) if f"/{VERDICT}={verdict}/" in f}
+    logged = {_date_of(f) for f in logged_files(sink) if _of_verdict(f, verdict)}
     sealed = (sink / SEALS_DIR / f"{VERDICT}={verdict}").glob("date=*.json")
     return sorted(logged | {s.stem.removeprefix("date=") for s in sealed})
 
 
 def _date_of(path: str) -> str:
     return path.split("/date=")[1].split("/")[0]
+
+
+def _of_verdict(path: str, verdict: str | None) -> bool:
+    return verdict is None or f"/{VERDICT}={verdict}/" in path
 
 
 # Written into a sink's root by an ingest that drops re-deliveries from the sink's very first batch
