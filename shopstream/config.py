@@ -258,6 +258,18 @@ def sink_log_retention() -> str:
     return os.environ.get("SHOPSTREAM_SINK_LOG_RETENTION", SINK_LOG_RETENTION)
 
 
+# A date's raw files are compacted once no event of it can still be valid (`lateness_days` after
+# it, plus the day an event may be stamped ahead and a day for the ingest to catch up), by the
+# sink's writer (`shopstream.spark.raw_compaction`); the dates of COMPACTION_SCAN_DAYS before that
+# are looked at again each time (a run missed, an outage's late files).
+COMPACTION_SCAN_DAYS = 7
+
+
+def compaction_after_days() -> int:
+    """`SHOPSTREAM_COMPACTION_AFTER_DAYS`, else the lateness horizon + MAX_AHEAD_DAYS + 1."""
+    return int(os.environ.get("SHOPSTREAM_COMPACTION_AFTER_DAYS", lateness_days() + MAX_AHEAD_DAYS + 1))
+
+
 def lateness_days() -> int:
     """`SHOPSTREAM_LATENESS_DAYS`, else LATENESS_DAYS."""
     return int(os.environ.get("SHOPSTREAM_LATENESS_DAYS", LATENESS_DAYS))

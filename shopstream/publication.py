@@ -15,6 +15,9 @@ retention. Plain file I/O: local or mounted storage (HDFS/S3 would need the Hado
 
     python -m shopstream.publication history --date 2026-11-25
     python -m shopstream.publication vacuum --retain-days 7
+
+`vacuum` also deletes the raw files that compactions of closed dates replaced
+(`shopstream.spark.raw_compaction`) once no kept version pins them.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from shopstream.config import VALID, lateness_days, paths
 from shopstream.files import write_json_atomically
-from shopstream.sink_log import committed_files_by_date
+from shopstream.sink_log import REPLACED_GRACE, committed_files_by_date, delete_replaced, original_files
 
 VERSIONS, PUBLISHED, INPUTS = "_versions", "_published", "_inputs.json"
 DEFAULT_RETENTION = dt.timedelta(days=7)
@@ -67,7 +70,8 @@ def raw_inputs(raw: Path, dates: list[str]) -> dict[str, dict]:
     result = {}
     for date in dates:
         files = by_date.get(date, [])
-        digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+        # Over the files as the sink committed them: a compaction rewrites files, not the date.
+        digest = hashlib.sha256("\n".join(original_files(raw, files)).encode()).hexdigest()[:16]
         result[date] = {"files": files, "fingerprint": digest}
     return result
 
@@ -76,6 +80,12 @@ def write_inputs(root: Path, version: str, inputs: dict[str, dict]) -> Path:
     target = version_root(root, version) / INPUTS
     write_json_atomically(target, inputs)
     return target
+
+
+def pinned_files(root: Path) -> list[list[str]]:
+    """The raw files every kept version pinned, one list per version and date."""
+    pins = (root / VERSIONS).glob(f"*/{INPUTS}") if (root / VERSIONS).is_dir() else []
+    return [inputs["files"] for pin in pins for inputs in json.loads(pin.read_text()).values()]
 
 
 def read_inputs(root: Path, version: str) -> dict[str, dict]:
@@ -208,6 +218,12 @@ def vacuum(
     return deleted
 
 
+def vacuum_raw(raw: Path, root: Path, now: dt.datetime | None = None) -> list[str]:
+    """Deletes the raw files compactions replaced that no kept version of `root` pins any more
+    (`sink_log.delete_replaced`); run after `vacuum`, which drops versions and so their pins."""
+    return delete_replaced(raw, pinned_files(root), REPLACED_GRACE, now)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -231,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path in vacuum(root, dt.timedelta(days=args.retain_days)):
         print(f"deleted {path}")
+    replaced = vacuum_raw(paths().raw_sink.resolve(), root)
+    print(f"deleted {len(replaced)} raw files that compactions replaced")
     return 0
 
 

@@ -16,11 +16,22 @@ and the driver runs out of memory listing them. So the raw sink's log keeps only
 compacts) and the seals keep the rest, one small file per partition. The writer seals before its
 query starts and while it runs, so every entry is in a seal before a compaction may drop it;
 readers read the log first, then the seals, and see the union.
+
+Compactions (`shopstream.spark.raw_compaction`): the live service writes a file a minute into each
+date it receives; once a date is closed (no event of it can still be valid) the writer rewrites
+its files into a few and records, in the date's seal, which files replaced which (`compactions`:
+`from`, `to`). Readers then see the new files instead of the old (`_committed`), inputs pinned
+before it are read through it (`resolve_compacted`: the same rows), a date's fingerprint is
+taken over its files as committed (`original_files`), and the old files are deleted once no kept
+version needs them (`delete_replaced`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -78,8 +89,19 @@ def _seal_path(sink: Path, partition: str) -> Path:
     return sink / SEALS_DIR / f"{partition}.json"
 
 
+def _read_record(seal: Path) -> dict:
+    """A seal: its partition's `files` and the `compactions` that replaced some of them."""
+    record = json.loads(seal.read_text()) if seal.exists() else {}
+    return {"files": record.get("files", []), "compactions": record.get("compactions", [])}
+
+
+def _replaced(record: dict) -> set[str]:
+    return set().union(*(c["from"] for c in record["compactions"]))
+
+
 def _read_seal(seal: Path) -> set[str]:
-    return set(json.loads(seal.read_text())["files"]) if seal.exists() else set()
+    """The files of a seal that readers read (those a compaction replaced are not among them)."""
+    return set(_read_record(seal)["files"])
 
 
 def seal(sink: Path) -> int:
@@ -92,9 +114,10 @@ def seal(sink: Path) -> int:
     written = 0
     for partition, files in sorted(by_partition.items()):
         target = _seal_path(sink, partition)
-        sealed = _read_seal(target)
+        record = _read_record(target)
+        sealed, files = set(record["files"]), files - _replaced(record)  # a compacted file stays out
         if not files <= sealed:
-            write_json_atomically(target, {"files": sorted(sealed | files)}, indent=None)
+            write_json_atomically(target, {**record, "files": sorted(sealed | files)}, indent=None)
             written += 1
     return written
 
@@ -119,22 +142,24 @@ class Sealing:
         return self.now() if self.last is None or self.clock() - self.last >= self.interval else 0
 
 
-def _sealed_files(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> set[str]:
+def _seals(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> list[Path]:
     root = sink / SEALS_DIR
     if not root.is_dir():
-        return set()
+        return []
     verdicts = [f"{VERDICT}={verdict}"] if verdict else sorted(p.name for p in root.glob(f"{VERDICT}=*"))
     if dates is None:
-        seals = [s for v in verdicts for s in sorted((root / v).glob("date=*.json"))]
-    else:
-        seals = [root / v / f"date={d}.json" for v in verdicts for d in dates]
-    return set().union(*map(_read_seal, seals))
+        return [s for v in verdicts for s in sorted((root / v).glob("date=*.json"))]
+    return [root / v / f"date={d}.json" for v in verdicts for d in dates]
 
 
 def _committed(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> list[str]:
     dates = None if dates is None else set(dates)
-    files = logged_files(sink)  # the log first: an entry leaves it only once a seal holds it
-    files |= _sealed_files(sink, verdict, dates)
+    logged = logged_files(sink)  # the log first: an entry leaves it only once a seal holds it
+    seals = set(_seals(sink, verdict, dates))
+    # A logged file's partition may have been compacted (its seal then says what replaced it).
+    seals |= {_seal_path(sink, _partition_of(f)) for f in logged}
+    records = [_read_record(s) for s in seals]
+    files = logged.union(*(r["files"] for r in records)) - set().union(*map(_replaced, records))
     return sorted(f for f in files if _of_verdict(f, verdict) and (dates is None or _date_of(f) in dates))
 
 
@@ -208,3 +233,97 @@ def _write_marker(sink: Path, name: str, content: dict) -> None:
 
 def unmark_deduplicated(sink: Path) -> None:
     (sink / DEDUPLICATED_MARKER).unlink(missing_ok=True)
+
+
+# --- compactions of closed partitions (`shopstream.spark.raw_compaction` writes the files) ------
+
+COMPACTED_PREFIX = "compacted-"
+PENDING_DIR = "_replaced"  # under SEALS_DIR: one file per compaction whose old files still exist
+# How long a compaction's old files outlive it at least: a reader that listed them just before (no
+# pin: the report, an ad-hoc read) may still be reading.
+REPLACED_GRACE = dt.timedelta(days=1)
+
+
+def partition_files(sink: Path, partition: str, logged: set[str] | None = None) -> set[str]:
+    """The committed files of one partition (`verdict=valid/date=…`) now (`logged`: the log's
+    files, when the caller read them already)."""
+    record = _read_record(_seal_path(sink, partition))
+    logged = {f for f in (logged_files(sink) if logged is None else logged) if _partition_of(f) == partition}
+    return (logged | set(record["files"])) - _replaced(record)
+
+
+def sealed_partitions(sink: Path) -> list[str]:
+    """Every partition with a seal, e.g. `verdict=valid/date=2026-11-20`."""
+    return [f"{s.parent.name}/{s.stem}" for s in _seals(sink, None, None)]
+
+
+def record_compaction(sink: Path, partition: str, old: set[str], new: list[str], rows: int,
+                      now: dt.datetime | None = None) -> dict:  # fmt: skip
+    """Commits a compaction of `partition`: readers see `new` (files holding exactly the `rows` of
+    `old`) instead of `old`, from one atomic rename of the seal on. The old files stay on disk
+    until `delete_replaced`; a pending note lists them for it. Called by the sink's writer only."""
+    current = partition_files(sink, partition)
+    if not old <= current:
+        missing = sorted(old - current)[:3]
+        raise ValueError(f"{partition}: the files to replace are not all committed: {missing}")
+    at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    compaction = {"at": at, "rows": rows, "from": sorted(old), "to": sorted(new)}
+    pending = sink / SEALS_DIR / PENDING_DIR / f"{Path(new[0]).stem}.json"
+    write_json_atomically(pending, {"partition": partition, **compaction}, indent=None)
+    compactions = [*_read_record(_seal_path(sink, partition))["compactions"], compaction]
+    record = {"files": sorted((current - old) | set(new)), "compactions": compactions}
+    write_json_atomically(_seal_path(sink, partition), record, indent=None)
+    return compaction
+
+
+def _compactions_of(sink: Path, files: Iterable[str]) -> list[dict]:
+    """The compactions of the partitions `files` belong to, oldest first."""
+    partitions = {_partition_of(f) for f in files}
+    found = [c for p in sorted(partitions) for c in _read_record(_seal_path(sink, p))["compactions"]]
+    return sorted(found, key=lambda c: c["at"])
+
+
+def resolve_compacted(sink: Path, files: Iterable[str]) -> list[str]:
+    """Pinned files as they are read now: where a compaction replaced all of a group of them, the
+    files it wrote instead (the same rows). A pin holding only part of a group keeps its files
+    (`delete_replaced` keeps them on disk for it)."""
+    current = set(files)
+    for c in _compactions_of(sink, current):
+        if set(c["from"]) <= current:
+            current = (current - set(c["from"])) | set(c["to"])
+    return sorted(current)
+
+
+def original_files(sink: Path, files: Iterable[str]) -> list[str]:
+    """`files` with every compaction undone: the files as the sink committed them, so that a
+    date's fingerprint does not change when its files are only rewritten."""
+    current = set(files)
+    for c in reversed(_compactions_of(sink, current)):
+        if set(c["to"]) <= current:
+            current = (current - set(c["to"])) | set(c["from"])
+    return sorted(current)
+
+
+def delete_replaced(sink: Path, pins: Iterable[Iterable[str]], grace: dt.timedelta,
+                    now: dt.datetime | None = None) -> list[str]:  # fmt: skip
+    """Deletes the files compactions replaced at least `grace` ago (a reader that listed them just
+    before may still be reading), unless a pin (the raw files a kept version of the transformed
+    layer was computed from) still needs them once resolved (`resolve_compacted`). Returns them."""
+    folder = sink / SEALS_DIR / PENDING_DIR
+    notes = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    now = now or dt.datetime.now(dt.UTC)
+    due = [(n, json.loads(n.read_text())) for n in notes]
+    due = [(n, c) for n, c in due if now - dt.datetime.fromisoformat(c["at"]) >= grace]
+    if not due:
+        return []
+    needed = set().union(*(resolve_compacted(sink, pin) for pin in pins))
+    deleted = []
+    for note, compaction in due:
+        if needed & set(compaction["from"]):
+            continue
+        for f in compaction["from"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f)
+                deleted.append(f)
+        note.unlink()
+    return deleted

@@ -27,7 +27,7 @@ from shopstream.config import VALID, paths
 from shopstream.contract import EVENT_IDENTITY, NEW, ORDER_STATUSES
 from shopstream.files import write_json_atomically
 from shopstream.metrics import TOP_N_PRODUCTS
-from shopstream.sink_log import committed_files
+from shopstream.sink_log import committed_files, resolve_compacted
 
 # Output -> (columns that must exist, key columns that must never be null).
 EXPECTED_OUTPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -160,7 +160,7 @@ def validate(
     root = publication.transformed_root(transformed)
     raw = (raw or paths().raw_sink).resolve()
     pinned = publication.read_inputs(root, version).get(date) if version else None
-    raw_files = pinned["files"] if pinned else committed_files(raw, VALID, date)
+    raw_files = resolve_compacted(raw, pinned["files"]) if pinned else committed_files(raw, VALID, date)
     version = version or publication.published_version(root, date)
     report = Report(date, version)
     if version is None:

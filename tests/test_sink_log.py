@@ -3,7 +3,9 @@ retention, the seals keep every committed file, and readers see the union."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,11 @@ from shopstream.sink_log import (
     committed_dates,
     committed_files,
     committed_files_by_date,
+    delete_replaced,
     logged_files,
+    original_files,
+    record_compaction,
+    resolve_compacted,
     seal,
 )
 
@@ -93,3 +99,88 @@ def test_sealing_runs_at_once_then_once_per_interval(raw):
     now[0] += 1
     assert sealing.when_due() == 1
     assert heard == [1, 1]
+
+
+# --- compactions (the files are fake: `record_compaction` only records what replaced what) ----
+
+
+def touch(*files: str) -> None:
+    for f in files:
+        Path(f).parent.mkdir(parents=True, exist_ok=True)
+        Path(f).write_text("")
+
+
+def compacted_day(raw):
+    """OLD's three valid files, the first two in the log still, all sealed, then compacted into
+    one; returns (old files, new file)."""
+    old = [data_file(raw, OLD, name) for name in "abc"]
+    touch(*old)
+    write_log(raw, "0", old[:1])
+    seal(raw)
+    write_log(raw, "1.compact", old[1:])  # `a` left the log for its seal; `b` and `c` are in both
+    seal(raw)
+    new = data_file(raw, OLD, "compacted-x")
+    touch(new)
+    record_compaction(raw, f"verdict=valid/date={OLD}", set(old), [new], rows=3, now=T0)
+    return old, new
+
+
+T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+
+def test_a_compaction_replaces_the_old_files_for_readers_and_sealing_never_brings_them_back(raw):
+    _, new = compacted_day(raw)
+    assert committed_files(raw, "valid", OLD) == [new]  # though `b` and `c` are still in the log
+    assert committed_files_by_date(raw) == {OLD: [new]}
+    assert committed_dates(raw) == [OLD]
+    assert seal(raw) == 0
+    write_log(raw, "2", [data_file(raw, OLD, "late")])  # a late file after the compaction is added
+    seal(raw)
+    assert committed_files(raw, "valid", OLD) == [new, data_file(raw, OLD, "late")]
+
+
+def test_a_compaction_changes_no_fingerprint_and_pins_are_read_through_it(raw):
+    old = [data_file(raw, OLD, name) for name in "abc"]
+    write_log(raw, "0", old)
+    before = publication.raw_inputs(raw, [OLD])[OLD]
+    seal(raw)
+    new = data_file(raw, OLD, "compacted-x")
+    record_compaction(raw, f"verdict=valid/date={OLD}", set(old), [new], rows=3, now=T0)
+    after = publication.raw_inputs(raw, [OLD])[OLD]
+    assert after == {"files": [new], "fingerprint": before["fingerprint"]}
+    # A version pinned before reads the new file; one that pinned part of the files keeps them.
+    assert resolve_compacted(raw, old) == [new]
+    assert resolve_compacted(raw, old[:2]) == old[:2]
+    assert original_files(raw, [new]) == old
+
+
+def test_replaced_files_are_deleted_after_the_grace_unless_a_kept_version_needs_them(raw):
+    old, new = compacted_day(raw)
+    day = dt.timedelta(days=1)
+    assert delete_replaced(raw, [old], grace=day, now=T0 + day / 2) == []  # within the grace
+    assert delete_replaced(raw, [old, old[:2]], grace=day, now=T0 + day) == []  # a partial pin
+    assert all(Path(f).exists() for f in old)
+    assert sorted(delete_replaced(raw, [old, [new]], grace=day, now=T0 + day)) == old
+    assert not any(Path(f).exists() for f in old) and Path(new).exists()
+    assert delete_replaced(raw, [], grace=day, now=T0 + 2 * day) == []  # done once
+    assert committed_files(raw, "valid", OLD) == [new]
+
+
+def test_a_second_compaction_of_a_partition_chains_with_the_first(raw):
+    old, first = compacted_day(raw)
+    late = [data_file(raw, OLD, "late1"), data_file(raw, OLD, "late2")]
+    touch(*late)
+    write_log(raw, "2", late)
+    seal(raw)
+    second = data_file(raw, OLD, "compacted-y")
+    touch(second)
+    record_compaction(raw, f"verdict=valid/date={OLD}", {first, *late}, [second], rows=5,
+                      now=T0 + dt.timedelta(hours=1))  # fmt: skip
+    assert committed_files(raw, "valid", OLD) == [second]
+    assert resolve_compacted(raw, old + late) == [second]
+    assert resolve_compacted(raw, old) == [first]  # pinned before the late files: the first one
+    assert original_files(raw, [second]) == sorted(old + late)
+    # The first compaction's file is needed by that pin: both notes wait for it.
+    day = dt.timedelta(days=1)
+    assert sorted(delete_replaced(raw, [old], grace=day, now=T0 + 2 * day)) == old
+    assert Path(first).exists()

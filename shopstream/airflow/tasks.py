@@ -97,16 +97,22 @@ def validate_output(
 def vacuum_versions(transformed: Path | None) -> None:
     """Every publication also deletes what readers no longer see past the retention (superseded
     and failed versions): else each daily run's version stays forever. A clean-up that fails
-    leaves a warning, not a failed run: the dates are published, the next run tries again."""
+    leaves a warning, not a failed run: the dates are published, the next run tries again. Also
+    the raw files that compactions of closed dates replaced, once no kept version pins them."""
     from shopstream import publication
+    from shopstream.config import paths
 
+    root = publication.transformed_root(transformed)
     try:
-        deleted = publication.vacuum(publication.transformed_root(transformed))
+        deleted = publication.vacuum(root)
+        replaced = publication.vacuum_raw(paths().raw_sink.resolve(), root)
     except OSError as error:
         log.warning("vacuum of old versions failed (the next publication retries): %s", error)
         return
     if deleted:
         log.info("vacuumed %d folders of versions older than %s", len(deleted), publication.DEFAULT_RETENTION)
+    if replaced:
+        log.info("deleted %d raw files that compactions replaced", len(replaced))
 
 
 def log_failure(context) -> None:

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from shopstream import publication
 from shopstream.config import paths
 from shopstream.contract import EVENT_IDENTITY, ORDER_STATUSES
-from shopstream.sink_log import committed_dates, writer_deduplicated, writer_validated
+from shopstream.sink_log import committed_dates, resolve_compacted, writer_deduplicated, writer_validated
 from shopstream.spark.orders import valid_rows
 
 
@@ -87,7 +87,8 @@ def run_inputs(raw_dir: Path | None, output_dir: Path | None, dates: Sequence[st
     if missing:
         pinned |= publication.raw_inputs(raw_dir, missing)
         publication.write_inputs(root, version, pinned)
-    files = [f for d in dates for f in pinned[d]["files"]]
+    # Pinned files a compaction rewrote since are read in their new files (the same rows).
+    files = [f for d in dates for f in resolve_compacted(raw_dir, pinned[d]["files"])]
     return RunInputs(raw_dir, root, version, list(dates), files)
 
 

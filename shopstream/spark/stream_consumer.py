@@ -43,6 +43,7 @@ from shopstream.contract import ORDER_FIELD_NAMES, ORDER_STATUSES
 from shopstream.kafka_admin import TopicStats
 from shopstream.sink_log import LOG_DIR, Sealing, mark_deduplicated, mark_validated, unmark_deduplicated
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
+from shopstream.spark.raw_compaction import Compacting
 from shopstream.spark.session import exit_after, get_spark
 from shopstream.spark.streaming import (
     REDELIVERED,
@@ -186,12 +187,22 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
         sealing = Sealing(settings.raw_dir, SEAL_INTERVAL_SECONDS, on_sealed=log_sealed)
         sealing.now()
         spark = spark or get_spark("shopstream-stream-consumer", comet=False)
+        # The writer also compacts the sink's closed dates: once a day while it runs live, at the
+        # end of each drain (`raw_compaction`).
+        compacting = Compacting(spark, settings.raw_dir)
         started = time.monotonic()
         try:
             with sealed_on_sigterm(sealing):
-                totals = run_queries(start_queries(spark, settings), COUNTED, on_poll=sealing.when_due)
+                maintain = (
+                    sealing.when_due
+                    if settings.available_now
+                    else lambda: (sealing.when_due(), compacting.when_due())
+                )
+                totals = run_queries(start_queries(spark, settings), COUNTED, on_poll=maintain)
         finally:
             sealing.now()
+        if settings.available_now:
+            compacting.when_due()
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 
