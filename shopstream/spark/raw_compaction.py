@@ -3,8 +3,9 @@
     python -m shopstream.spark.raw_compaction [--raw-dir data/raw] [--since 2026-01-01]
 
 The live ingest service commits a micro-batch a minute, so each date it receives gets a file a
-minute (≈ 1,440 a day; measured: a day of them read in 3.2 to 3.7 s against ≈ 0.5 s for one file,
-and a year of them is ≈ 500k files to list and keep). Once a date is closed — no event of it can
+minute (≈ 1,440 a day, ≈ 500k a year to list and keep; measured, a day of 1.25M events: the RDD
+job 10.2 s and the DataFrame job 7.3 s over its 1,440 files, 1.4 s and 2.9 s over one file; its
+compaction 9 to 12 s, once). Once a date is closed — no event of it can
 still arrive valid (`config.compaction_after_days`) — its sink's writer rewrites each of its
 partitions into files of about TARGET_FILE_BYTES, checks that they hold exactly the old files'
 rows, and commits them in the partition's seal in one atomic rename (`sink_log.record_compaction`).
