@@ -268,12 +268,21 @@ def record_compaction(sink: Path, partition: str, old: set[str], new: list[str],
         raise ValueError(f"{partition}: the files to replace are not all committed: {missing}")
     at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     compaction = {"at": at, "rows": rows, "from": sorted(old), "to": sorted(new)}
-    pending = sink / SEALS_DIR / PENDING_DIR / f"{Path(new[0]).stem}.json"
-    write_json_atomically(pending, {"partition": partition, **compaction}, indent=None)
     compactions = [*_read_record(_seal_path(sink, partition))["compactions"], compaction]
     record = {"files": sorted((current - old) | set(new)), "compactions": compactions}
-    write_json_atomically(_seal_path(sink, partition), record, indent=None)
+    write_json_atomically(_seal_path(sink, partition), record, indent=None)  # the commit
+    # Only then the note for `delete_replaced` (a crash in between leaves the old files on disk).
+    pending = sink / SEALS_DIR / PENDING_DIR / f"{Path(new[0]).stem}.json"
+    write_json_atomically(pending, {"partition": partition, **compaction}, indent=None)
     return compaction
+
+
+def known_files(sink: Path, partition: str) -> set[str]:
+    """Every file of `partition` its seal names: committed, or replaced by or written by a
+    compaction (which a kept version may still read)."""
+    record = _read_record(_seal_path(sink, partition))
+    moved = [set(c["from"]) | set(c["to"]) for c in record["compactions"]]
+    return set(record["files"]).union(*moved)
 
 
 def _compactions_of(sink: Path, files: Iterable[str]) -> list[dict]:
@@ -319,7 +328,8 @@ def delete_replaced(sink: Path, pins: Iterable[Iterable[str]], grace: dt.timedel
     needed = set().union(*(resolve_compacted(sink, pin) for pin in pins))
     deleted = []
     for note, compaction in due:
-        if needed & set(compaction["from"]):
+        committed = _read_record(_seal_path(sink, compaction["partition"]))["compactions"]
+        if needed & set(compaction["from"]) or not any(c["to"] == compaction["to"] for c in committed):
             continue
         for f in compaction["from"]:
             with contextlib.suppress(FileNotFoundError):

@@ -18,10 +18,12 @@ from shopstream.sink_log import (
     delete_replaced,
     logged_files,
     original_files,
+    partition_files,
     record_compaction,
     resolve_compacted,
     seal,
 )
+from shopstream.spark.raw_compaction import remove_orphans
 
 OLD, NEW = "2026-11-01", "2026-11-30"
 
@@ -36,6 +38,11 @@ def raw(tmp_path):
 
 def data_file(raw, day: str, name: str, verdict: str = "valid") -> str:
     return str(raw / f"verdict={verdict}" / f"date={day}" / f"part-{name}.parquet")
+
+
+def compacted_file(raw, day: str, name: str) -> str:
+    """A file as `raw_compaction` names what it writes."""
+    return str(raw / "verdict=valid" / f"date={day}" / f"compacted-{name}.parquet")
 
 
 def write_log(raw, name: str, files: list[str]) -> None:
@@ -119,7 +126,7 @@ def compacted_day(raw):
     seal(raw)
     write_log(raw, "1.compact", old[1:])  # `a` left the log for its seal; `b` and `c` are in both
     seal(raw)
-    new = data_file(raw, OLD, "compacted-x")
+    new = compacted_file(raw, OLD, "x")
     touch(new)
     record_compaction(raw, f"verdict=valid/date={OLD}", set(old), [new], rows=3, now=T0)
     return old, new
@@ -144,7 +151,7 @@ def test_a_compaction_changes_no_fingerprint_and_pins_are_read_through_it(raw):
     write_log(raw, "0", old)
     before = publication.raw_inputs(raw, [OLD])[OLD]
     seal(raw)
-    new = data_file(raw, OLD, "compacted-x")
+    new = compacted_file(raw, OLD, "x")
     record_compaction(raw, f"verdict=valid/date={OLD}", set(old), [new], rows=3, now=T0)
     after = publication.raw_inputs(raw, [OLD])[OLD]
     assert after == {"files": [new], "fingerprint": before["fingerprint"]}
@@ -172,7 +179,7 @@ def test_a_second_compaction_of_a_partition_chains_with_the_first(raw):
     touch(*late)
     write_log(raw, "2", late)
     seal(raw)
-    second = data_file(raw, OLD, "compacted-y")
+    second = compacted_file(raw, OLD, "y")
     touch(second)
     record_compaction(raw, f"verdict=valid/date={OLD}", {first, *late}, [second], rows=5,
                       now=T0 + dt.timedelta(hours=1))  # fmt: skip
@@ -184,3 +191,19 @@ def test_a_second_compaction_of_a_partition_chains_with_the_first(raw):
     day = dt.timedelta(days=1)
     assert sorted(delete_replaced(raw, [old], grace=day, now=T0 + 2 * day)) == old
     assert Path(first).exists()
+    # A later compaction's clean-up of crashed ones removes only files no seal names.
+    orphan = compacted_file(raw, OLD, "z")
+    touch(orphan)
+    partition = f"verdict=valid/date={OLD}"
+    remove_orphans(raw, partition, partition_files(raw, partition))
+    assert Path(first).exists() and Path(second).exists() and not Path(orphan).exists()
+
+
+def test_a_note_of_a_compaction_the_seal_does_not_hold_deletes_nothing(raw):
+    old, _ = compacted_day(raw)
+    notes = raw / "_sealed" / "_replaced"
+    (note,) = notes.iterdir()
+    stray = json.loads(note.read_text()) | {"to": [compacted_file(raw, OLD, "never-committed")]}
+    note.write_text(json.dumps(stray))
+    assert delete_replaced(raw, [], grace=dt.timedelta(0), now=T0) == []
+    assert all(Path(f).exists() for f in old)

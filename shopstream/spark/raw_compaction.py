@@ -35,6 +35,7 @@ from shopstream.publication import parquet_rows
 from shopstream.sink_log import (
     COMPACTED_PREFIX,
     SEALS_DIR,
+    known_files,
     logged_files,
     partition_files,
     record_compaction,
@@ -100,9 +101,10 @@ def compact_partition(spark, sink: Path, partition: str, files: set[str]) -> dic
 
 def remove_orphans(sink: Path, partition: str, committed: set[str]) -> None:
     """Files of an earlier compaction of `partition` that crashed before its commit: no reader
-    lists them; this one replaces them."""
+    lists them and no seal names them; this one replaces them."""
+    known = committed | known_files(sink, partition)
     for f in (sink / partition).glob(f"{COMPACTED_PREFIX}*"):
-        if str(f) not in committed:
+        if str(f) not in known:
             f.unlink()
     shutil.rmtree(sink / SEALS_DIR / STAGING, ignore_errors=True)
 
@@ -110,6 +112,7 @@ def remove_orphans(sink: Path, partition: str, committed: set[str]) -> None:
 def compact_closed_dates(spark, sink: Path, today: dt.date | None = None, since: str | None = None) -> int:
     """Compacts every closed partition of the window (`closed_dates_window`) with many files; the
     caller holds the sink's writer lock. Returns how many partitions it compacted."""
+    sink = sink.absolute()  # the seals name files by absolute path, as the sink's log does
     seal(sink)  # every committed file in a seal first: compactions read partitions from them
     first, last = closed_dates_window(today or dt.datetime.now(dt.UTC).date(), since)
     todo = partitions_to_compact(sink, first, last)
