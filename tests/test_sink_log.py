@@ -207,3 +207,25 @@ def test_a_note_of_a_compaction_the_seal_does_not_hold_deletes_nothing(raw):
     note.write_text(json.dumps(stray))
     assert delete_replaced(raw, [], grace=dt.timedelta(0), now=T0) == []
     assert all(Path(f).exists() for f in old)
+
+
+def test_the_live_writer_compacts_at_its_first_poll_then_once_a_day_and_survives_a_failure(raw, monkeypatch):
+    from shopstream.spark import raw_compaction
+
+    now, calls = [0.0], []
+
+    def compact(spark, sink):
+        calls.append(now[0])
+        if len(calls) == 2:
+            raise OSError("disk full (simulated)")
+        return 1
+
+    monkeypatch.setattr(raw_compaction, "compact_closed_dates", compact)
+    compacting = raw_compaction.Compacting(None, raw, interval=86400, clock=lambda: now[0])
+    assert compacting.when_due() == 1
+    now[0] = 86399.0
+    assert compacting.when_due() == 0 and calls == [0.0]
+    now[0] = 86400.0
+    assert compacting.when_due() == 0  # failed: logged, not raised (the ingest goes on)
+    now[0] = 2 * 86400.0
+    assert compacting.when_due() == 1 and calls == [0.0, 86400.0, 172800.0]
