@@ -95,6 +95,10 @@ def _read_record(seal: Path) -> dict:
     return {"files": record.get("files", []), "compactions": record.get("compactions", [])}
 
 
+def _record_of(sink: Path, partition: str) -> dict:
+    return _read_record(_seal_path(sink, partition))
+
+
 def _replaced(record: dict) -> set[str]:
     return set().union(*(c["from"] for c in record["compactions"]))
 
@@ -122,24 +126,38 @@ def seal(sink: Path) -> int:
     return written
 
 
-class Sealing:
-    """The writer's sealing of `sink`: `now()`, then `when_due()` again once every `interval`
-    seconds (a continuous query calls it on each poll); `on_sealed` hears how many seals each
-    sealing wrote."""
+class Periodic:
+    """A housekeeping task of the sink's writer (`run`): `now()`, then `when_due()` again once
+    every `interval` seconds (a continuous query calls it on each poll)."""
 
-    def __init__(self, sink: Path, interval: float, on_sealed: Callable[[int], None] = lambda n: None,
-                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
-        self.sink, self.interval, self.on_sealed, self.clock = sink, interval, on_sealed, clock
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval, self.clock = interval, clock
         self.last: float | None = None
 
+    def run(self) -> int:
+        raise NotImplementedError
+
     def now(self) -> int:
-        written = seal(self.sink)
+        done = self.run()
         self.last = self.clock()
-        self.on_sealed(written)
-        return written
+        return done
 
     def when_due(self) -> int:
         return self.now() if self.last is None or self.clock() - self.last >= self.interval else 0
+
+
+class Sealing(Periodic):
+    """The writer's sealing of `sink`; `on_sealed` hears how many seals each sealing wrote."""
+
+    def __init__(self, sink: Path, interval: float, on_sealed: Callable[[int], None] = lambda n: None,
+                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        super().__init__(interval, clock)
+        self.sink, self.on_sealed = sink, on_sealed
+
+    def run(self) -> int:
+        written = seal(self.sink)
+        self.on_sealed(written)
+        return written
 
 
 def _seals(sink: Path, verdict: str | None, dates: Iterable[str] | None) -> list[Path]:
@@ -244,12 +262,22 @@ PENDING_DIR = "_replaced"  # under SEALS_DIR: one file per compaction whose old 
 REPLACED_GRACE = dt.timedelta(days=1)
 
 
-def partition_files(sink: Path, partition: str, logged: set[str] | None = None) -> set[str]:
-    """The committed files of one partition (`verdict=valid/date=…`) now (`logged`: the log's
-    files, when the caller read them already)."""
-    record = _read_record(_seal_path(sink, partition))
-    logged = {f for f in (logged_files(sink) if logged is None else logged) if _partition_of(f) == partition}
-    return (logged | set(record["files"])) - _replaced(record)
+def committed_by_partition(sink: Path, dates: Iterable[str]) -> dict[str, set[str]]:
+    """The committed files of `dates` (every verdict) grouped by partition (one read of the log)."""
+    by_partition: dict[str, set[str]] = {}
+    for f in _committed(sink, None, dates):
+        by_partition.setdefault(_partition_of(f), set()).add(f)
+    return by_partition
+
+
+def partition_date(partition: str) -> str:
+    """`2026-11-20` of `verdict=valid/date=2026-11-20`."""
+    return _date_of(f"/{partition}/")
+
+
+def partition_files(sink: Path, partition: str) -> set[str]:
+    """The committed files of one partition (`verdict=valid/date=…`) now."""
+    return committed_by_partition(sink, [partition_date(partition)]).get(partition, set())
 
 
 def sealed_partitions(sink: Path) -> list[str]:
@@ -268,7 +296,7 @@ def record_compaction(sink: Path, partition: str, old: set[str], new: list[str],
         raise ValueError(f"{partition}: the files to replace are not all committed: {missing}")
     at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     compaction = {"at": at, "rows": rows, "from": sorted(old), "to": sorted(new)}
-    compactions = [*_read_record(_seal_path(sink, partition))["compactions"], compaction]
+    compactions = [*_record_of(sink, partition)["compactions"], compaction]
     record = {"files": sorted((current - old) | set(new)), "compactions": compactions}
     write_json_atomically(_seal_path(sink, partition), record, indent=None)  # the commit
     # Only then the note for `delete_replaced` (a crash in between leaves the old files on disk).
@@ -280,7 +308,7 @@ def record_compaction(sink: Path, partition: str, old: set[str], new: list[str],
 def known_files(sink: Path, partition: str) -> set[str]:
     """Every file of `partition` its seal names: committed, or replaced by or written by a
     compaction (which a kept version may still read)."""
-    record = _read_record(_seal_path(sink, partition))
+    record = _record_of(sink, partition)
     moved = [set(c["from"]) | set(c["to"]) for c in record["compactions"]]
     return set(record["files"]).union(*moved)
 
@@ -288,7 +316,7 @@ def known_files(sink: Path, partition: str) -> set[str]:
 def _compactions_of(sink: Path, files: Iterable[str]) -> list[dict]:
     """The compactions of the partitions `files` belong to, oldest first."""
     partitions = {_partition_of(f) for f in files}
-    found = [c for p in sorted(partitions) for c in _read_record(_seal_path(sink, p))["compactions"]]
+    found = [c for p in sorted(partitions) for c in _record_of(sink, p)["compactions"]]
     return sorted(found, key=lambda c: c["at"])
 
 
@@ -328,7 +356,7 @@ def delete_replaced(sink: Path, pins: Iterable[Iterable[str]], grace: dt.timedel
     needed = set().union(*(resolve_compacted(sink, pin) for pin in pins))
     deleted = []
     for note, compaction in due:
-        committed = _read_record(_seal_path(sink, compaction["partition"]))["compactions"]
+        committed = _record_of(sink, compaction["partition"])["compactions"]
         if needed & set(compaction["from"]) or not any(c["to"] == compaction["to"] for c in committed):
             continue
         for f in compaction["from"]:

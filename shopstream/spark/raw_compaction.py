@@ -35,9 +35,10 @@ from shopstream.publication import parquet_rows
 from shopstream.sink_log import (
     COMPACTED_PREFIX,
     SEALS_DIR,
+    Periodic,
+    committed_by_partition,
     known_files,
-    logged_files,
-    partition_files,
+    partition_date,
     record_compaction,
     seal,
     sealed_partitions,
@@ -64,12 +65,8 @@ def partitions_to_compact(
 ) -> dict[str, set[str]]:
     """The sealed partitions of dates first..last (ISO strings compare as dates) with at least
     `min_files` committed files, and those files."""
-    todo, logged = {}, logged_files(sink)
-    for partition in sealed_partitions(sink):
-        day = partition.rsplit("date=", 1)[1]
-        if first <= day <= last and len(files := partition_files(sink, partition, logged)) >= min_files:
-            todo[partition] = files
-    return todo
+    window = {d for d in map(partition_date, sealed_partitions(sink)) if first <= d <= last}
+    return {p: files for p, files in committed_by_partition(sink, window).items() if len(files) >= min_files}
 
 
 def compact_partition(spark, sink: Path, partition: str, files: set[str]) -> dict:
@@ -124,21 +121,18 @@ def compact_closed_dates(spark, sink: Path, today: dt.date | None = None, since:
 COMPACTION_INTERVAL_SECONDS = 24 * 3600
 
 
-class Compacting:
-    """The writer's compaction of `sink`'s closed dates: `when_due()` compacts at its first call
-    and then once every `interval` seconds (the live service calls it on each poll). A failure is
-    logged, never raised: the writer's work is the ingest, and the next time tries again."""
+class Compacting(Periodic):
+    """The writer's compaction of `sink`'s closed dates, at its first `when_due()` and then once
+    every `interval` seconds. A failure is logged, never raised: the writer's work is the ingest,
+    and the next time tries again."""
 
     def __init__(
         self, spark, sink: Path, interval: float = COMPACTION_INTERVAL_SECONDS, clock=time.monotonic
-    ):
-        self.spark, self.sink, self.interval, self.clock = spark, sink, interval, clock
-        self.last: float | None = None
+    ) -> None:
+        super().__init__(interval, clock)
+        self.spark, self.sink = spark, sink
 
-    def when_due(self) -> int:
-        if self.last is not None and self.clock() - self.last < self.interval:
-            return 0
-        self.last = self.clock()
+    def run(self) -> int:
         try:
             return compact_closed_dates(self.spark, self.sink)
         except Exception as error:  # noqa: BLE001 - housekeeping must not stop the ingest
