@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
+from bench.batch import MAX_WARM_UP_RUNS, steady_state
 from shopstream.config import REPO_ROOT
-
-pytestmark = pytest.mark.integration
 
 STAGES = (
     "Spark session start",
@@ -28,6 +27,26 @@ STAGES = (
 )
 
 
+def replay(*seconds: float):
+    """A `run_once` returning these timings in turn."""
+    runs = iter(seconds)
+    return lambda: {"job": next(runs)}
+
+
+def test_steady_state_counts_only_runs_after_two_agree():
+    # A fresh JVM's DataFrame job: 9.7, 4.2, 3.7, 3.4 (within 5% of 3.5 next), then the timed runs.
+    timing = steady_state(replay(9.7, 4.2, 3.7, 3.4, 3.5, 3.6, 3.3, 9.0))
+    assert timing == {"job": 3.6, "warm_up_runs": 5}
+
+
+def test_steady_state_stops_warming_up_at_its_limit_and_without_warm_up_runs_once():
+    alternating = [4.0, 5.0] * MAX_WARM_UP_RUNS
+    timing = steady_state(replay(*alternating[:MAX_WARM_UP_RUNS], 1.0, 2.0, 3.0))
+    assert timing == {"job": 2.0, "warm_up_runs": MAX_WARM_UP_RUNS}
+    assert steady_state(replay(7.0), warm_up=False) == {"job": 7.0, "warm_up_runs": 0}
+
+
+@pytest.mark.integration
 def test_smoke_run_writes_a_complete_table_around_existing_text(tmp_path):
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\nProse that must survive.\n")
