@@ -30,7 +30,7 @@ fmt: ## format Python and Rust in place
 	.venv/bin/ruff check --fix .
 	cargo fmt --all
 
-bench: setup ## every stage next to its reference -> docs/benchmarks.md (~25 min); SMOKE=1: small sizes, ~4 min
+bench: setup ## every stage next to its reference -> docs/benchmarks.md (~30 min); SMOKE=1: small sizes, ~4 min
 	$(PY) -m bench.run $(if $(SMOKE),--smoke)
 
 backfill: setup ## run the DAG once per date: make backfill FROM=2026-11-20 TO=2026-11-22 (broker up)

@@ -1,6 +1,6 @@
 """`make bench`: every stage next to its reference, in one run, as one table.
 
-    .venv/bin/python -m bench.run            # full sizes (~25 min), writes docs/benchmarks.md
+    .venv/bin/python -m bench.run            # full sizes (~30 min), writes docs/benchmarks.md
     .venv/bin/python -m bench.run --smoke    # small sizes (~4 min), writes .state/bench-smoke.md
 
 Stages: producer (vs Kafka's ProducerPerformance), generation alone, producer memory, streaming

@@ -49,9 +49,14 @@ def kafka_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spark_cluster(tmp_path_factory):
+    # Finished applications' folders deleted within seconds, not a week, and logs rolled over at
+    # 2 KB (executors' at Spark's smallest size, 80 KB), not 20 MB: see the housekeeping test.
     cluster = LocalSparkCluster(home=tmp_path_factory.mktemp("spark-cluster"), master_port=free_port(),
-                                ui_port=free_port(), worker_memory="1g")  # fmt: skip
-    cluster.start()
+                                ui_port=free_port(), worker_memory="1g", app_data_ttl_seconds=3,
+                                cleanup_interval_seconds=2)  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHOPSTREAM_SERVICE_LOG_MAX_MB", "0.002")
+        cluster.start()
     yield cluster
     cluster.stop()
 
@@ -187,6 +192,32 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     new = sum(1 for i in range(300_000) if i % 10)
     revenue = sum((1 + i % 3) * (1 if i % 10 else -1) for i in range(300_000)) * 999
     assert hourly == (new, Decimal(revenue) / 100)
+
+
+def test_workers_roll_executor_logs_and_delete_a_finished_applications_folder(spark_cluster, tmp_path):
+    work_dirs = sorted(spark_cluster.home.glob("worker*-work"))
+    before = {app for work in work_dirs for app in work.glob("app-*")}
+    app = subprocess.run(
+        [sys.executable, "-c", "import sys; from pyspark.sql import SparkSession;"
+         " s = SparkSession.builder.master(sys.argv[1]).getOrCreate();"
+         # 400 KB of executor output: past Spark's smallest roll-over size (80 KB) on each worker.
+         " s.sparkContext.parallelize(range(8), 8).foreach(lambda i: sys.stderr.write('x' * 50000 + '\\n'));"
+         " print(s.sparkContext.applicationId, s.range(1000).repartition(4).count())",
+         spark_cluster.master_url],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )  # fmt: skip
+    assert app.returncode == 0, app.stderr[-3000:]
+    app_id, count = app.stdout.split()[-2:]
+    assert count == "1000"
+    mine = [work / app_id for work in work_dirs if (work / app_id).exists()]
+    assert mine and not set(mine) & before, "the application's executors wrote their folders"
+    rolled = [log for folder in mine for log in folder.glob("*/stderr--*")]
+    assert rolled, "the executors' logs rolled over at their limit"
+
+    deadline = time.monotonic() + 60
+    while any(folder.exists() for folder in mine) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not any(folder.exists() for folder in mine), "a finished application's folder was kept"
 
 
 def dag_outputs(data, date: str) -> dict[str, list]:

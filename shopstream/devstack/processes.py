@@ -63,14 +63,24 @@ class ManagedProcess:
         return pid if pid_alive(pid) else None
 
     def launch(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        """Starts `command` unless this process already runs; output goes to the log file."""
+        """Starts `command` unless this process already runs; its output goes through a pipe to
+        `service_log`, which appends it to the log file and bounds the file's size."""
         if self.pid() is not None:
             return
-        with self.log_file.open("ab") as log:
+        read_end, write_end = os.pipe()
+        try:
+            with self.log_file.open("ab") as errors:  # the log writer's own, should it fail
+                subprocess.Popen(
+                    [sys.executable, "-m", "shopstream.devstack.service_log", str(self.log_file)],
+                    stdin=read_end, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
+                )  # fmt: skip
             process = subprocess.Popen(
-                list(command), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                list(command), env=env, stdout=write_end, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
+        finally:
+            os.close(read_end)
+            os.close(write_end)
         self.pid_file.write_text(str(process.pid))
 
     def wait_until(self, ready: Callable[[], bool], failure: Callable[[str], Exception], what: str,

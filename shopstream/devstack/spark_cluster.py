@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopstream.config import paths
+from shopstream.devstack import service_log
 from shopstream.devstack.processes import ManagedProcess, port_is_open, service_main
 
 DEFAULT_MASTER_PORT = 7077
@@ -44,6 +45,23 @@ class LocalSparkCluster:
     worker_cores: int = 1
     worker_memory: str = "2g"
     ui_port: int = 8080  # the master's web UI, whose JSON status page is the readiness check
+    # A finished application's folder on a worker (the jars it shipped, ≈ 10 MB per executor: a
+    # year of daily DAG runs left ≈ 20 GB) is deleted this long after its last write.
+    app_data_ttl_seconds: int = 7 * 86400
+    cleanup_interval_seconds: int = 1800
+
+    def worker_options(self) -> str:
+        """Spark's own housekeeping for workers that run for a year: finished applications'
+        folders deleted after `app_data_ttl_seconds`, executors' logs rolled over like ours."""
+        options = {
+            "spark.worker.cleanup.enabled": "true",  # only stopped applications' folders
+            "spark.worker.cleanup.interval": self.cleanup_interval_seconds,
+            "spark.worker.cleanup.appDataTtl": self.app_data_ttl_seconds,
+            "spark.executor.logs.rolling.strategy": "size",
+            "spark.executor.logs.rolling.maxSize": service_log.max_bytes(),
+            "spark.executor.logs.rolling.maxRetainedFiles": service_log.BACKUPS,
+        }
+        return " ".join(f"-D{key}={value}" for key, value in options.items())
 
     @property
     def master_url(self) -> str:
@@ -67,7 +85,8 @@ class LocalSparkCluster:
     def _launch(self, name: str, args: list[str]) -> None:
         spark_home = _spark_home()
         env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
-               "SPARK_LOG_DIR": str(self.home), "SPARK_NO_DAEMONIZE": "1"}  # fmt: skip
+               "SPARK_LOG_DIR": str(self.home), "SPARK_NO_DAEMONIZE": "1",
+               "SPARK_WORKER_OPTS": self.worker_options()}  # fmt: skip
         self.process(name).launch([str(spark_home / "bin" / "spark-class"), *args], env)
 
     def alive_workers(self) -> int:
