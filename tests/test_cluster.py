@@ -50,15 +50,16 @@ def kafka_cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spark_cluster(tmp_path_factory):
     # Finished applications' folders deleted within seconds, not a week, and logs rolled over at
-    # 2 KB (executors' at Spark's smallest size, 80 KB), not 20 MB: see the housekeeping test.
+    # 2 KB (executors' at Spark's smallest size, 80 KB), not 20 MB: see the housekeeping test. The
+    # setting holds for the module, so a worker restarted by a test (the killed-worker drill) keeps it.
     cluster = LocalSparkCluster(home=tmp_path_factory.mktemp("spark-cluster"), master_port=free_port(),
                                 ui_port=free_port(), worker_memory="1g", app_data_ttl_seconds=3,
                                 cleanup_interval_seconds=2)  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHOPSTREAM_SERVICE_LOG_MAX_MB", "0.002")
         cluster.start()
-    yield cluster
-    cluster.stop()
+        yield cluster
+        cluster.stop()
 
 
 @pytest.fixture
