@@ -31,6 +31,16 @@ from shopstream.devstack.kafka_security import write_private_json
 from shopstream.devstack.processes import free_port, port_is_open, service_main
 
 READY_TIMEOUT_S = 60
+# The server's own log collector keeps a week: one file per weekday under the data folder's `log/`,
+# emptied when its day comes round again (a year of running leaves at most seven files). Only the
+# lines before the collector starts go to `postgres.log`.
+LOG_SETTINGS = {
+    "logging_collector": "on",
+    "log_filename": "postgresql-%a.log",
+    "log_truncate_on_rotation": "on",
+    "log_rotation_age": "1d",
+    "log_rotation_size": "0",  # a size rotation would reopen the same weekday's file, not bound it
+}
 ADMIN_ROLE = "shopstream_admin"
 # PostgreSQL refuses to run as root: started by root, the server runs as Debian's `postgres` user.
 SERVER_USER = "postgres"
@@ -81,6 +91,11 @@ class LocalPostgres:
         return self.home / "postgres.log"
 
     @property
+    def log_dir(self) -> Path:
+        """The collector's weekday files (LOG_SETTINGS)."""
+        return self.data_dir / "log"
+
+    @property
     def secrets_file(self) -> Path:
         return self.home / "secrets.json"
 
@@ -96,7 +111,8 @@ class LocalPostgres:
         result = subprocess.run(self._command(tool, *args), capture_output=True, text=True)
         if check and result.returncode != 0:
             raise PostgresError(
-                f"{tool} {args[0]} failed ({result.returncode}); see {self.log_file}:\n{result.stderr}"
+                f"{tool} {args[0]} failed ({result.returncode}); see {self.log_file} and {self.log_dir}:\n"
+                f"{result.stderr}"
             )
         return result
 
@@ -179,9 +195,14 @@ class LocalPostgres:
             self._hand_to_server_user(self.log_file)
             self._run(
                 "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
-                "-t", str(READY_TIMEOUT_S), "-o", f"-p {self.port}",
+                "-t", str(READY_TIMEOUT_S), "-o", self._server_options(),
             )  # fmt: skip
         self._provision()
+
+    def _server_options(self) -> str:
+        """Given at every start, so a data folder made by an earlier version gets them too."""
+        settings = " ".join(f"-c {name}={value}" for name, value in LOG_SETTINGS.items())
+        return f"-p {self.port} {settings}"
 
     def _provision(self) -> None:
         """The application role and its database (idempotent), then the connection file."""
