@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 ORDER_SIM := target/release/order-sim
 COUNT ?= 500
+# The suite waits on JVMs, brokers and schedulers more than it computes: two workers (pytest-xdist),
+# each running whole test files (their module fixtures stay in one process), take ≈ 2/3 of the time.
+TEST_WORKERS ?= 2
 
 .PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status db-up db-down db-status live-up live-down live-status dashboard dashboard-down unit integration lock clean
 
@@ -17,7 +20,7 @@ run: setup ## the pipeline end to end on the embedded local stack + the live das
 
 test: setup lint ## the whole test suite (what CI runs)
 	cargo test --release --locked --quiet
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: ## ruff, cargo fmt --check, cargo clippy -D warnings
 	.venv/bin/ruff check .

@@ -23,10 +23,11 @@ from shopstream.devstack.processes import free_port
 TASK_LINE = re.compile(r"^\s{2}(\w+)\s+(\w+)\s+([\d.]+) s$")
 
 
-def measure(count: int = 500) -> dict:
+def measure(count: int = 500, live_feed: int = 2000) -> dict:
     with temp_home() as home:
         env = {
             **os.environ,
+            "LIVE_COUNT": str(live_feed),
             "SHOPSTREAM_STATE_DIR": str(home / "state"),
             "SHOPSTREAM_DATA_DIR": str(home / "data"),
             "SHOPSTREAM_JARS_DIR": str(paths().jars),

@@ -7,7 +7,7 @@
 # URL is printed), a live feed of today's events follows, and at the end an interactive terminal
 # keeps everything running until Ctrl-C (SHOPSTREAM_KEEP_RUNNING=0: stop at once, as CI does).
 # SHOPSTREAM_RUN_DATE=YYYY-MM-DD instead produces that date's events and runs a manual run naming it.
-# SHOPSTREAM_LIVE=0 skips the live side.
+# SHOPSTREAM_LIVE=0 skips the live side; LIVE_COUNT sets the live feed's events (2000, 10 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-500}
