@@ -64,9 +64,12 @@ if [ "$LIVE" = 1 ]; then
   echo "    live feed: ${LIVE_COUNT:=2000} events of today at 200/s"
   target/release/order-sim --brokers "$BROKERS" --count "$LIVE_COUNT" --rate 200 --start now 2>/dev/null | tail -1
 fi
-echo "==> [2/3] running the ecommerce_pipeline DAG (${RUN[*]}) for $DATE (Airflow log: .state/airflow-run.log)"
-$PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" 2> .state/airflow-run.log \
-  || { echo "DAG run failed; last log lines:"; tail -40 .state/airflow-run.log; exit 1; }
+# Beside the run's other state (SHOPSTREAM_STATE_DIR, as the bench's end-to-end stage sets it).
+AIRFLOW_LOG=$($PY -c 'from shopstream.config import paths; print(paths().state)')/airflow-run.log
+mkdir -p "$(dirname "$AIRFLOW_LOG")"
+echo "==> [2/3] running the ecommerce_pipeline DAG (${RUN[*]}) for $DATE (Airflow log: $AIRFLOW_LOG)"
+$PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" 2> "$AIRFLOW_LOG" \
+  || { echo "DAG run failed; last log lines:"; tail -40 "$AIRFLOW_LOG"; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.report --date "$DATE" --summary
 echo "done in $(( $(date +%s) - started_at )) s"
