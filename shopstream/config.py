@@ -202,10 +202,21 @@ def kafka_bootstrap() -> str:
     return kafka_client_config()["bootstrap.servers"]
 
 
+# Consumer-group settings belong to each consumer (Spark's source, a check's probe), not to the
+# connection: a Connection's extras may carry them for other tools.
+_CONSUMER_GROUP_KEYS = frozenset({"group.id", "auto.offset.reset", "enable.auto.commit"})
+
+
+def split_client_config(config: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """(bootstrap list, the other connection settings: security and the like) of a client config
+    such as `kafka_client_config()` or a kafka Connection's extras."""
+    options = {k: v for k, v in config.items() if k != "bootstrap.servers" and k not in _CONSUMER_GROUP_KEYS}
+    return config["bootstrap.servers"], options
+
+
 def kafka_security_options() -> dict[str, str]:
     """The client settings other than the bootstrap list and consumer-group ones."""
-    skip = {"bootstrap.servers", "group.id", "auto.offset.reset", "enable.auto.commit"}
-    return {k: v for k, v in kafka_client_config().items() if k not in skip}
+    return split_client_config(kafka_client_config())[1]
 
 
 _LOGIN_MODULES = {

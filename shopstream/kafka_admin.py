@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from shopstream.config import ORDERS_TOPIC, kafka_bootstrap, kafka_security_options
+from shopstream.config import ORDERS_TOPIC, kafka_client_config, split_client_config
 
 
 class KafkaCheckError(RuntimeError):
@@ -59,7 +59,8 @@ def topic_stats(
     the login is refused or the principal may not see the topic. Without `bootstrap`, the
     configured cluster and its security settings."""
     if bootstrap is None:
-        bootstrap, extra_config = kafka_bootstrap(), {**kafka_security_options(), **(extra_config or {})}
+        bootstrap, configured = split_client_config(kafka_client_config())
+        extra_config = {**configured, **(extra_config or {})}
     errors: list[KafkaError] = []
     config = _client_config(bootstrap, extra_config, errors)
     admin = AdminClient(config)

@@ -3,6 +3,8 @@ Parsing must not touch a Connection (Airflow's DagBag integrity-test practice)."
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -172,3 +174,20 @@ def test_backfill_dag_follows_its_config_file(tmp_path):
     config.write_text('{"ranges": [{"name": "bad", "start": "2026-12-30", "end": "2026-12-01"}]}')
     with pytest.raises(ValueError, match="before start"):
         pipeline.backfill_dates(config)
+
+
+def test_the_backfills_plans_find_the_raw_sink_through_the_fs_connection(tmp_path, monkeypatch):
+    """The backfill's plan tasks and the main DAG's sensor read the data root from one place, the
+    `fs_default` Connection: a deployment that moves the data sets it once."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from shopstream.airflow import tasks
+
+    connection_root, environment_root = tmp_path / "from-connection", tmp_path / "from-environment"
+    connection = {"conn_type": "fs", "extra": {"path": str(connection_root)}}
+    monkeypatch.setenv("AIRFLOW_CONN_FS_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(environment_root))
+    assert tasks.data_paths().raw_sink == connection_root / "raw"
+    expected = f"no raw events for 2026-01-01 in {connection_root / 'raw'}"
+    with pytest.raises(AirflowSkipException, match=re.escape(expected)):
+        tasks.plan_date("2026-01-01", "manual__test")

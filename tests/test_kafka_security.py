@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import stat
 
-from shopstream.config import SPARK_CLIENT_FILE, java_client_options, kafka_client_config
+from shopstream.config import SPARK_CLIENT_FILE, java_client_options, kafka_client_config, split_client_config
 from shopstream.devstack.kafka_security import ADMIN, PRODUCER, SPARK, Credentials
 
 
@@ -60,6 +60,19 @@ def test_the_spark_source_gets_a_jaas_login_and_a_pem_trust_store():
         "ssl.truststore.location": "/etc/ca.pem",
     }
     assert java_client_options({"linger.ms": "5"}) == {"linger.ms": "5"}
+
+
+def test_a_connections_consumer_group_settings_stay_with_the_connection():
+    """A kafka Connection's extras may carry a group for other tools: the topic check and Spark's
+    source take the bootstrap list and the login, never another consumer's group."""
+    extras = {
+        "bootstrap.servers": "b1:9092,b2:9092",
+        "security.protocol": "SASL_PLAINTEXT",
+        "group.id": "airflow-consumers",
+        "auto.offset.reset": "latest",
+        "enable.auto.commit": "true",
+    }
+    assert split_client_config(extras) == ("b1:9092,b2:9092", {"security.protocol": "SASL_PLAINTEXT"})
 
 
 def test_the_cluster_profile_logs_the_jobs_in_as_spark(tmp_path, monkeypatch):

@@ -223,7 +223,7 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
                     plan = PythonOperator(
                         task_id=f"plan_{suffix}",
                         python_callable=tasks.plan_date,
-                        op_kwargs={"date": day, "label": "{{ run_id }}"},
+                        op_kwargs={"date": day, "label": "{{ run_id }}", "fs_conn_id": FS_CONN_ID},
                     )
                     args = _job_args(f"{name}.plan_{suffix}")
                     rdd = _spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30))

@@ -9,6 +9,7 @@ from pathlib import Path
 from airflow.sdk.bases.sensor import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
+from shopstream.airflow.tasks import data_paths
 from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.sink_log import committed_files
 
@@ -45,13 +46,8 @@ class RawDateSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.fs_conn_id, self.run_date, self.version = fs_conn_id, run_date, version
 
-    def _data_root(self) -> Path:
-        from airflow.providers.standard.hooks.filesystem import FSHook
-
-        return Path(FSHook(self.fs_conn_id).get_path())  # the Connection, at run time only
-
     def poke(self, context) -> bool:
-        return bool(committed_files(self._data_root() / "raw", VALID, self.run_date))
+        return bool(committed_files(data_paths(self.fs_conn_id).raw_sink, VALID, self.run_date))
 
     def execute(self, context):
         from shopstream.publication import new_version, plan_run
@@ -61,10 +57,10 @@ class RawDateSensor(BaseSensorOperator):
             arrived = True
         except AirflowSensorTimeout:
             arrived = False
-        data = self._data_root()
-        plan = plan_run(data / "raw", data / "transformed", self.run_date, new_version(self.version))
+        layers = data_paths(self.fs_conn_id)
+        plan = plan_run(layers.raw_sink, layers.transformed, self.run_date, new_version(self.version))
         if not plan["dates"]:
-            message = no_raw_data_message(self.run_date, data / "raw")
+            message = no_raw_data_message(self.run_date, layers.raw_sink)
             self.log.warning("%s", message)
             raise AirflowSkipException(message)
         if not arrived:

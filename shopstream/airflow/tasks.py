@@ -4,10 +4,11 @@ so that the logic is testable without a scheduler."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
-from shopstream.airflow.connections import KAFKA_CONN_ID
-from shopstream.config import ORDERS_TOPIC
+from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID
+from shopstream.config import ORDERS_TOPIC, Paths, paths, split_client_config
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,7 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
     at least `min_messages` messages. Returns the message count (pushed to XCom)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    config = kafka_config_from_connection(conn_id)
-    bootstrap = config.pop("bootstrap.servers")
-    for key in ("group.id", "auto.offset.reset", "enable.auto.commit"):
-        config.pop(key, None)
+    bootstrap, config = split_client_config(kafka_config_from_connection(conn_id))
     try:
         stats = topic_stats(topic, bootstrap, extra_config=config)
     except KafkaCheckError as error:
@@ -47,16 +45,24 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
     return stats.messages
 
 
-def plan_date(date: str, label: str) -> dict:
+def data_paths(fs_conn_id: str = FS_CONN_ID) -> Paths:
+    """The data layers under the fs Connection's path (read at run time only): the main DAG's
+    sensor and the backfill's plans find the raw sink the same way, so a deployment sets it once."""
+    from airflow.providers.standard.hooks.filesystem import FSHook
+
+    return replace(paths(), data=Path(FSHook(fs_conn_id).get_path()))
+
+
+def plan_date(date: str, label: str, fs_conn_id: str = FS_CONN_ID) -> dict:
     """A plan of one date (the backfill DAG's): its raw files pinned in a new version."""
-    from shopstream.config import paths
     from shopstream.publication import new_version, plan_run
 
-    plan = plan_run(paths().raw_sink, paths().transformed, date, new_version(label), lookback=0)
+    layers = data_paths(fs_conn_id)
+    plan = plan_run(layers.raw_sink, layers.transformed, date, new_version(label), lookback=0)
     if not plan["dates"]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        raise AirflowSkipException(f"no raw events for {date}: nothing to transform")
+        raise AirflowSkipException(f"no raw events for {date} in {layers.raw_sink}: nothing to transform")
     log.info("version %s: %s (%s raw rows)", plan["version"], date, plan["raw_rows"].get(date, 0))
     return plan
 
@@ -100,7 +106,6 @@ def vacuum_versions(transformed: Path | None) -> None:
     leaves a warning, not a failed run: the dates are published, the next run tries again. Also
     the raw files that compactions of closed dates replaced, once no kept version pins them."""
     from shopstream import publication
-    from shopstream.config import paths
 
     root = publication.transformed_root(transformed)
     try:
