@@ -192,9 +192,15 @@ def lookback_dates(run_date: str, days: int) -> list[str]:
 # --- retention -------------------------------------------------------------------------------
 
 
+_CREATED = re.compile(r"(\d{8}T\d{12}Z)-[0-9a-f]{8}$")
+
+
 def _version_time(root: Path, version: str) -> dt.datetime:
-    stat = version_root(root, version).stat()
-    return dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    """When the version was created: `new_version` put the time in its name (a retried task that
+    writes into the version later must not make it look young). Else the folder's mtime."""
+    if created := _CREATED.search(version):
+        return dt.datetime.strptime(created.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(version_root(root, version).stat().st_mtime, dt.UTC)
 
 
 def vacuum(

@@ -96,12 +96,14 @@ def test_publication_is_one_atomic_pointer_with_history_and_vacuum_keeps_what_re
     )
     assert not list((root / "_published").glob(".*")), "no temporary pointer left behind"
 
-    # Within the retention nothing goes; past it, the versions readers no longer see do.
+    # Within the retention nothing goes; past it, the versions readers no longer see do. A version
+    # ages from its creation (in its name), whatever a late write did to its folder's mtime.
     assert publication.vacuum(root, dt.timedelta(days=7)) == []
-    old = (dt.datetime.now() - dt.timedelta(days=8)).timestamp()
+    eight_days_on = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
     for version in versions:
-        os.utime(publication.version_root(root, version), (old, old))
-    deleted = publication.vacuum(root, dt.timedelta(days=7))
+        later = eight_days_on.timestamp()
+        os.utime(publication.version_root(root, version), (later, later))
+    deleted = publication.vacuum(root, dt.timedelta(days=7), now=eight_days_on)
     assert {p.name for p in deleted} >= {versions[0], versions[1]}
     assert publication.published_dir(root, "hourly_sales", DAY).joinpath("part-0.parquet").exists()
     assert sorted(p.name for p in (root / "_versions").iterdir()) == [versions[2]]
