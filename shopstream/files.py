@@ -15,3 +15,8 @@ def write_json_atomically(target: Path, content: dict, indent: int | None = 2) -
     staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     staged.write_text(json.dumps(content, indent=indent) + "\n")
     os.replace(staged, target)
+
+
+def text_output_lines(folder: Path) -> list[str]:
+    """The lines of a Spark text output folder (`saveAsTextFile`): its part files in order."""
+    return [line for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]

@@ -25,7 +25,7 @@ import duckdb
 from shopstream import publication
 from shopstream.config import VALID, paths
 from shopstream.contract import EVENT_IDENTITY, NEW, ORDER_STATUSES
-from shopstream.files import write_json_atomically
+from shopstream.files import text_output_lines, write_json_atomically
 from shopstream.metrics import TOP_N_PRODUCTS
 from shopstream.sink_log import committed_files, resolve_compacted
 
@@ -90,7 +90,7 @@ def _scan(folder: Path) -> str:
 
 
 def _rdd_total(folder: Path) -> tuple[int, Decimal]:
-    lines = [line for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]
+    lines = text_output_lines(folder)
     return len(lines), sum((Decimal(line.split("\t")[1]) for line in lines), Decimal(0))
 
 

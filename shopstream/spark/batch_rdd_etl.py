@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from shopstream.contract import CANCELLED
+from shopstream.files import text_output_lines
 from shopstream.metrics import REVENUE_SIGN
 from shopstream.spark.batch import (
     COPIES,
@@ -164,11 +165,6 @@ def save_date(spark, revenue, date: str, out_dir: Path) -> Path:
     return final
 
 
-def _lines(folder: Path):
-    for part in sorted(folder.glob("part-*")):
-        yield from part.read_text().splitlines()
-
-
 def run(inputs: RunInputs, spark=None) -> list[dict]:
     """Revenue per product for the run's dates (in one pass) into its version; returns the
     counts of each date."""
@@ -184,7 +180,7 @@ def run(inputs: RunInputs, spark=None) -> list[dict]:
             "duplicates_dropped": duplicates[day],
             "cancelled_filtered": cancelled[day],
             "malformed": malformed[day],
-            "products": sum(1 for _ in _lines(final)),
+            "products": len(text_output_lines(final)),
         }
         (final / "_counts.json").write_text(json.dumps(counts, indent=2) + "\n")
         if counts["records_seen"] == 0:
