@@ -271,8 +271,9 @@ def sink_log_retention() -> str:
 
 # A date's raw files are compacted once no event of it can still be valid (`lateness_days` after
 # it, plus the day an event may be stamped ahead and a day for the ingest to catch up), by the
-# sink's writer (`shopstream.spark.raw_compaction`); the dates of COMPACTION_SCAN_DAYS before that
-# are looked at again each time (a run missed, an outage's late files).
+# sink's writer (`shopstream.spark.raw_compaction`), every date since its last run; the dates of
+# COMPACTION_SCAN_DAYS before that are looked at again each time (files that came after a run,
+# e.g. an outage's backlog written once the service is back).
 COMPACTION_SCAN_DAYS = 7
 
 

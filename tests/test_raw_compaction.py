@@ -1,7 +1,7 @@
 """A closed date's raw files compacted by the sink's writer, on real Kafka and Spark: the rows
-stay those read back from Kafka, the date's published analytics stay valid and unchanged, a
-version pinned before reads the new files, a crash before the commit changes nothing, and the
-old files go once nothing needs them."""
+stay those read back from Kafka (valid and quarantined), the date's published analytics stay valid
+and unchanged, a version pinned before reads the new files, a crash before the commit changes
+nothing, and the old files go once nothing needs them."""
 
 from __future__ import annotations
 
@@ -79,7 +79,17 @@ def test_a_closed_dates_files_are_compacted_once_with_the_same_rows_analytics_an
     for partition in [p for p in sink_log.sealed_partitions(raw) if p.endswith(f"date={DAY}")]:
         files = sink_log.partition_files(raw, partition)
         assert len(files) < raw_compaction.MIN_FILES, f"{partition} was left with {len(files)} files"
-    # (The quarantined rows are filed under the day they arrived, today's: not closed, not compacted.)
+    assert raw_compaction.compacted_through(raw) == days_ago(2)
+
+    # Unreadable events are quarantined under the day they arrived (today's, not closed yet); once
+    # that day closes, its partition is compacted like any other.
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    arrived = [p for p in sink_log.sealed_partitions(raw) if p.endswith(f"date={today}")]
+    assert arrived and all(len(sink_log.partition_files(raw, p)) >= raw_compaction.MIN_FILES for p in arrived)
+    monkeypatch.setenv("SHOPSTREAM_COMPACTION_AFTER_DAYS", "0")
+    run(settings, spark)
+    for partition in arrived:
+        assert compacted(sorted(sink_log.partition_files(raw, partition))), partition
 
     # Its rows are the events read back from Kafka, each once (valid and quarantined alike).
     valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, EVENTS)

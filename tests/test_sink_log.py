@@ -229,3 +229,42 @@ def test_the_live_writer_compacts_at_its_first_poll_then_once_a_day_and_survives
     assert compacting.when_due() == 0  # failed: logged, not raised (the ingest goes on)
     now[0] = 2 * 86400.0
     assert compacting.when_due() == 1 and calls == [0.0, 86400.0, 172800.0]
+
+
+def test_each_compaction_run_looks_at_every_closed_date_since_the_last_run(raw, monkeypatch):
+    from shopstream.spark import raw_compaction
+
+    monkeypatch.setenv("SHOPSTREAM_COMPACTION_AFTER_DAYS", "9")
+    today = dt.date(2026, 12, 31)  # the last closed date: 12-22
+    window = raw_compaction.closed_dates_window
+    assert window(today) == (raw_compaction.EVERY_DATE, "2026-12-22")  # a sink's first run
+    assert window(today, through="2026-12-21") == ("2026-12-15", "2026-12-22")  # at least 7 days
+    assert window(today, through="2026-11-09") == ("2026-11-10", "2026-12-22")  # after an outage
+    assert window(today, since="2026-12-01", through="2026-11-09") == ("2026-12-01", "2026-12-22")
+
+    # The service was down for a month: its first run compacts the dates it missed, then marks them.
+    many = {day: [data_file(raw, day, f"{day}-{i}") for i in range(raw_compaction.MIN_FILES)]
+            for day in ("2026-11-12", "2026-12-10", "2026-12-24")}  # fmt: skip
+    write_log(raw, "0", [f for files in many.values() for f in files])
+    (raw / raw_compaction.COMPACTED_THROUGH_MARKER).write_text('{"through": "2026-11-09"}')
+    compacted = []
+    monkeypatch.setattr(
+        raw_compaction, "compact_partition", lambda spark, sink, p, files: compacted.append(p)
+    )
+    assert raw_compaction.compact_closed_dates(None, raw, today=today) == 2
+    assert compacted == ["verdict=valid/date=2026-11-12", "verdict=valid/date=2026-12-10"]  # 12-24: open
+    assert raw_compaction.compacted_through(raw) == "2026-12-22"
+
+    # A run by hand from a later date than the marker's next leaves the gap's dates waiting.
+    (raw / raw_compaction.COMPACTED_THROUGH_MARKER).write_text('{"through": "2026-11-09"}')
+    raw_compaction.compact_closed_dates(None, raw, today=today, since="2026-12-01")
+    assert raw_compaction.compacted_through(raw) == "2026-11-09"
+
+    # A failed compaction marks nothing: the next run looks at the same dates again.
+    def fail(spark, sink, partition, files):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(raw_compaction, "compact_partition", fail)
+    with pytest.raises(OSError):
+        raw_compaction.compact_closed_dates(None, raw, today=today)
+    assert raw_compaction.compacted_through(raw) == "2026-11-09"

@@ -16,12 +16,17 @@ partition. The old files stay until no kept version of the transformed layer nee
 The writer compacts — the ingest (`stream_consumer`) at the end of each drain and once a day
 while it runs live — under the sink's writer lock, like every change to the sink; this command
 takes that lock too (and refuses while the live service holds it: that service compacts itself).
+
+Each run looks at the closed dates since the last run's (its marker, COMPACTED_THROUGH_MARKER), and
+at least the COMPACTION_SCAN_DAYS before the last closed date: an outage of any length leaves no
+closed date behind, and a sink's first run looks at its whole history once.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import os
 import shutil
@@ -31,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shopstream.config import COMPACTION_SCAN_DAYS, compaction_after_days, paths
+from shopstream.files import write_json_atomically
 from shopstream.publication import parquet_rows
 from shopstream.sink_log import (
     COMPACTED_PREFIX,
@@ -52,12 +58,40 @@ TARGET_FILE_BYTES = 128 * 1024 * 1024
 STAGING = "_compacting"  # under SEALS_DIR: readers of the sink's root skip folders starting with `_`
 
 
-def closed_dates_window(today: dt.date, since: str | None = None) -> tuple[str, str]:
-    """The dates to look at: from `since` (default: COMPACTION_SCAN_DAYS before the last closed
-    date) up to the last closed date, as [first, last] ISO dates."""
+# In the sink's root (Parquet readers skip `_` files): the last closed date a run looked at.
+COMPACTED_THROUGH_MARKER = "_compacted_through.json"
+EVERY_DATE = "0000-01-01"  # a window's first date that takes in the whole history
+
+
+def compacted_through(sink: Path) -> str | None:
+    """The last closed date a finished compaction run looked at (None: no run yet)."""
+    marker = sink / COMPACTED_THROUGH_MARKER
+    return json.loads(marker.read_text())["through"] if marker.exists() else None
+
+
+def closed_dates_window(
+    today: dt.date, since: str | None = None, through: str | None = None
+) -> tuple[str, str]:
+    """The dates to look at, as [first, last] ISO dates: up to the last closed date, from `since`
+    if given, else from the day after `through` (the last run's last date) or COMPACTION_SCAN_DAYS
+    before the last closed date, whichever is earlier; every date when no run came before."""
     last = today - dt.timedelta(days=compaction_after_days())
-    first = since or (last - dt.timedelta(days=COMPACTION_SCAN_DAYS)).isoformat()
-    return first, last.isoformat()
+    if since:
+        return since, last.isoformat()
+    if through is None:
+        return EVERY_DATE, last.isoformat()
+    after_last_run = dt.date.fromisoformat(through) + dt.timedelta(days=1)
+    return min(after_last_run, last - dt.timedelta(days=COMPACTION_SCAN_DAYS)).isoformat(), last.isoformat()
+
+
+def record_compacted_through(sink: Path, first: str, last: str) -> None:
+    """Marks `last` as looked at, unless the window left a gap after the previous run's last date
+    (a `--since` later than it): those dates still wait for a run."""
+    through = compacted_through(sink)
+    if through is not None and first > (dt.date.fromisoformat(through) + dt.timedelta(days=1)).isoformat():
+        return
+    if through is None or last > through:
+        write_json_atomically(sink / COMPACTED_THROUGH_MARKER, {"through": last}, indent=None)
 
 
 def partitions_to_compact(
@@ -111,10 +145,11 @@ def compact_closed_dates(spark, sink: Path, today: dt.date | None = None, since:
     caller holds the sink's writer lock. Returns how many partitions it compacted."""
     sink = sink.absolute()  # the seals name files by absolute path, as the sink's log does
     seal(sink)  # every committed file in a seal first: compactions read partitions from them
-    first, last = closed_dates_window(today or dt.datetime.now(dt.UTC).date(), since)
+    first, last = closed_dates_window(today or dt.datetime.now(dt.UTC).date(), since, compacted_through(sink))
     todo = partitions_to_compact(sink, first, last)
     for partition, files in sorted(todo.items()):
         compact_partition(spark, sink, partition, files)
+    record_compacted_through(sink, first, last)  # only once every partition of the window is done
     return len(todo)
 
 
@@ -152,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--since",
         default=None,
         metavar="YYYY-MM-DD",
-        help=f"look at closed dates from this one (default: the last {COMPACTION_SCAN_DAYS})",
+        help=f"look at closed dates from this one (default: those since the last run, at least the last "
+        f"{COMPACTION_SCAN_DAYS}; every date on a sink's first run)",
     )
     args = parser.parse_args(argv)
     sink = (args.raw_dir or paths().raw_sink).resolve()
