@@ -177,21 +177,65 @@ pub fn diagnose(brokers: &str) -> String {
     }
 }
 
-/// Fails fast, with advice, when no broker answers or the credentials are refused: librdkafka
-/// itself would retry forever.
-pub fn ensure_reachable(config: &ClientConfig, brokers: &str, timeout: Duration) -> Result<()> {
-    let probe: BaseProducer<ProbeContext> = config
-        .create_with_context(ProbeContext::default())
-        .context("creating Kafka client")?;
-    match probe.client().fetch_metadata(None, timeout) {
-        Ok(_) => Ok(()),
-        Err(error) => {
+/// One metadata client for the checks before producing: whether the cluster answers, then
+/// whether each topic exists (one connection for all of them).
+pub struct Probe<'a> {
+    client: BaseProducer<ProbeContext>,
+    config: &'a ClientConfig,
+    brokers: &'a str,
+    timeout: Duration,
+}
+
+impl<'a> Probe<'a> {
+    /// Fails fast, with advice, when no broker answers or the credentials are refused:
+    /// librdkafka itself would retry forever.
+    pub fn connect(config: &'a ClientConfig, brokers: &'a str, timeout: Duration) -> Result<Self> {
+        let client: BaseProducer<ProbeContext> = config
+            .create_with_context(ProbeContext::default())
+            .context("creating Kafka client")?;
+        if let Err(error) = client.client().fetch_metadata(None, timeout) {
             // librdkafka queues its error events: serve them so that the context sees them.
-            probe.poll(Duration::from_millis(200));
-            let cause = probe.context().first_error.lock().expect("lock").take();
+            client.poll(Duration::from_millis(200));
+            let cause = client.context().first_error.lock().expect("lock").take();
             let cause = cause.or(Some((None, error.to_string())));
-            Err(anyhow!(how_to_fix(brokers, cause)))
+            bail!(how_to_fix(brokers, cause));
         }
+        Ok(Self {
+            client,
+            config,
+            brokers,
+            timeout,
+        })
+    }
+
+    fn topic_exists(&self, topic: &str) -> bool {
+        self.client
+            .client()
+            .fetch_metadata(Some(topic), self.timeout)
+            .is_ok_and(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            })
+    }
+
+    /// Creates the topic unless it already exists.
+    pub fn ensure_topic(&self, topic: &str, partitions: i32, replication: i32) -> Result<()> {
+        // An existing topic needs no admin request: that keeps working without a controller
+        // quorum and for a principal that may write but not create topics.
+        if self.topic_exists(topic) {
+            log::debug!("topic {topic} exists");
+            return Ok(());
+        }
+        create_topic(
+            self.config,
+            self.brokers,
+            topic,
+            partitions,
+            replication,
+            self.timeout,
+        )
     }
 }
 
@@ -202,8 +246,7 @@ fn is_authorization_error(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// Creates the topic unless it already exists.
-pub fn ensure_topic(
+fn create_topic(
     config: &ClientConfig,
     brokers: &str,
     topic: &str,
@@ -211,19 +254,6 @@ pub fn ensure_topic(
     replication: i32,
     timeout: Duration,
 ) -> Result<()> {
-    // An existing topic needs no admin request: that keeps working without a controller quorum
-    // and for a principal that may write but not create topics.
-    let probe: BaseProducer = config.create().context("creating Kafka client")?;
-    if let Ok(metadata) = probe.client().fetch_metadata(Some(topic), timeout) {
-        if metadata
-            .topics()
-            .iter()
-            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        {
-            log::debug!("topic {topic} exists");
-            return Ok(());
-        }
-    }
     let admin: AdminClient<DefaultClientContext> = config.create().context("creating admin client")?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new()

@@ -297,21 +297,15 @@ fn produce(args: &Args) -> Result<()> {
     let brokers = brokers(args, &settings);
     let config = kafka::client_config(&brokers, &settings, &args.config);
     let admin_timeout = Duration::from_secs(10);
-    kafka::ensure_reachable(&config, &brokers, admin_timeout)?;
+    let probe = kafka::Probe::connect(&config, &brokers, admin_timeout)?;
     let mut topics = vec![args.topic.as_str()];
     if !args.no_updates {
         topics.push(args.updates_topic.as_str());
     }
     for topic in topics {
-        kafka::ensure_topic(
-            &config,
-            &brokers,
-            topic,
-            args.partitions,
-            args.replication_factor,
-            admin_timeout,
-        )?;
+        probe.ensure_topic(topic, args.partitions, args.replication_factor)?;
     }
+    drop(probe);
     let producer = kafka::producer(&config, Duration::from_secs(args.delivery_timeout_secs))?;
 
     let started = Instant::now();
