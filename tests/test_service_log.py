@@ -24,13 +24,29 @@ def test_the_log_rolls_over_at_its_limit_and_keeps_the_newest_lines(tmp_path, mo
     service_log.copy_lines((f"line {n:05d} {'x' * 80}\n".encode() for n in range(2000)), handler)
     handler.close()
 
-    files = sorted(tmp_path.iterdir())
+    files = sorted(f for f in tmp_path.iterdir() if not f.name.startswith("."))  # not the writers' lock
     assert [f.name for f in files] == ["service.log", *(f"service.log.{n}" for n in range(1, 5))]
     assert all(f.stat().st_size <= service_log.max_bytes() for f in files)
     kept = logged_lines(log_file)
     assert kept[-1].startswith("line 01999 ") and len(kept) > 4 * 100
     numbers = [int(line.split()[1]) for line in kept]
     assert numbers == list(range(numbers[0], 2000)), "the newest lines, in order, none lost between files"
+
+
+def test_two_writers_of_one_log_keep_every_line_in_order_across_roll_overs(tmp_path, monkeypatch):
+    # After a quick restart the old service's writer may still drain while the new one appends.
+    monkeypatch.setenv("SHOPSTREAM_SERVICE_LOG_MAX_MB", "0.001")  # ≈ 1 KB: a roll-over every 10 lines
+    log_file = tmp_path / "service.log"
+    old, new = service_log.rotating_file(log_file), service_log.rotating_file(log_file)
+
+    for n in range(40):
+        service_log.copy_lines([f"line {n:03d} {'x' * 90}\n".encode()], old if n % 3 else new)
+    old.close()
+    new.close()
+
+    assert logged_lines(log_file) == [f"line {n:03d} {'x' * 90}" for n in range(40)]
+    files = [f for f in tmp_path.iterdir() if not f.name.startswith(".")]
+    assert len(files) == 4 and all(f.stat().st_size <= service_log.max_bytes() for f in files)
 
 
 def test_a_managed_processs_output_reaches_its_log_until_it_stops(tmp_path, monkeypatch):

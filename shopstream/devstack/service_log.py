@@ -8,16 +8,20 @@ day; the broker logs at INFO).
 
 `processes.ManagedProcess.launch` starts it in a session of its own: the SIGTERM that `down` sends
 the service's process group does not end it before the service's last lines; it ends when every
-writer of the pipe has closed it (the service and any children it spawned).
+writer of the pipe has closed it (the service and any children it spawned). So after a quick
+restart two writers may append to the same log for a moment (the old one still draining): each line
+is written under a lock on the log, into the file now at its path (`SharedRotatingFileHandler`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import logging.handlers
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 BACKUPS = 4
@@ -29,9 +33,49 @@ def max_bytes() -> int:
     return int(float(os.environ.get("SHOPSTREAM_SERVICE_LOG_MAX_MB", DEFAULT_MAX_MB)) * 1024 * 1024)
 
 
+class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler that other writers of the same file may share: each record is written
+    under an exclusive lock (`.<log>.lock` beside it), into the file at the path now (another writer
+    may have rolled it over since: this one's open file is a backup then), and rolled over by
+    whichever writer finds it full."""
+
+    def __init__(self, filename: Path, **options) -> None:
+        super().__init__(filename, **options)
+        self._lock_file = open(Path(self.baseFilename).with_name(f".{Path(filename).name}.lock"), "a")  # noqa: SIM115
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _follow_path(self) -> None:
+        if self.stream is None:
+            return
+        mine = os.fstat(self.stream.fileno())
+        try:
+            on_disk = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            on_disk = None
+        if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (mine.st_dev, mine.st_ino):
+            self.stream.close()
+            self.stream = self._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._exclusive():
+            self._follow_path()
+            super().emit(record)
+
+    def close(self) -> None:
+        super().close()
+        self._lock_file.close()
+
+
 def rotating_file(log_file: Path) -> logging.Handler:
     """Appends to `log_file` as it is; rolls it over before a line would take it past max_bytes."""
-    handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes(), backupCount=BACKUPS)
+    handler = SharedRotatingFileHandler(log_file, maxBytes=max_bytes(), backupCount=BACKUPS)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.terminator = ""  # each line keeps its own newline
     return handler
