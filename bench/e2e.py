@@ -11,16 +11,14 @@ free ports, so the user's own stack and data are never touched. It includes the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import subprocess
 import time
 
 from bench.common import temp_home
 from shopstream.config import REPO_ROOT, paths
 from shopstream.devstack.processes import free_port
-
-TASK_LINE = re.compile(r"^\s{2}(\w+)\s+(\w+)\s+([\d.]+) s$")
 
 
 def measure(count: int = 500, live_feed: int = 2000) -> dict:
@@ -43,11 +41,12 @@ def measure(count: int = 500, live_feed: int = 2000) -> dict:
         result = subprocess.run(["bash", "scripts/run_pipeline.sh", str(count)], cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True, timeout=1200)  # fmt: skip
         seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"run_pipeline.sh failed:\n{result.stdout[-3000:]}\nits stderr:\n{result.stderr[-3000:]}"
-        )
-    tasks = {m[1]: float(m[3]) for m in map(TASK_LINE.match, result.stdout.splitlines()) if m}
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"run_pipeline.sh failed:\n{result.stdout[-3000:]}\nits stderr:\n{result.stderr[-3000:]}"
+            )
+        (run,) = json.loads((home / "state" / "dag-run.json").read_text())["runs"]
+    tasks = {task: info["seconds"] for task, info in run["tasks"].items()}
     return {"count": count, "seconds": seconds, "tasks": tasks}
 
 

@@ -64,11 +64,14 @@ if [ "$LIVE" = 1 ]; then
   echo "    live feed: ${LIVE_COUNT:=2000} events of today at 200/s"
   target/release/order-sim --brokers "$BROKERS" --count "$LIVE_COUNT" --rate 200 --start now 2>/dev/null | tail -1
 fi
-# Beside the run's other state (SHOPSTREAM_STATE_DIR, as the bench's end-to-end stage sets it).
-AIRFLOW_LOG=$($PY -c 'from shopstream.config import paths; print(paths().state)')/airflow-run.log
-mkdir -p "$(dirname "$AIRFLOW_LOG")"
+# Beside the run's other state (SHOPSTREAM_STATE_DIR, as the bench's end-to-end stage sets it): the
+# Airflow log and the run's result as JSON (its tasks' states and seconds).
+STATE_DIR=$($PY -c 'from shopstream.config import paths; print(paths().state)')
+AIRFLOW_LOG=$STATE_DIR/airflow-run.log
+mkdir -p "$STATE_DIR"
 echo "==> [2/3] running the ecommerce_pipeline DAG (${RUN[*]}) for $DATE (Airflow log: $AIRFLOW_LOG)"
-$PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" 2> "$AIRFLOW_LOG" \
+$PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" \
+  --result-file "$STATE_DIR/dag-run.json" 2> "$AIRFLOW_LOG" \
   || { echo "DAG run failed; last log lines:"; tail -40 "$AIRFLOW_LOG"; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.report --date "$DATE" --summary

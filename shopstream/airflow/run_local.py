@@ -27,6 +27,7 @@ from pathlib import Path
 
 from shopstream.airflow.connections import as_environment, local_connections
 from shopstream.config import REPO_ROOT, paths
+from shopstream.files import write_json_atomically
 
 DAGS_FOLDER = REPO_ROOT / "dags"
 
@@ -218,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expected-events", type=int, default=1)
     parser.add_argument("--retries", type=int, default=None, help="override the DAG's retries (tests use 0)")
     parser.add_argument("--only", default=None, help="run just this task, marking the others successful")
+    parser.add_argument(
+        "--result-file", type=Path, default=None, help="also write the runs' results (tasks, seconds) as JSON"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--conf", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -234,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for result in results:
         print_result(result)
+    if args.result_file:
+        write_json_atomically(args.result_file, {"runs": results})
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 
