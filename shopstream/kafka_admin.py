@@ -25,6 +25,8 @@ class TopicStats:
     partitions: int
     messages: int  # sum over partitions of (high watermark - low watermark)
     end_offsets: dict[int, int] = field(default_factory=dict)  # partition -> high watermark
+    # partition -> low watermark: the first offset Kafka still holds (retention deletes before it)
+    start_offsets: dict[int, int] = field(default_factory=dict)
 
 
 def _client_config(bootstrap: str, extra: dict[str, str] | None, errors: list[KafkaError]) -> dict:
@@ -80,13 +82,14 @@ def topic_stats(
         )
     consumer = Consumer({**config, "group.id": "shopstream-topic-stats", "enable.auto.commit": False})
     try:
-        messages, ends = 0, {}
+        messages, starts, ends = 0, {}, {}
         for partition in topic_meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            messages, ends[partition] = messages + high - low, high
+            messages, starts[partition], ends[partition] = messages + high - low, low, high
     finally:
         consumer.close()
-    return TopicStats(topic=topic, partitions=len(topic_meta.partitions), messages=messages, end_offsets=ends)
+    return TopicStats(topic=topic, partitions=len(topic_meta.partitions), messages=messages,
+                      end_offsets=ends, start_offsets=starts)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,6 +253,29 @@ def unmark_deduplicated(sink: Path) -> None:
     (sink / DEDUPLICATED_MARKER).unlink(missing_ok=True)
 
 
+# Written beside a query's output (the raw sink's root, the live query's checkpoint folder) when
+# a run was told to go on past events Kafka deleted before the query read them (`streaming.
+# check_nothing_aged_out`, `--accept-data-loss`): one entry per topic, partition and first lost
+# offset, so that a retried run does not record a gap twice.
+DATA_LOSS_LEDGER = "_data_loss.json"
+
+
+def data_losses(ledger: Path) -> list[dict]:
+    """The gaps recorded in `ledger`: topic, partition, first_offset, end_offset, events, accepted_at."""
+    return json.loads(ledger.read_text())["gaps"] if ledger.exists() else []
+
+
+def record_data_loss(ledger: Path, topic: str, gap: dict[int, tuple[int, int]]) -> None:
+    """Adds the offsets [first, end) per partition of `topic` that were lost to the ledger."""
+    entries = data_losses(ledger)
+    known = {(e["topic"], e["partition"], e["first_offset"]) for e in entries}
+    accepted_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    entries += [{"topic": topic, "partition": p, "first_offset": first, "end_offset": end,
+                 "events": end - first, "accepted_at": accepted_at}
+                for p, (first, end) in gap.items() if (topic, p, first) not in known]  # fmt: skip
+    write_json_atomically(ledger, {"gaps": entries})
+
+
 # --- compactions of closed partitions (`shopstream.spark.raw_compaction` writes the files) ------
 
 COMPACTED_PREFIX = "compacted-"

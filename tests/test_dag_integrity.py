@@ -96,9 +96,13 @@ def test_connections_and_run_date_parameters(dag):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"
     run_date = "{{ params.run_date or data_interval_start | ds }}"
+    accept = "{{ '--accept-data-loss' if params.accept_data_loss else '--no-accept-data-loss' }}"
     assert tasks["run_streaming_job"].application_args == [
-        "--available-now", "--topic", "ecommerce_orders", "--complete-day", run_date
+        "--available-now", "--topic", "ecommerce_orders", "--complete-day", run_date, accept
     ]  # fmt: skip
+    template = dag.get_template_env().from_string(accept)
+    assert template.render(params=dag.params.dump()) == "--no-accept-data-loss"  # unless a run says so
+    assert template.render(params={"accept_data_loss": True}) == "--accept-data-loss"
     sensor = tasks["wait_for_raw_data"]
     assert sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
@@ -109,7 +113,7 @@ def test_connections_and_run_date_parameters(dag):
             "--dates", "{{ " + plan + "['dates'] | join(',') }}", "--version", "{{ " + plan + "['version'] }}"
         ]  # fmt: skip
     assert tasks["validate_output"].op_kwargs == {"date": run_date, "plan_task": "wait_for_raw_data"}
-    assert set(dag.params.keys()) == {"run_date", "expected_events"}
+    assert set(dag.params.keys()) == {"run_date", "expected_events", "accept_data_loss"}
 
 
 def _rendered_run_date(dag, data_interval_start: datetime, run_date: str | None = None) -> str:

@@ -7,7 +7,14 @@ import datetime as dt
 import json
 
 from shopstream.spark import stream_consumer
-from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, WriterLock, caught_up, committed_offsets
+from shopstream.spark.ingest_guard import (
+    AVAILABLE_NOW,
+    LIVE,
+    WriterLock,
+    aged_out,
+    caught_up,
+    committed_offsets,
+)
 
 
 def test_the_lock_has_one_holder_who_names_itself(tmp_path):
@@ -42,6 +49,14 @@ def test_committed_offsets_are_those_of_the_newest_committed_batch(tmp_path):
     assert not caught_up(committed_offsets(query), "t", {0: 20, 1: 9})
     write_batch(query, 1, {"t": {"0": 20, "1": 9}}, committed=True)
     assert caught_up(committed_offsets(query), "t", {0: 20, 1: 9})
+
+
+def test_offsets_deleted_before_the_query_read_them_are_a_gap_per_partition():
+    committed = {"t": {0: 10, 1: 7, 2: 5}}
+    # Partition 0 lost 10..14 unread; 1 was read past the deletions; 2 exactly up to them; 3 was
+    # never read (a new query starts at the oldest event: nothing it had to read is gone).
+    assert aged_out(committed, "t", {0: 15, 1: 3, 2: 5, 3: 40}) == {0: (10, 15)}
+    assert aged_out(committed, "other", {0: 15}) == {}
 
 
 def test_a_day_is_complete_after_its_midnight_plus_the_grace(monkeypatch):

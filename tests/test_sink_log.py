@@ -268,3 +268,21 @@ def test_each_compaction_run_looks_at_every_closed_date_since_the_last_run(raw, 
     with pytest.raises(OSError):
         raw_compaction.compact_closed_dates(None, raw, today=today)
     assert raw_compaction.compacted_through(raw) == "2026-11-09"
+
+
+def test_a_gap_accepted_twice_is_recorded_once_and_reported_for_the_days_it_may_touch(tmp_path, monkeypatch):
+    from shopstream import report, sink_log
+
+    monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(tmp_path))
+    ledger = tmp_path / "raw" / sink_log.DATA_LOSS_LEDGER
+    sink_log.record_data_loss(ledger, "orders", {0: (10, 15), 2: (7, 9)})
+    sink_log.record_data_loss(ledger, "orders", {0: (10, 15)})  # a retried run finds the same gap
+    gaps = sink_log.data_losses(ledger)
+    assert [(g["partition"], g["first_offset"], g["end_offset"], g["events"]) for g in gaps] == [
+        (0, 10, 15, 5), (2, 7, 9, 2)
+    ]  # fmt: skip
+    today = dt.datetime.now(dt.UTC).date()
+    # Kafka held those events before today: they may be of any day up to tomorrow, none after.
+    assert report.lost_to_retention((today - dt.timedelta(days=30)).isoformat()) == 7
+    assert report.lost_to_retention((today + dt.timedelta(days=1)).isoformat()) == 7
+    assert report.lost_to_retention((today + dt.timedelta(days=2)).isoformat()) == 0

@@ -13,15 +13,19 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from shopstream import sink_log
 from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.devstack.processes import free_port
+from shopstream.kafka_admin import topic_stats
 from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import (
     AVAILABLE_NOW_VERSIONS,
     MIN_BATCHES_TO_RETAIN,
+    EventsAgedOut,
     SinkCheckpointMismatch,
     StreamSettings,
     run_conf,
@@ -273,3 +277,56 @@ def test_missing_topic_fails_fast_naming_it(kafka_broker, tmp_path):
     )
     assert result.returncode == 2 and seconds < 60
     assert "topic no_such_topic does not exist" in result.stderr
+
+
+def retention_deletes_everything_up_to_now(bootstrap: str, topic: str) -> dict[int, int]:
+    """What a topic's retention does to old segments: every record so far deleted (Kafka's log
+    start offsets move to the end). Returns the partitions' first offsets now."""
+    ends = topic_stats(topic, bootstrap).end_offsets
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, p, end) for p, end in ends.items()]).values():
+        future.result(timeout=30)
+    assert topic_stats(topic, bootstrap).start_offsets == ends
+    return ends
+
+
+def raw_offsets(settings: StreamSettings) -> set[tuple[int, int]]:
+    return set(read_sink(settings.raw_dir, VALID).select("kafka_partition, kafka_offset").fetchall())
+
+
+def test_events_the_retention_deleted_before_ingest_stop_it_until_the_gap_is_accepted(
+    spark, kafka_broker, topic, tmp_path
+):
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+    batch = ("--malformed-ratio", "0", "--start", days_ago(1), "--span", "1h")
+    produce(kafka_broker, topic, "--count", "300", "--seed", "5", *batch)
+    run(settings, spark)
+    ingested = {(m.partition, m.offset) for m in read_topic(kafka_broker.bootstrap, topic, expected=300)}
+    committed = {p: max(o for q, o in ingested if q == p) + 1 for p, _ in ingested}
+
+    # 200 more events arrive, and the topic's retention deletes them before any ingest ran.
+    produce(kafka_broker, topic, "--count", "200", "--seed", "6", *batch)
+    starts = retention_deletes_everything_up_to_now(kafka_broker.bootstrap, topic)
+    produce(kafka_broker, topic, "--count", "100", "--seed", "7", *batch)
+    after = {(m.partition, m.offset) for m in read_topic(kafka_broker.bootstrap, topic, expected=100)}
+
+    # The ingest stops before its query, naming the gap and the way on; the raw layer is as it was.
+    with pytest.raises(EventsAgedOut, match=r"no longer holds 200 events .*--accept-data-loss") as refused:
+        run(settings, spark)
+    for p, first in committed.items():
+        assert f"partition {p} offsets {first}-{starts[p] - 1}" in str(refused.value)
+    assert raw_offsets(settings) == ingested
+
+    # Accepted once: the gap is recorded and the events Kafka still holds land, each once.
+    accepted = settings_for(
+        tmp_path, kafka_broker.bootstrap, topic, available_now=True, accept_data_loss=True
+    )
+    assert run(accepted, spark)["raw"] == 100
+    assert raw_offsets(settings) == ingested | after
+    gaps = sink_log.data_losses(settings.raw_dir / sink_log.DATA_LOSS_LEDGER)
+    assert {(g["topic"], g["partition"], g["first_offset"], g["end_offset"]) for g in gaps} == {
+        (topic, p, first, starts[p]) for p, first in committed.items()
+    }
+    assert sum(g["events"] for g in gaps) == 200
+    # Past the gap the ingest runs as before, without the flag.
+    assert run(settings, spark) == {"raw": 0, "quarantine": 0, "redelivered": 0}

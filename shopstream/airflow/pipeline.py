@@ -48,6 +48,8 @@ DAILY = CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=timedelta(day
 # of the run's data interval (the closed day). Never `ds`: for this timetable a manual run's
 # logical date is its trigger time, and a scheduled run's is the interval start.
 RUN_DATE = "{{ params.run_date or data_interval_start | ds }}"
+# The ingest goes on past events Kafka deleted before it read them only when a run says so.
+ACCEPT_DATA_LOSS = "{{ '--accept-data-loss' if params.accept_data_loss else '--no-accept-data-loss' }}"
 PLAN_TASK = "wait_for_raw_data"
 
 
@@ -86,7 +88,9 @@ Daily analytics of the shop's order events.
 Schedule: every midnight UTC a run transforms the day that has just closed (its data interval).
 Params: `run_date` (YYYY-MM-DD: a manual run that names the date to transform; default: the run's
 data interval, i.e. the previous day), `expected_events` (minimum number of messages the topic must
-hold).
+hold), `accept_data_loss` (default false: when the topic's retention deleted events before the
+ingest read them, `run_streaming_job` fails naming them; a manual run with it true records the gap
+in `raw/_data_loss.json` and goes on).
 """
 
 
@@ -142,6 +146,9 @@ def build_ecommerce_dag() -> DAG:
             "expected_events": Param(
                 1, type="integer", minimum=0, description="minimum messages in the topic"
             ),
+            "accept_data_loss": Param(
+                False, type="boolean", description="go on past events Kafka deleted unread"
+            ),
         },
         tags=["shopstream"],
     ) as dag:
@@ -158,7 +165,7 @@ def build_ecommerce_dag() -> DAG:
         stream = _spark_task(
             "run_streaming_job",
             "stream_consumer",
-            ["--available-now", "--topic", ORDERS_TOPIC, "--complete-day", RUN_DATE],
+            ["--available-now", "--topic", ORDERS_TOPIC, "--complete-day", RUN_DATE, ACCEPT_DATA_LOSS],
             timeout=timedelta(minutes=60),
             comet=False,
         )

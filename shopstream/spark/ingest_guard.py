@@ -106,6 +106,16 @@ def committed_offsets(query_checkpoint: Path) -> dict[str, dict[int, int]]:
     return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in source.items()}
 
 
+def aged_out(
+    committed: dict[str, dict[int, int]], topic: str, starts: dict[int, int]
+) -> dict[int, tuple[int, int]]:
+    """Per partition, the offsets [first, end) the query has yet to read but Kafka no longer
+    holds: the query's committed end lies before the partition's first offset now (`starts`).
+    A partition the query never read is not counted (a new query starts at the oldest event)."""
+    mine = committed.get(topic, {})
+    return {p: (mine[p], start) for p, start in sorted(starts.items()) if p in mine and mine[p] < start}
+
+
 def caught_up(committed: dict[str, dict[int, int]], topic: str, ends: dict[int, int]) -> bool:
     """Whether every partition's committed offset has reached `ends` (a topic's end offsets)."""
     mine = committed.get(topic, {})

@@ -41,12 +41,14 @@ from shopstream.config import (
     serving_db_dsn,
 )
 from shopstream.contract import CANCELLED, NEW, RETURNED
+from shopstream.sink_log import DATA_LOSS_LEDGER
 from shopstream.spark.ingest_guard import LIVE, SinkBusy, WriterLock, newest_batch
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
     await_queries,
+    check_nothing_aged_out,
     check_source,
     kafka_stream,
     source_settings,
@@ -169,7 +171,7 @@ def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:
     """Runs the aggregation until drained (--available-now) or stopped, holding its writer lock.
     Returns the number of micro-batches it processed."""
     dsn = dsn or serving_db_dsn()
-    check_source(settings)
+    stats = check_source(settings)
     lock = WriterLock(settings.checkpoint_dir)
     if not lock.acquire(LIVE):
         holder = lock.holder()
@@ -178,6 +180,8 @@ def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:
             f"({holder.describe() if holder else 'unknown'}): stop it first (`make live-down`)"
         )
     with lock:
+        ledger = settings.checkpoint_dir / DATA_LOSS_LEDGER
+        check_nothing_aged_out(settings, stats, settings.checkpoint_dir / LIVE_QUERY, ledger)
         spark = spark or get_spark("shopstream-live-sales", comet=False)
         query, store = start_query(spark, settings, dsn)
         # Progress goes through a connection of its own: the batches' runs in Spark's callback

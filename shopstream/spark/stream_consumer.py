@@ -41,7 +41,14 @@ from shopstream.config import (
 )
 from shopstream.contract import ORDER_FIELD_NAMES, ORDER_STATUSES
 from shopstream.kafka_admin import TopicStats
-from shopstream.sink_log import LOG_DIR, Sealing, mark_deduplicated, mark_validated, unmark_deduplicated
+from shopstream.sink_log import (
+    DATA_LOSS_LEDGER,
+    LOG_DIR,
+    Sealing,
+    mark_deduplicated,
+    mark_validated,
+    unmark_deduplicated,
+)
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.raw_compaction import Compacting
 from shopstream.spark.session import exit_after, get_spark
@@ -50,6 +57,7 @@ from shopstream.spark.streaming import (
     SinkCheckpointMismatch,
     StreamSettings,
     apply_folders,
+    check_nothing_aged_out,
     check_source,
     holds_batches,
     kafka_stream,
@@ -182,6 +190,8 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     if lock is None:
         return dict.fromkeys(COUNTED, 0)
     with lock:
+        ledger = settings.raw_dir / DATA_LOSS_LEDGER
+        check_nothing_aged_out(settings, stats, settings.checkpoint_dir / INGEST_QUERY, ledger)
         # Sealed before the query starts (its compactions drop entries past the log's retention)
         # and while it runs; once more at the end, so readers find this run's files in the seals.
         sealing = Sealing(settings.raw_dir, SEAL_INTERVAL_SECONDS, on_sealed=log_sealed)

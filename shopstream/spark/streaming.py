@@ -25,7 +25,8 @@ from shopstream.config import (
     paths,
 )
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
-from shopstream.spark.ingest_guard import SinkBusy
+from shopstream.sink_log import record_data_loss
+from shopstream.spark.ingest_guard import SinkBusy, aged_out, committed_offsets
 from shopstream.spark.session import job_logger
 
 log = job_logger("stream")
@@ -72,6 +73,9 @@ class StreamSettings:
     # Drop re-delivered events in the stream (`orders.without_redeliveries`). Fixed for the life
     # of a checkpoint: Spark keeps the de-duplication's state in it.
     deduplicate: bool = field(default_factory=lambda: os.environ.get("SHOPSTREAM_STREAM_DEDUP", "1") != "0")
+    # Go on past events Kafka deleted before this query read them (`check_nothing_aged_out`),
+    # recording the gap; without it such a run stops and says so. For availableNow runs only.
+    accept_data_loss: bool = False
 
 
 def parse_trigger(text: str) -> str:
@@ -100,14 +104,47 @@ def check_source(settings: StreamSettings, timeout: float = 15.0) -> TopicStats:
     return stats
 
 
+class EventsAgedOut(RuntimeError):
+    """Kafka deleted events (its retention) that a query had not read yet; the message says
+    which and what to do."""
+
+
+def check_nothing_aged_out(settings: StreamSettings, stats: TopicStats, query_checkpoint: Path,
+                           ledger: Path) -> dict[int, tuple[int, int]]:  # fmt: skip
+    """Compares the query's committed offsets with the first offsets Kafka still holds: events in
+    between were deleted by the topic's retention before any run read them. Raises EventsAgedOut
+    saying so, or with `settings.accept_data_loss` records the gap in `ledger` and returns it."""
+    gap = aged_out(committed_offsets(query_checkpoint), settings.topic, stats.start_offsets)
+    if not gap:
+        return gap
+    lost = sum(end - first for first, end in gap.values())
+    ranges = ", ".join(f"partition {p} offsets {first}-{end - 1}" for p, (first, end) in gap.items())
+    if settings.accept_data_loss:
+        record_data_loss(ledger, settings.topic, gap)
+        log.warning("going on past %d events of %s that Kafka deleted before they were read (%s); "
+                    "recorded in %s", lost, settings.topic, ranges, ledger)  # fmt: skip
+        return gap
+    raise EventsAgedOut(
+        f"Kafka no longer holds {lost} events of {settings.topic} that this query had not read yet "
+        f"({ranges}): the topic's retention deleted them before a run came (the query's last "
+        f"committed batch ends before the oldest offsets Kafka keeps now). They cannot be read from "
+        f"Kafka any more. If their source still has them, produce them again (they arrive as late "
+        f"events of their dates). Then run this job once with --available-now --accept-data-loss "
+        f"(the DAG: a manual run with accept_data_loss true): it records the gap in {ledger} and "
+        f"goes on from the oldest events Kafka holds. Keep the topic's retention (retention.ms) "
+        f"longer than the longest pause between runs."
+    )
+
+
 def kafka_stream(spark, settings: StreamSettings):
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap)
         .option("subscribe", settings.topic)
         .option("startingOffsets", "earliest")
-        # Lost offsets (retention, a re-created topic) stop the query instead of being skipped.
-        .option("failOnDataLoss", "true")
+        # Lost offsets (retention, a re-created topic) stop the query instead of being skipped,
+        # unless the run was told to go on past a gap it recorded (`check_nothing_aged_out`).
+        .option("failOnDataLoss", "false" if settings.accept_data_loss else "true")
         # Records per poll: the default 500 made each task poll thousands of times (measured on
         # 1M events: Kafka read 2.8 s -> 2.0 s warm, 7.0 s -> 6.2 s in a fresh JVM).
         .option("kafka.max.poll.records", str(MAX_POLL_RECORDS))
@@ -337,17 +374,26 @@ def stream_arg_parser(description: str, folders: Sequence[str]) -> argparse.Argu
     parser.add_argument(
         "--kafka-option", action="append", default=[], metavar="KEY=VALUE", help="extra Kafka client setting"
     )
+    parser.add_argument(
+        "--accept-data-loss", action=argparse.BooleanOptionalAction, default=False,
+        help="go on past events Kafka deleted before this query read them, recording the gap",
+    )  # fmt: skip
     return parser
 
 
 def source_settings(args: argparse.Namespace, topic: str, **extra) -> StreamSettings:
     """StreamSettings from the options of `stream_arg_parser` (folders are applied apart)."""
+    if args.accept_data_loss and not args.available_now:
+        # Spark's failOnDataLoss is per query: a continuous one would skip later losses unrecorded.
+        raise SystemExit("--accept-data-loss goes with --available-now: drain once past the gap, "
+                         "then start the continuous query again")  # fmt: skip
     return StreamSettings(
         bootstrap=args.bootstrap or kafka_bootstrap(),
         topic=topic,
         available_now=args.available_now,
         trigger=args.trigger,
         kafka_options={**kafka_security_options(), **dict(kv.split("=", 1) for kv in args.kafka_option)},
+        accept_data_loss=args.accept_data_loss,
         **extra,
     )
 
@@ -366,7 +412,7 @@ def stream_main(parse: Callable[[Sequence[str] | None], object], job: Callable[[
     message saying which."""
     try:
         job(parse(argv))
-    except (KafkaCheckError, SinkCheckpointMismatch, SinkBusy, TimeoutError) as error:
+    except (KafkaCheckError, SinkCheckpointMismatch, SinkBusy, EventsAgedOut, TimeoutError) as error:
         job_log.error("%s", error)
         return 2
     return 0
