@@ -40,7 +40,9 @@ class BrokerError(RuntimeError):
 def _server_properties(node_id: int, listeners: str, log_dir: Path, voters: str, replication: int) -> str:
     # Internal topics and new topics replicate to `replication` nodes (1 on a single node); with
     # 3 nodes an acknowledged write is on at least 2 (min.insync.replicas). Topics are never
-    # auto-created, so a missing topic is reported instead of silently appearing empty.
+    # auto-created, so a missing topic is reported instead of silently appearing empty. Records are
+    # kept 14 days: twice the lateness horizon, so a week without any ingest run loses nothing
+    # (an ingest that finds events deleted unread stops and names them: `streaming.check_nothing_aged_out`).
     min_isr = 2 if replication >= 3 else 1
     return f"""\
 process.roles=broker,controller
@@ -57,7 +59,7 @@ transaction.state.log.min.isr={min_isr}
 share.coordinator.state.topic.replication.factor={replication}
 share.coordinator.state.topic.min.isr={min_isr}
 group.initial.rebalance.delay.ms=0
-log.retention.hours=168
+log.retention.hours=336
 """
 
 
