@@ -330,3 +330,21 @@ def test_events_the_retention_deleted_before_ingest_stop_it_until_the_gap_is_acc
     assert sum(g["events"] for g in gaps) == 200
     # Past the gap the ingest runs as before, without the flag.
     assert run(settings, spark) == {"raw": 0, "quarantine": 0, "redelivered": 0}
+
+
+def test_the_live_aggregation_names_a_gap_before_it_starts(kafka_broker, topic, tmp_path):
+    from shopstream.config import LIVE_QUERY
+    from shopstream.spark import live_sales
+    from shopstream.spark.ingest_guard import LIVE, WriterLock
+    from tests.test_ingest_guard import write_batch
+
+    produce(kafka_broker, topic, "--count", "60", "--malformed-ratio", "0", "--start", days_ago(1))
+    starts = retention_deletes_everything_up_to_now(kafka_broker.bootstrap, topic)
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+    # Its checkpoint committed a first, empty batch (offsets 0) before the 60 events came.
+    write_batch(settings.checkpoint_dir / LIVE_QUERY, 0, {topic: dict.fromkeys(map(str, starts), 0)}, True)
+
+    # Refused before Spark or the store are touched (neither exists here), its lock given back.
+    with pytest.raises(EventsAgedOut, match=r"no longer holds 60 events .*--accept-data-loss"):
+        live_sales.run(settings, dsn="postgresql://127.0.0.1:1/never-used")
+    assert WriterLock(settings.checkpoint_dir).acquire(LIVE)
