@@ -75,7 +75,7 @@ def collect(date: str) -> dict:
             "net_revenue": money(sum((r[4] for r in hourly), Decimal(0))),
             "quarantined": sum(n for _, n in reasons),
             "duplicates_dropped": duplicates,
-            "lost_to_retention": lost_to_retention(date),
+            "lost_unread": lost_unread(date),
         },
         "hourly": [
             {"hour": h.strftime("%H:00"), "orders": o, "gross": money(g), "net": money(n)}
@@ -93,9 +93,10 @@ def collect(date: str) -> dict:
     }
 
 
-def lost_to_retention(date: str) -> int:
-    """Events Kafka deleted before the ingest read them that may be of `date`, from the gaps the
-    ingest recorded when told to go on (`--accept-data-loss`). Their dates are unknown; a gap
+def lost_unread(date: str) -> int:
+    """Events lost before the ingest read them (Kafka's retention deleted them, or a topic created
+    again held them) that may be of `date`, from the gaps the ingest recorded when told to go on
+    (`--accept-data-loss`). Their dates are unknown; a gap
     accepted more than a day before `date` began holds none of its events (Kafka had them before
     then, and an event is stamped at most a day ahead)."""
     earliest = (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
@@ -200,8 +201,9 @@ def _later_run(validation: dict) -> str:
 def _data_loss(events: int) -> str:
     if not events:
         return ""
-    return (f" <b>Kafka's retention deleted {events} events before the ingest read them</b> (recorded in "
-            f"raw/{DATA_LOSS_LEDGER}); their dates are unknown: this day may miss some of them.")  # fmt: skip
+    return (f" <b>{events} events were lost before the ingest read them</b> (Kafka's retention, or a "
+            f"topic created again: raw/{DATA_LOSS_LEDGER}); their dates are unknown: this day may "
+            f"miss some of them.")  # fmt: skip
 
 
 def build(date: str, folder: Path | None = None, data: dict | None = None) -> Path:
@@ -233,7 +235,7 @@ def build(date: str, folder: Path | None = None, data: dict | None = None) -> Pa
 <h2>Data quality</h2><p>Validation: {"passed" if v["passed"] else "FAILED: " + ", ".join(v["failed"])}.
 {_later_run(v)}
 Published version: {html.escape(data["version"])}. Each event counts once: {t["duplicates_dropped"]}
-re-delivered copies were dropped.{_data_loss(t["lost_to_retention"])}</p>
+re-delivered copies were dropped.{_data_loss(t["lost_unread"])}</p>
 <h3>Quarantined events by reason</h3>{_table(data["quarantine_reasons"])}</body></html>"""
     target = folder / "index.html"
     target.write_text(page)

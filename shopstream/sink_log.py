@@ -255,25 +255,30 @@ def unmark_deduplicated(sink: Path) -> None:
 
 # Written beside a query's output (the raw sink's root, the live query's checkpoint folder) when
 # a run was told to go on past events Kafka deleted before the query read them (`streaming.
-# check_nothing_aged_out`, `--accept-data-loss`): one entry per topic, partition and first lost
-# offset, so that a retried run does not record a gap twice.
+# check_source_continuity`, `--accept-data-loss`): one entry per topic, partition, first lost
+# offset and cause, so that a retried run does not record a gap twice.
 DATA_LOSS_LEDGER = "_data_loss.json"
 
 
 def data_losses(ledger: Path) -> list[dict]:
-    """The gaps recorded in `ledger`: topic, partition, first_offset, end_offset, events, accepted_at."""
+    """The gaps recorded in `ledger`: topic, partition, first_offset, end_offset, events, cause,
+    accepted_at."""
     return json.loads(ledger.read_text())["gaps"] if ledger.exists() else []
 
 
-def record_data_loss(ledger: Path, topic: str, gap: dict[int, tuple[int, int]]) -> None:
-    """Adds the offsets [first, end) per partition of `topic` that were lost to the ledger."""
-    entries = data_losses(ledger)
-    known = {(e["topic"], e["partition"], e["first_offset"]) for e in entries}
+def record_data_loss(ledger: Path, topic: str, gap: dict[int, tuple[int, int]], cause: str) -> None:
+    """Adds the offsets [first, end) per partition of `topic` that were lost (`cause`) to the
+    ledger; a gap already there (a retried run) keeps one entry, reaching the furthest end seen."""
+    entries = {(e["topic"], e["partition"], e["first_offset"], e["cause"]): e for e in data_losses(ledger)}
     accepted_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    entries += [{"topic": topic, "partition": p, "first_offset": first, "end_offset": end,
-                 "events": end - first, "accepted_at": accepted_at}
-                for p, (first, end) in gap.items() if (topic, p, first) not in known]  # fmt: skip
-    write_json_atomically(ledger, {"gaps": entries})
+    for p, (first, end) in gap.items():
+        known = entries.get((topic, p, first, cause), {})
+        end = max(end, known.get("end_offset", end))
+        entries[(topic, p, first, cause)] = {
+            "topic": topic, "partition": p, "first_offset": first, "end_offset": end, "events": end - first,
+            "cause": cause, "accepted_at": known.get("accepted_at", accepted_at),
+        }  # fmt: skip
+    write_json_atomically(ledger, {"gaps": list(entries.values())})
 
 
 # --- compactions of closed partitions (`shopstream.spark.raw_compaction` writes the files) ------

@@ -26,7 +26,7 @@ def summarise(date: str, data: dict) -> str:
         f"({v['checks'] - len(v['failed'])}/{v['checks']} checks)",
         f"outputs: {paths().transformed} (published version {data['version']})",
     ]
-    if t.get("lost_to_retention"):
-        lines.insert(1, f"  Kafka's retention deleted {t['lost_to_retention']} events before the ingest read "
-                        "them (raw/_data_loss.json): this day may miss some of them")  # fmt: skip
+    if t.get("lost_unread"):
+        lines.insert(1, f"  {t['lost_unread']} events were lost before the ingest read them "
+                        "(raw/_data_loss.json): this day may miss some of them")  # fmt: skip
     return "\n".join(lines)

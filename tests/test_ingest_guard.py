@@ -14,6 +14,7 @@ from shopstream.spark.ingest_guard import (
     aged_out,
     caught_up,
     committed_offsets,
+    rewound,
 )
 
 
@@ -57,6 +58,8 @@ def test_offsets_deleted_before_the_query_read_them_are_a_gap_per_partition():
     # never read (a new query starts at the oldest event: nothing it had to read is gone).
     assert aged_out(committed, "t", {0: 15, 1: 3, 2: 5, 3: 40}) == {0: (10, 15)}
     assert aged_out(committed, "other", {0: 15}) == {}
+    # A topic created again ends before the committed offsets: what it holds would be skipped.
+    assert rewound(committed, "t", {0: 0, 1: 0, 2: 0}, {0: 12, 1: 7, 2: 4}) == {2: (0, 4)}
 
 
 def test_a_day_is_complete_after_its_midnight_plus_the_grace(monkeypatch):

@@ -275,14 +275,15 @@ def test_a_gap_accepted_twice_is_recorded_once_and_reported_for_the_days_it_may_
 
     monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(tmp_path))
     ledger = tmp_path / "raw" / sink_log.DATA_LOSS_LEDGER
-    sink_log.record_data_loss(ledger, "orders", {0: (10, 15), 2: (7, 9)})
-    sink_log.record_data_loss(ledger, "orders", {0: (10, 15)})  # a retried run finds the same gap
+    sink_log.record_data_loss(ledger, "orders", {0: (10, 15), 2: (7, 9)}, "retention")
+    # A retried run finds the same gap (retention went on deleting meanwhile): still one entry.
+    sink_log.record_data_loss(ledger, "orders", {0: (10, 16)}, "retention")
     gaps = sink_log.data_losses(ledger)
     assert [(g["partition"], g["first_offset"], g["end_offset"], g["events"]) for g in gaps] == [
-        (0, 10, 15, 5), (2, 7, 9, 2)
+        (0, 10, 16, 6), (2, 7, 9, 2)
     ]  # fmt: skip
     today = dt.datetime.now(dt.UTC).date()
     # Kafka held those events before today: they may be of any day up to tomorrow, none after.
-    assert report.lost_to_retention((today - dt.timedelta(days=30)).isoformat()) == 7
-    assert report.lost_to_retention((today + dt.timedelta(days=1)).isoformat()) == 7
-    assert report.lost_to_retention((today + dt.timedelta(days=2)).isoformat()) == 0
+    assert report.lost_unread((today - dt.timedelta(days=30)).isoformat()) == 8
+    assert report.lost_unread((today + dt.timedelta(days=1)).isoformat()) == 8
+    assert report.lost_unread((today + dt.timedelta(days=2)).isoformat()) == 0

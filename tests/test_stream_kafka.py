@@ -23,11 +23,14 @@ from shopstream.kafka_admin import topic_stats
 from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import (
+    AGED_OUT,
     AVAILABLE_NOW_VERSIONS,
     MIN_BATCHES_TO_RETAIN,
+    REWOUND,
     EventsAgedOut,
     SinkCheckpointMismatch,
     StreamSettings,
+    TopicRewound,
     run_conf,
     session_conf,
 )
@@ -324,8 +327,8 @@ def test_events_the_retention_deleted_before_ingest_stop_it_until_the_gap_is_acc
     assert run(accepted, spark)["raw"] == 100
     assert raw_offsets(settings) == ingested | after
     gaps = sink_log.data_losses(settings.raw_dir / sink_log.DATA_LOSS_LEDGER)
-    assert {(g["topic"], g["partition"], g["first_offset"], g["end_offset"]) for g in gaps} == {
-        (topic, p, first, starts[p]) for p, first in committed.items()
+    assert {(g["topic"], g["partition"], g["first_offset"], g["end_offset"], g["cause"]) for g in gaps} == {
+        (topic, p, first, starts[p], AGED_OUT) for p, first in committed.items()
     }
     assert sum(g["events"] for g in gaps) == 200
     # Past the gap the ingest runs as before, without the flag.
@@ -348,3 +351,46 @@ def test_the_live_aggregation_names_a_gap_before_it_starts(kafka_broker, topic, 
     with pytest.raises(EventsAgedOut, match=r"no longer holds 60 events .*--accept-data-loss"):
         live_sales.run(settings, dsn="postgresql://127.0.0.1:1/never-used")
     assert WriterLock(settings.checkpoint_dir).acquire(LIVE)
+
+
+def create_again(bootstrap: str, topic: str) -> None:
+    """Deletes the topic and waits until it is gone (order-sim then creates it anew, offsets at 0)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic]).values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_a_topic_created_again_stops_the_ingest_naming_what_spark_would_skip(
+    spark, kafka_broker, topic, tmp_path
+):
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+    batch = ("--malformed-ratio", "0", "--start", days_ago(1), "--span", "1h")
+    produce(kafka_broker, topic, "--count", "300", "--seed", "5", *batch)
+    run(settings, spark)
+    committed = topic_stats(topic, kafka_broker.bootstrap).end_offsets
+
+    create_again(kafka_broker.bootstrap, topic)
+    produce(kafka_broker, topic, "--count", "30", "--seed", "8", *batch)  # offsets from 0 again
+    ends = topic_stats(topic, kafka_broker.bootstrap).end_offsets
+    assert all(ends[p] < committed[p] for p in ends)
+
+    with pytest.raises(TopicRewound, match=r"created again.*--accept-data-loss") as refused:
+        run(settings, spark)
+    for p, end in ends.items():
+        assert f"partition {p} at {end} (committed {committed[p]})" in str(refused.value)
+
+    # Accepted: Spark reads on from the new topic's end; what it held is recorded as skipped.
+    accepted = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True,
+                            accept_data_loss=True)  # fmt: skip
+    assert run(accepted, spark)["raw"] == 0
+    gaps = sink_log.data_losses(settings.raw_dir / sink_log.DATA_LOSS_LEDGER)
+    assert {(g["partition"], g["first_offset"], g["end_offset"], g["cause"]) for g in gaps} == {
+        (p, 0, end, REWOUND) for p, end in ends.items() if end > 0
+    }
+    assert sum(g["events"] for g in gaps) == 30
+    # Events produced after it land as before, without the flag.
+    produce(kafka_broker, topic, "--count", "40", "--seed", "9", *batch)
+    assert run(settings, spark)["raw"] == 40

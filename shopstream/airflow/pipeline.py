@@ -89,8 +89,8 @@ Schedule: every midnight UTC a run transforms the day that has just closed (its 
 Params: `run_date` (YYYY-MM-DD: a manual run that names the date to transform; default: the run's
 data interval, i.e. the previous day), `expected_events` (minimum number of messages the topic must
 hold), `accept_data_loss` (default false: when the topic's retention deleted events before the
-ingest read them, `run_streaming_job` fails naming them; a manual run with it true records the gap
-in `raw/_data_loss.json` and goes on).
+ingest read them, or the topic was created again, `run_streaming_job` fails naming them; a manual
+run with it true records the gap in `raw/_data_loss.json` and goes on).
 """
 
 

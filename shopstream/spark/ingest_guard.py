@@ -116,6 +116,16 @@ def aged_out(
     return {p: (mine[p], start) for p, start in sorted(starts.items()) if p in mine and mine[p] < start}
 
 
+def rewound(
+    committed: dict[str, dict[int, int]], topic: str, starts: dict[int, int], ends: dict[int, int]
+) -> dict[int, tuple[int, int]]:
+    """Per partition whose end lies before the query's committed offset (the topic was deleted and
+    created again): the offsets [first, end) it holds now, which Spark would skip (it goes on
+    from the partition's end once told to accept the loss; measured)."""
+    mine = committed.get(topic, {})
+    return {p: (starts.get(p, 0), end) for p, end in sorted(ends.items()) if p in mine and mine[p] > end}
+
+
 def caught_up(committed: dict[str, dict[int, int]], topic: str, ends: dict[int, int]) -> bool:
     """Whether every partition's committed offset has reached `ends` (a topic's end offsets)."""
     mine = committed.get(topic, {})

@@ -48,8 +48,8 @@ from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
     await_queries,
-    check_nothing_aged_out,
     check_source,
+    check_source_continuity,
     kafka_stream,
     source_settings,
     start_triggered,
@@ -181,7 +181,7 @@ def run(settings: StreamSettings, spark=None, dsn: str | None = None) -> int:
         )
     with lock:
         ledger = settings.checkpoint_dir / DATA_LOSS_LEDGER
-        check_nothing_aged_out(settings, stats, settings.checkpoint_dir / LIVE_QUERY, ledger)
+        check_source_continuity(settings, stats, settings.checkpoint_dir / LIVE_QUERY, ledger)
         spark = spark or get_spark("shopstream-live-sales", comet=False)
         query, store = start_query(spark, settings, dsn)
         # Progress goes through a connection of its own: the batches' runs in Spark's callback

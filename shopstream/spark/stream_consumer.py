@@ -57,8 +57,8 @@ from shopstream.spark.streaming import (
     SinkCheckpointMismatch,
     StreamSettings,
     apply_folders,
-    check_nothing_aged_out,
     check_source,
+    check_source_continuity,
     holds_batches,
     kafka_stream,
     log,
@@ -191,7 +191,7 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
         return dict.fromkeys(COUNTED, 0)
     with lock:
         ledger = settings.raw_dir / DATA_LOSS_LEDGER
-        check_nothing_aged_out(settings, stats, settings.checkpoint_dir / INGEST_QUERY, ledger)
+        check_source_continuity(settings, stats, settings.checkpoint_dir / INGEST_QUERY, ledger)
         # Sealed before the query starts (its compactions drop entries past the log's retention)
         # and while it runs; once more at the end, so readers find this run's files in the seals.
         sealing = Sealing(settings.raw_dir, SEAL_INTERVAL_SECONDS, on_sealed=log_sealed)

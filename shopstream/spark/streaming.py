@@ -26,7 +26,7 @@ from shopstream.config import (
 )
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
 from shopstream.sink_log import record_data_loss
-from shopstream.spark.ingest_guard import SinkBusy, aged_out, committed_offsets
+from shopstream.spark.ingest_guard import SinkBusy, aged_out, committed_offsets, rewound
 from shopstream.spark.session import job_logger
 
 log = job_logger("stream")
@@ -73,7 +73,7 @@ class StreamSettings:
     # Drop re-delivered events in the stream (`orders.without_redeliveries`). Fixed for the life
     # of a checkpoint: Spark keeps the de-duplication's state in it.
     deduplicate: bool = field(default_factory=lambda: os.environ.get("SHOPSTREAM_STREAM_DEDUP", "1") != "0")
-    # Go on past events Kafka deleted before this query read them (`check_nothing_aged_out`),
+    # Go on past events Kafka deleted before this query read them (`check_source_continuity`),
     # recording the gap; without it such a run stops and says so. For availableNow runs only.
     accept_data_loss: bool = False
 
@@ -104,36 +104,70 @@ def check_source(settings: StreamSettings, timeout: float = 15.0) -> TopicStats:
     return stats
 
 
-class EventsAgedOut(RuntimeError):
-    """Kafka deleted events (its retention) that a query had not read yet; the message says
-    which and what to do."""
+class EventsLost(RuntimeError):
+    """Events of the topic that a query has not read are gone or would be skipped; the message
+    says which and what to do."""
 
 
-def check_nothing_aged_out(settings: StreamSettings, stats: TopicStats, query_checkpoint: Path,
-                           ledger: Path) -> dict[int, tuple[int, int]]:  # fmt: skip
-    """Compares the query's committed offsets with the first offsets Kafka still holds: events in
-    between were deleted by the topic's retention before any run read them. Raises EventsAgedOut
-    saying so, or with `settings.accept_data_loss` records the gap in `ledger` and returns it."""
-    gap = aged_out(committed_offsets(query_checkpoint), settings.topic, stats.start_offsets)
-    if not gap:
-        return gap
-    lost = sum(end - first for first, end in gap.values())
-    ranges = ", ".join(f"partition {p} offsets {first}-{end - 1}" for p, (first, end) in gap.items())
+class EventsAgedOut(EventsLost):
+    """Kafka deleted (its retention) events that the query had not read yet."""
+
+
+class TopicRewound(EventsLost):
+    """The topic ends before what the query committed: it was deleted and created again."""
+
+
+AGED_OUT, REWOUND = "retention", "topic created again"
+ACCEPT_HOW = ("run this job once with --available-now --accept-data-loss (the DAG: a manual run with "
+              "accept_data_loss true)")  # fmt: skip
+
+
+def _ranges(gap: dict[int, tuple[int, int]]) -> str:
+    return ", ".join(f"partition {p} offsets {first}-{end - 1}" for p, (first, end) in gap.items())
+
+
+def check_source_continuity(settings: StreamSettings, stats: TopicStats, query_checkpoint: Path,
+                            ledger: Path) -> dict[str, dict[int, tuple[int, int]]]:  # fmt: skip
+    """Compares the query's committed offsets with the offsets Kafka holds now. Events before the
+    first of them were deleted by the topic's retention before any run read them; a partition
+    that ends before them was deleted and created again, and Spark would skip what it holds. Raises
+    EventsAgedOut / TopicRewound saying so, or with `settings.accept_data_loss` records the gaps
+    in `ledger` (by cause) and returns them."""
+    committed = committed_offsets(query_checkpoint)
+    gaps = {AGED_OUT: aged_out(committed, settings.topic, stats.start_offsets),
+            REWOUND: rewound(committed, settings.topic, stats.start_offsets, stats.end_offsets)}  # fmt: skip
+    gaps = {cause: gap for cause, gap in gaps.items() if gap}
     if settings.accept_data_loss:
-        record_data_loss(ledger, settings.topic, gap)
-        log.warning("going on past %d events of %s that Kafka deleted before they were read (%s); "
-                    "recorded in %s", lost, settings.topic, ranges, ledger)  # fmt: skip
-        return gap
-    raise EventsAgedOut(
-        f"Kafka no longer holds {lost} events of {settings.topic} that this query had not read yet "
-        f"({ranges}): the topic's retention deleted them before a run came (the query's last "
-        f"committed batch ends before the oldest offsets Kafka keeps now). They cannot be read from "
-        f"Kafka any more. If their source still has them, produce them again (they arrive as late "
-        f"events of their dates). Then run this job once with --available-now --accept-data-loss "
-        f"(the DAG: a manual run with accept_data_loss true): it records the gap in {ledger} and "
-        f"goes on from the oldest events Kafka holds. Keep the topic's retention (retention.ms) "
-        f"longer than the longest pause between runs."
-    )
+        for cause, gap in gaps.items():
+            record_data_loss(ledger, settings.topic, gap, cause)
+            lost = sum(end - first for first, end in gap.values())
+            log.warning("going on past %d events of %s lost to %s (%s); recorded in %s",
+                        lost, settings.topic, cause, _ranges(gap), ledger)  # fmt: skip
+        return gaps
+    if gap := gaps.get(REWOUND):
+        ends = ", ".join(f"partition {p} at {end} (committed {committed[settings.topic][p]})"
+                         for p, (_, end) in gap.items())  # fmt: skip
+        raise TopicRewound(
+            f"{settings.topic} on {settings.bootstrap} ends before what this query already committed "
+            f"({ends}): the topic was deleted and created again, or the broker address points at "
+            f"another cluster (check SHOPSTREAM_KAFKA_BOOTSTRAP / the kafka_default Connection). "
+            f"Spark cannot resume this checkpoint on the new topic without skipping what it holds "
+            f"now ({_ranges(gap)}). If the topic was created again: {ACCEPT_HOW}, which records the "
+            f"skipped offsets in {ledger} and reads on from the topic's end; then produce those "
+            f"events again if their source has them (they arrive as late events of their dates)."
+        )
+    if gap := gaps.get(AGED_OUT):
+        raise EventsAgedOut(
+            f"Kafka no longer holds {sum(e - f for f, e in gap.values())} events of {settings.topic} "
+            f"that this query had not read yet ({_ranges(gap)}): the topic's retention deleted them "
+            f"before a run came (the query's last committed batch ends before the oldest offsets "
+            f"Kafka keeps now). They cannot be read from Kafka any more. If their source still has "
+            f"them, produce them again (they arrive as late events of their dates). Then "
+            f"{ACCEPT_HOW}: it records the gap in {ledger} and goes on from the oldest events Kafka "
+            f"holds. Keep the topic's retention (retention.ms) longer than the longest pause "
+            f"between runs."
+        )
+    return gaps
 
 
 def kafka_stream(spark, settings: StreamSettings):
@@ -143,7 +177,7 @@ def kafka_stream(spark, settings: StreamSettings):
         .option("subscribe", settings.topic)
         .option("startingOffsets", "earliest")
         # Lost offsets (retention, a re-created topic) stop the query instead of being skipped,
-        # unless the run was told to go on past a gap it recorded (`check_nothing_aged_out`).
+        # unless the run was told to go on past a gap it recorded (`check_source_continuity`).
         .option("failOnDataLoss", "false" if settings.accept_data_loss else "true")
         # Records per poll: the default 500 made each task poll thousands of times (measured on
         # 1M events: Kafka read 2.8 s -> 2.0 s warm, 7.0 s -> 6.2 s in a fresh JVM).
@@ -412,7 +446,7 @@ def stream_main(parse: Callable[[Sequence[str] | None], object], job: Callable[[
     message saying which."""
     try:
         job(parse(argv))
-    except (KafkaCheckError, SinkCheckpointMismatch, SinkBusy, EventsAgedOut, TimeoutError) as error:
+    except (KafkaCheckError, SinkCheckpointMismatch, SinkBusy, EventsLost, TimeoutError) as error:
         job_log.error("%s", error)
         return 2
     return 0
