@@ -92,6 +92,8 @@ def test_every_spark_task_gets_spark_defaults_and_one_class_path_for_the_class_a
 def test_connections_and_run_date_parameters(dag):
     tasks = {t.task_id: t for t in dag.tasks}
     assert tasks["check_kafka_topic"].op_kwargs["conn_id"] == "kafka_default"
+    # The first check refuses a gap in the topic unless the run accepts it, as the ingest does.
+    assert tasks["check_kafka_topic"].op_kwargs["accept_data_loss"] == "{{ params.accept_data_loss }}"
     for task_id in ("run_streaming_job", "run_rdd_etl", "run_df_etl"):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"

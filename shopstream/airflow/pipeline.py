@@ -70,7 +70,9 @@ DOC = """
 ### ecommerce_pipeline
 Daily analytics of the shop's order events.
 
-1. **check_kafka_topic**: `ecommerce_orders` exists and holds events (Connection `kafka_default`).
+1. **check_kafka_topic**: `ecommerce_orders` exists and holds events (Connection `kafka_default`),
+   and the ingest can read on from its checkpoint: no events the retention deleted unread, no topic
+   created again (unless the run accepts the loss, below). Fails without retries.
 2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet,
    `verdict=valid/` by `date` (+ `verdict=quarantined/` for rejected records, with the reason),
    exactly once through its checkpoint, up to the topic's end offsets taken no earlier than the
@@ -160,6 +162,7 @@ def build_ecommerce_dag() -> DAG:
                 "topic": ORDERS_TOPIC,
                 "conn_id": KAFKA_CONN_ID,
                 "min_messages": "{{ params.expected_events }}",
+                "accept_data_loss": "{{ params.accept_data_loss }}",
             },
         )
         stream = _spark_task(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID
-from shopstream.config import ORDERS_TOPIC, Paths, paths, split_client_config
+from shopstream.config import INGEST_QUERY, ORDERS_TOPIC, Paths, paths, split_client_config
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,12 @@ def kafka_config_from_connection(conn_id: str = KAFKA_CONN_ID) -> dict[str, str]
     return {str(k): str(v) for k, v in extra.items()}
 
 
-def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, min_messages: int = 1) -> int:
+def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, min_messages: int = 1,
+                      accept_data_loss: bool | str = False) -> int:  # fmt: skip
     """Fails (without retries: retrying will not create a topic) unless the topic exists and holds
-    at least `min_messages` messages. Returns the message count (pushed to XCom)."""
+    at least `min_messages` messages, and, unless the run accepts data loss, unless the ingest can
+    read on from its checkpoint (`streaming.source_gaps`: events the retention deleted unread, a
+    topic created again). Returns the message count (pushed to XCom)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     bootstrap, config = split_client_config(kafka_config_from_connection(conn_id))
@@ -42,7 +45,23 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
             f"topic {topic} holds {stats.messages} messages, fewer than the {min_messages} expected: "
             "has the producer (order-sim) run?"
         )
+    if str(accept_data_loss).lower() not in ("true", "1"):  # a rendered param is text
+        check_ingest_can_read_on(topic, bootstrap, stats)
     return stats.messages
+
+
+def check_ingest_can_read_on(topic: str, bootstrap: str, stats) -> None:
+    """The ingest's own check (`streaming.check_source_continuity`) before `run_streaming_job`
+    starts a JVM, and failing without retries: retrying will not bring deleted events back."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from shopstream.sink_log import DATA_LOSS_LEDGER
+    from shopstream.spark.streaming import refusal, source_gaps
+
+    layers = paths()  # as the ingest job finds its checkpoint and sink
+    gaps = source_gaps(topic, stats, layers.ingest_checkpoints / INGEST_QUERY)
+    if gaps:
+        raise AirflowFailException(str(refusal(topic, bootstrap, gaps, layers.raw_sink / DATA_LOSS_LEDGER)))
 
 
 def data_paths(fs_conn_id: str = FS_CONN_ID) -> Paths:

@@ -118,6 +118,7 @@ class TopicRewound(EventsLost):
 
 
 AGED_OUT, REWOUND = "retention", "topic created again"
+Gaps = dict[str, dict[int, tuple[int, int]]]  # cause -> partition -> offsets [first, end) not read
 ACCEPT_HOW = ("run this job once with --available-now --accept-data-loss (the DAG: a manual run with "
               "accept_data_loss true)")  # fmt: skip
 
@@ -126,47 +127,54 @@ def _ranges(gap: dict[int, tuple[int, int]]) -> str:
     return ", ".join(f"partition {p} offsets {first}-{end - 1}" for p, (first, end) in gap.items())
 
 
-def check_source_continuity(settings: StreamSettings, stats: TopicStats, query_checkpoint: Path,
-                            ledger: Path) -> dict[str, dict[int, tuple[int, int]]]:  # fmt: skip
-    """Compares the query's committed offsets with the offsets Kafka holds now. Events before the
-    first of them were deleted by the topic's retention before any run read them; a partition
-    that ends before them was deleted and created again, and Spark would skip what it holds. Raises
-    EventsAgedOut / TopicRewound saying so, or with `settings.accept_data_loss` records the gaps
-    in `ledger` (by cause) and returns them."""
+def source_gaps(topic: str, stats: TopicStats, query_checkpoint: Path) -> Gaps:
+    """By cause, per partition, the offsets [first, end) of `topic` the query will not read:
+    deleted by the topic's retention before any run read them (AGED_OUT: the committed offset lies
+    before the first Kafka holds), or held by a topic created again that Spark would skip
+    (REWOUND: the partition ends before the committed offset)."""
     committed = committed_offsets(query_checkpoint)
-    gaps = {AGED_OUT: aged_out(committed, settings.topic, stats.start_offsets),
-            REWOUND: rewound(committed, settings.topic, stats.start_offsets, stats.end_offsets)}  # fmt: skip
-    gaps = {cause: gap for cause, gap in gaps.items() if gap}
-    if settings.accept_data_loss:
-        for cause, gap in gaps.items():
-            record_data_loss(ledger, settings.topic, gap, cause)
-            lost = sum(end - first for first, end in gap.values())
-            log.warning("going on past %d events of %s lost to %s (%s); recorded in %s",
-                        lost, settings.topic, cause, _ranges(gap), ledger)  # fmt: skip
-        return gaps
+    gaps = {AGED_OUT: aged_out(committed, topic, stats.start_offsets),
+            REWOUND: rewound(committed, topic, stats.start_offsets, stats.end_offsets)}  # fmt: skip
+    return {cause: gap for cause, gap in gaps.items() if gap}
+
+
+def refusal(topic: str, bootstrap: str, gaps: Gaps, ledger: Path) -> EventsLost:
+    """The error that names `gaps` (of `source_gaps`) and the way on."""
     if gap := gaps.get(REWOUND):
-        ends = ", ".join(f"partition {p} at {end} (committed {committed[settings.topic][p]})"
-                         for p, (_, end) in gap.items())  # fmt: skip
-        raise TopicRewound(
-            f"{settings.topic} on {settings.bootstrap} ends before what this query already committed "
-            f"({ends}): the topic was deleted and created again, or the broker address points at "
-            f"another cluster (check SHOPSTREAM_KAFKA_BOOTSTRAP / the kafka_default Connection). "
-            f"Spark cannot resume this checkpoint on the new topic without skipping what it holds "
-            f"now ({_ranges(gap)}). If the topic was created again: {ACCEPT_HOW}, which records the "
-            f"skipped offsets in {ledger} and reads on from the topic's end; then produce those "
-            f"events again if their source has them (they arrive as late events of their dates)."
+        ends = ", ".join(f"partition {p} ends at {end}" for p, (_, end) in gap.items())
+        return TopicRewound(
+            f"{topic} on {bootstrap} ends before what this query already committed ({ends}): the "
+            f"topic was deleted and created again, or the broker address points at another cluster "
+            f"(check SHOPSTREAM_KAFKA_BOOTSTRAP / the kafka_default Connection). Spark cannot resume "
+            f"this checkpoint on the new topic without skipping what it holds now ({_ranges(gap)}). "
+            f"If the topic was created again: {ACCEPT_HOW}, which records the skipped offsets in "
+            f"{ledger} and reads on from the topic's end; then produce those events again if their "
+            f"source has them (they arrive as late events of their dates)."
         )
-    if gap := gaps.get(AGED_OUT):
-        raise EventsAgedOut(
-            f"Kafka no longer holds {sum(e - f for f, e in gap.values())} events of {settings.topic} "
-            f"that this query had not read yet ({_ranges(gap)}): the topic's retention deleted them "
-            f"before a run came (the query's last committed batch ends before the oldest offsets "
-            f"Kafka keeps now). They cannot be read from Kafka any more. If their source still has "
-            f"them, produce them again (they arrive as late events of their dates). Then "
-            f"{ACCEPT_HOW}: it records the gap in {ledger} and goes on from the oldest events Kafka "
-            f"holds. Keep the topic's retention (retention.ms) longer than the longest pause "
-            f"between runs."
-        )
+    gap = gaps[AGED_OUT]
+    return EventsAgedOut(
+        f"Kafka no longer holds {sum(e - f for f, e in gap.values())} events of {topic} that this "
+        f"query had not read yet ({_ranges(gap)}): the topic's retention deleted them before a run "
+        f"came (the query's last committed batch ends before the oldest offsets Kafka keeps now). "
+        f"They cannot be read from Kafka any more. If their source still has them, produce them "
+        f"again (they arrive as late events of their dates). Then {ACCEPT_HOW}: it records the gap "
+        f"in {ledger} and goes on from the oldest events Kafka holds. Keep the topic's retention "
+        f"(retention.ms) longer than the longest pause between runs."
+    )
+
+
+def check_source_continuity(settings: StreamSettings, stats: TopicStats, query_checkpoint: Path,
+                            ledger: Path) -> Gaps:  # fmt: skip
+    """Raises the `refusal` of the query's `source_gaps`, or with `settings.accept_data_loss`
+    records them in `ledger` (by cause) and returns them."""
+    gaps = source_gaps(settings.topic, stats, query_checkpoint)
+    if gaps and not settings.accept_data_loss:
+        raise refusal(settings.topic, settings.bootstrap, gaps, ledger)
+    for cause, gap in gaps.items():
+        record_data_loss(ledger, settings.topic, gap, cause)
+        lost = sum(end - first for first, end in gap.values())
+        log.warning("going on past %d events of %s lost to %s (%s); recorded in %s",
+                    lost, settings.topic, cause, _ranges(gap), ledger)  # fmt: skip
     return gaps
 
 
