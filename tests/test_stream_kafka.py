@@ -297,13 +297,24 @@ def raw_offsets(settings: StreamSettings) -> set[tuple[int, int]]:
     return set(read_sink(settings.raw_dir, VALID).select("kafka_partition, kafka_offset").fetchall())
 
 
+def hour_of_events() -> tuple[str, ...]:
+    """order-sim options: well-formed events of an hour of yesterday (never late)."""
+    return ("--malformed-ratio", "0", "--start", days_ago(1), "--span", "1h")
+
+
+def ingested_first_events(spark, kafka_broker, topic: str, tmp_path: Path) -> StreamSettings:
+    """A sink whose drains have read the topic's first 300 events: its settings."""
+    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
+    produce(kafka_broker, topic, "--count", "300", "--seed", "5", *hour_of_events())
+    run(settings, spark)
+    return settings
+
+
 def test_events_the_retention_deleted_before_ingest_stop_it_until_the_gap_is_accepted(
     spark, kafka_broker, topic, tmp_path
 ):
-    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
-    batch = ("--malformed-ratio", "0", "--start", days_ago(1), "--span", "1h")
-    produce(kafka_broker, topic, "--count", "300", "--seed", "5", *batch)
-    run(settings, spark)
+    settings = ingested_first_events(spark, kafka_broker, topic, tmp_path)
+    batch = hour_of_events()
     ingested = {(m.partition, m.offset) for m in read_topic(kafka_broker.bootstrap, topic, expected=300)}
     committed = {p: max(o for q, o in ingested if q == p) + 1 for p, _ in ingested}
 
@@ -366,10 +377,8 @@ def create_again(bootstrap: str, topic: str) -> None:
 def test_a_topic_created_again_stops_the_ingest_naming_what_spark_would_skip(
     spark, kafka_broker, topic, tmp_path
 ):
-    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
-    batch = ("--malformed-ratio", "0", "--start", days_ago(1), "--span", "1h")
-    produce(kafka_broker, topic, "--count", "300", "--seed", "5", *batch)
-    run(settings, spark)
+    settings = ingested_first_events(spark, kafka_broker, topic, tmp_path)
+    batch = hour_of_events()
     committed = topic_stats(topic, kafka_broker.bootstrap).end_offsets
 
     create_again(kafka_broker.bootstrap, topic)
