@@ -31,10 +31,11 @@ def test_the_lock_has_one_holder_who_names_itself(tmp_path):
     first.release()
 
 
-def write_batch(query, batch: int, offsets: dict[str, dict[str, int]], committed: bool) -> None:
+def write_batch(query, batch: int, *sources: dict[str, dict[str, int]], committed: bool) -> None:
+    """A batch of the query's offset log as Spark writes it (one line per source), and its commit."""
     (query / "offsets").mkdir(parents=True, exist_ok=True)
     (query / "commits").mkdir(parents=True, exist_ok=True)
-    lines = ["v1", json.dumps({"batchWatermarkMs": 0, "batchTimestampMs": 0}), json.dumps(offsets)]
+    lines = ["v1", json.dumps({"batchWatermarkMs": 0, "batchTimestampMs": 0}), *map(json.dumps, sources)]
     (query / "offsets" / str(batch)).write_text("\n".join(lines))
     if committed:
         (query / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}')
@@ -50,6 +51,9 @@ def test_committed_offsets_are_those_of_the_newest_committed_batch(tmp_path):
     assert not caught_up(committed_offsets(query), "t", {0: 20, 1: 9})
     write_batch(query, 1, {"t": {"0": 20, "1": 9}}, committed=True)
     assert caught_up(committed_offsets(query), "t", {0: 20, 1: 9})
+    # A join of two topics: a line per source.
+    write_batch(query, 2, {"t": {"0": 21}}, {"u": {"0": 3}}, committed=True)
+    assert committed_offsets(query) == {"t": {0: 21}, "u": {0: 3}}
 
 
 def test_offsets_deleted_before_the_query_read_them_are_a_gap_per_partition():

@@ -166,3 +166,25 @@ def test_the_status_table_keeps_only_the_versions_its_pointers_reference(tmp_pat
         "v000000000002/date=2026-11-01", "v000000000002/date=2026-11-02", "v000000000003/date=2026-11-02"
     ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.glob("v*")) == ["v000000000002", "v000000000003"]
+
+
+def test_a_gap_in_either_topic_stops_the_join_before_it_starts(kafka_broker, topic, tmp_path):
+    from shopstream.spark.streaming import EventsAgedOut
+    from tests.test_ingest_guard import write_batch
+    from tests.test_stream_kafka import retention_deletes_everything_up_to_now
+
+    updates_topic = f"{topic}-updates"
+    produce(kafka_broker, topic, "--count", "200", "--malformed-ratio", "0", "--start", days_ago(1))
+    updates_end = retention_deletes_everything_up_to_now(kafka_broker.bootstrap, updates_topic)
+    assert sum(updates_end.values()) > 0
+    stream = StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True)
+    settings = StatusSettings(stream=stream, updates_topic=updates_topic, output_dir=tmp_path / "out",
+                              quarantine_dir=tmp_path / "bad", checkpoint_dir=tmp_path / "cp")  # fmt: skip
+    # The join committed a first batch before any event: offset 0 of both topics, a line each.
+    orders_at, updates_at = ({t: dict.fromkeys(map(str, updates_end), 0)} for t in (topic, updates_topic))
+    write_batch(settings.checkpoint_dir / "status", 0, orders_at, updates_at, committed=True)
+
+    # The orders are all there; the updates topic's retention deleted its events: refused before
+    # Spark starts (the session argument is never used), naming that topic.
+    with pytest.raises(EventsAgedOut, match=f"events of {updates_topic} that this query had not read"):
+        run(settings, spark=object())

@@ -356,7 +356,9 @@ def test_the_live_aggregation_names_a_gap_before_it_starts(kafka_broker, topic, 
     starts = retention_deletes_everything_up_to_now(kafka_broker.bootstrap, topic)
     settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
     # Its checkpoint committed a first, empty batch (offsets 0) before the 60 events came.
-    write_batch(settings.checkpoint_dir / LIVE_QUERY, 0, {topic: dict.fromkeys(map(str, starts), 0)}, True)
+    write_batch(
+        settings.checkpoint_dir / LIVE_QUERY, 0, {topic: dict.fromkeys(map(str, starts), 0)}, committed=True
+    )
 
     # Refused before Spark or the store are touched (neither exists here), its lock given back.
     with pytest.raises(EventsAgedOut, match=r"no longer holds 60 events .*--accept-data-loss"):
@@ -422,7 +424,7 @@ def test_the_dags_first_check_names_a_gap_before_the_ingest_starts(
     produce(kafka_broker, topic, "--count", "20", "--malformed-ratio", "0", "--start", days_ago(1))
     # The ingest's checkpoint (where the job finds it) committed an empty first batch before.
     query = paths().ingest_checkpoints / INGEST_QUERY
-    write_batch(query, 0, {topic: dict.fromkeys(map(str, starts), 0)}, True)
+    write_batch(query, 0, {topic: dict.fromkeys(map(str, starts), 0)}, committed=True)
 
     # Fails without retries, before any JVM, with the ingest's own message ...
     with pytest.raises(AirflowFailException, match=r"no longer holds 60 events .*accept_data_loss true"):

@@ -101,9 +101,10 @@ def committed_offsets(query_checkpoint: Path) -> dict[str, dict[int, int]]:
     if batch is None:
         return {}
     lines = (query_checkpoint / "offsets" / str(batch)).read_text().splitlines()
-    # 'v1', the batch metadata, then one line per source: {"topic": {"0": offset, ...}}.
-    source = json.loads(lines[2])
-    return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in source.items()}
+    # 'v1', the batch metadata, then one line per source: {"topic": {"0": offset, ...}} (a join
+    # of two topics has two).
+    sources = [json.loads(line) for line in lines[2:] if line.strip()]
+    return {topic: {int(p): int(o) for p, o in parts.items()} for s in sources for topic, parts in s.items()}
 
 
 def aged_out(

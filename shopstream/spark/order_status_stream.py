@@ -49,12 +49,14 @@ from pyspark.sql import functions as F
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.contract import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
 from shopstream.files import write_json_atomically
+from shopstream.sink_log import DATA_LOSS_LEDGER
 from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
     check_source,
+    check_source_continuity,
     kafka_stream,
     run_queries,
     source_settings,
@@ -263,13 +265,16 @@ class StatusTable:
                 shutil.rmtree(version, ignore_errors=True)
 
 
+STATUS_QUERY, QUARANTINE_QUERY = "status", "quarantine"  # their folders in the checkpoint folder
+
+
 def start_status_upserts(status: DataFrame, settings: StatusSettings):
     """The join rows into the StatusTable, one foreachBatch upsert per micro-batch."""
     table = StatusTable(settings.output_dir)
     writer = (
         status.writeStream.queryName("order_status")
         .foreachBatch(table.upsert)
-        .option("checkpointLocation", str(settings.checkpoint_dir / "status"))
+        .option("checkpointLocation", str(settings.checkpoint_dir / STATUS_QUERY))
         .outputMode("append")
     )
     return start_triggered(writer, status.sparkSession, settings.stream)
@@ -290,15 +295,20 @@ def start_queries(spark, settings: StatusSettings) -> list:
     checkpoints, stream = settings.checkpoint_dir, settings.stream
     return [
         start_status_upserts(status, settings),
-        start_sink(bad, "quarantine_updates", settings.quarantine_dir, checkpoints / "quarantine", stream),
+        start_sink(
+            bad, "quarantine_updates", settings.quarantine_dir, checkpoints / QUARANTINE_QUERY, stream
+        ),
     ]
 
 
 def run(settings: StatusSettings, spark=None) -> dict[str, int]:
     """Runs the join (until drained with --available-now, else until stopped); returns the rows
     written per sink."""
-    check_source(settings.stream)
-    check_source(settings.updates_source)
+    sources = [(source, check_source(source)) for source in (settings.stream, settings.updates_source)]
+    for query in (STATUS_QUERY, QUARANTINE_QUERY):
+        for source, stats in sources:
+            check_source_continuity(source, stats, settings.checkpoint_dir / query,
+                                    settings.checkpoint_dir / DATA_LOSS_LEDGER)  # fmt: skip
     spark = spark or get_spark("shopstream-order-status", comet=False)
     totals = run_queries(start_queries(spark, settings), ("order_status", "quarantine_updates"))
     log.info("order status run finished: %s", totals)
