@@ -431,3 +431,9 @@ def test_the_dags_first_check_names_a_gap_before_the_ingest_starts(
         tasks.check_kafka_topic(topic, min_messages="1", accept_data_loss="False")
     # ... unless the run accepts the loss (the rendered param is text); the ingest records it then.
     assert tasks.check_kafka_topic(topic, min_messages="1", accept_data_loss="True") == 20
+    # The dashboard's health panel says so meanwhile, instead of an offsets-behind figure.
+    from shopstream.dashboard import queries
+
+    monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
+    monkeypatch.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+    assert queries.ingest_lag(topic)["ingest"].startswith("60 events lost unread")

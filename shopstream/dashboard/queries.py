@@ -155,12 +155,13 @@ def store_health(conn: psycopg.Connection, now: dt.datetime) -> StoreHealth:
 
 def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int | str]:
     """Offsets behind the topic's end per streaming query, from each query's checkpoint (what it
-    has committed) and the topic's end offsets; a message instead of a number when unknown."""
+    has committed) and the topic's end offsets; a message instead of a number when unknown, or
+    when events the query has not read are gone (its next run stops on them: say so now)."""
     from shopstream.kafka_admin import KafkaCheckError, topic_stats
-    from shopstream.spark.ingest_guard import committed_offsets
+    from shopstream.spark.ingest_guard import aged_out, committed_offsets, rewound
 
     try:
-        ends = topic_stats(topic, timeout=timeout).end_offsets
+        stats = topic_stats(topic, timeout=timeout)
     except KafkaCheckError as error:
         return {"kafka": f"unreachable: {str(error).splitlines()[0]}"}
     lags: dict[str, int | str] = {}
@@ -169,11 +170,17 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
         "live aggregation": paths().live_checkpoints / LIVE_QUERY,
     }
     for name, checkpoint in queries.items():
-        committed = committed_offsets(checkpoint).get(topic)
+        offsets = committed_offsets(checkpoint)
+        committed = offsets.get(topic)
+        gaps = (aged_out(offsets, topic, stats.start_offsets),
+                rewound(offsets, topic, stats.start_offsets, stats.end_offsets))  # fmt: skip
+        lost = sum(end - first for gap in gaps for first, end in gap.values())
         if committed is None:
             lags[name] = "no committed batch"
+        elif lost:
+            lags[name] = f"{lost:,} events lost unread: see its log (--accept-data-loss)"
         else:
-            lags[name] = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+            lags[name] = sum(max(0, end - committed.get(p, 0)) for p, end in stats.end_offsets.items())
     return lags
 
 
