@@ -18,6 +18,11 @@ One writer per sink (`ingest_guard`): the query holds a lock beside its checkpoi
 `--trigger` writer fails fast naming the first; an `--available-now` run that finds the live
 service (`make stream-up`) at work starts no query and waits until it has committed every offset
 the topic held when the run started.
+
+Before its query starts, a run checks that it can read on from its checkpoint: events Kafka's
+retention deleted unread, or a topic created again, stop it with a message naming them
+(`streaming.check_source_continuity`); `--available-now --accept-data-loss` records the gap in
+`data/raw/_data_loss.json` and goes on.
 """
 
 from __future__ import annotations
