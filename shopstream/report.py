@@ -96,9 +96,9 @@ def collect(date: str) -> dict:
 def lost_unread(date: str) -> int:
     """Events lost before the ingest read them (Kafka's retention deleted them, or a topic created
     again held them) that may be of `date`, from the gaps the ingest recorded when told to go on
-    (`--accept-data-loss`). Their dates are unknown; a gap
-    accepted more than a day before `date` began holds none of its events (Kafka had them before
-    then, and an event is stamped at most a day ahead)."""
+    (`--accept-data-loss`). Their dates are unknown; a gap accepted more than a day before `date`
+    began holds none of its events (Kafka had them before then, and an event is stamped at most a
+    day ahead)."""
     earliest = (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
     gaps = data_losses(paths().raw_sink / DATA_LOSS_LEDGER)
     return sum(g["events"] for g in gaps if g["accepted_at"][:10] >= earliest)

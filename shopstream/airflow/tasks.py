@@ -28,7 +28,7 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
                       accept_data_loss: bool | str = False) -> int:  # fmt: skip
     """Fails (without retries: retrying will not create a topic) unless the topic exists and holds
     at least `min_messages` messages, and, unless the run accepts data loss, unless the ingest can
-    read on from its checkpoint (`streaming.source_gaps`: events the retention deleted unread, a
+    read on from its checkpoint (`ingest_guard.source_gaps`: events the retention deleted unread, a
     topic created again). Returns the message count (pushed to XCom)."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -56,10 +56,11 @@ def check_ingest_can_read_on(topic: str, bootstrap: str, stats) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     from shopstream.sink_log import DATA_LOSS_LEDGER
-    from shopstream.spark.streaming import refusal, source_gaps
+    from shopstream.spark.ingest_guard import committed_offsets, source_gaps
+    from shopstream.spark.streaming import refusal
 
     layers = paths()  # as the ingest job finds its checkpoint and sink
-    gaps = source_gaps(topic, stats, layers.ingest_checkpoints / INGEST_QUERY)
+    gaps = source_gaps(committed_offsets(layers.ingest_checkpoints / INGEST_QUERY), topic, stats)
     if gaps:
         raise AirflowFailException(str(refusal(topic, bootstrap, gaps, layers.raw_sink / DATA_LOSS_LEDGER)))
 

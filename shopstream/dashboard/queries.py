@@ -158,7 +158,7 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
     has committed) and the topic's end offsets; a message instead of a number when unknown, or
     when events the query has not read are gone (its next run stops on them: say so now)."""
     from shopstream.kafka_admin import KafkaCheckError, topic_stats
-    from shopstream.spark.ingest_guard import aged_out, committed_offsets, rewound
+    from shopstream.spark.ingest_guard import committed_offsets, gap_events, source_gaps
 
     try:
         stats = topic_stats(topic, timeout=timeout)
@@ -172,9 +172,7 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
     for name, checkpoint in queries.items():
         offsets = committed_offsets(checkpoint)
         committed = offsets.get(topic)
-        gaps = (aged_out(offsets, topic, stats.start_offsets),
-                rewound(offsets, topic, stats.start_offsets, stats.end_offsets))  # fmt: skip
-        lost = sum(end - first for gap in gaps for first, end in gap.values())
+        lost = sum(map(gap_events, source_gaps(offsets, topic, stats).values()))
         if committed is None:
             lags[name] = "no committed batch"
         elif lost:

@@ -127,6 +127,25 @@ def rewound(
     return {p: (starts.get(p, 0), end) for p, end in sorted(ends.items()) if p in mine and mine[p] > end}
 
 
+AGED_OUT, REWOUND = "retention", "topic created again"
+Gaps = dict[str, dict[int, tuple[int, int]]]  # cause -> partition -> offsets [first, end) not read
+
+
+def source_gaps(committed: dict[str, dict[int, int]], topic: str, stats) -> Gaps:
+    """By cause, per partition, the offsets [first, end) of `topic` a query that `committed` these
+    offsets will not read, given the topic's `stats` (`kafka_admin.TopicStats`) now: deleted by
+    the retention before any run read them (AGED_OUT), or held by a topic created again that Spark
+    would skip (REWOUND)."""
+    gaps = {AGED_OUT: aged_out(committed, topic, stats.start_offsets),
+            REWOUND: rewound(committed, topic, stats.start_offsets, stats.end_offsets)}  # fmt: skip
+    return {cause: gap for cause, gap in gaps.items() if gap}
+
+
+def gap_events(gap: dict[int, tuple[int, int]]) -> int:
+    """How many offsets a gap (partition -> [first, end)) spans."""
+    return sum(end - first for first, end in gap.values())
+
+
 def caught_up(committed: dict[str, dict[int, int]], topic: str, ends: dict[int, int]) -> bool:
     """Whether every partition's committed offset has reached `ends` (a topic's end offsets)."""
     mine = committed.get(topic, {})

@@ -80,15 +80,18 @@ def closed_dates_window(
         return since, last.isoformat()
     if through is None:
         return EVERY_DATE, last.isoformat()
-    after_last_run = dt.date.fromisoformat(through) + dt.timedelta(days=1)
-    return min(after_last_run, last - dt.timedelta(days=COMPACTION_SCAN_DAYS)).isoformat(), last.isoformat()
+    scan_from = (last - dt.timedelta(days=COMPACTION_SCAN_DAYS)).isoformat()
+    return min(_day_after(through), scan_from), last.isoformat()
 
 
-def record_compacted_through(sink: Path, first: str, last: str) -> None:
+def _day_after(date: str) -> str:
+    return (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
+
+
+def record_compacted_through(sink: Path, first: str, last: str, through: str | None) -> None:
     """Marks `last` as looked at, unless the window left a gap after the previous run's last date
-    (a `--since` later than it): those dates still wait for a run."""
-    through = compacted_through(sink)
-    if through is not None and first > (dt.date.fromisoformat(through) + dt.timedelta(days=1)).isoformat():
+    `through` (a `--since` later than it): those dates still wait for a run."""
+    if through is not None and first > _day_after(through):
         return
     if through is None or last > through:
         write_json_atomically(sink / COMPACTED_THROUGH_MARKER, {"through": last}, indent=None)
@@ -145,11 +148,12 @@ def compact_closed_dates(spark, sink: Path, today: dt.date | None = None, since:
     caller holds the sink's writer lock. Returns how many partitions it compacted."""
     sink = sink.absolute()  # the seals name files by absolute path, as the sink's log does
     seal(sink)  # every committed file in a seal first: compactions read partitions from them
-    first, last = closed_dates_window(today or dt.datetime.now(dt.UTC).date(), since, compacted_through(sink))
+    through = compacted_through(sink)
+    first, last = closed_dates_window(today or dt.datetime.now(dt.UTC).date(), since, through)
     todo = partitions_to_compact(sink, first, last)
     for partition, files in sorted(todo.items()):
         compact_partition(spark, sink, partition, files)
-    record_compacted_through(sink, first, last)  # only once every partition of the window is done
+    record_compacted_through(sink, first, last, through)  # only once every partition of the window is done
     return len(todo)
 
 

@@ -26,7 +26,15 @@ from shopstream.config import (
 )
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
 from shopstream.sink_log import record_data_loss
-from shopstream.spark.ingest_guard import SinkBusy, aged_out, committed_offsets, rewound
+from shopstream.spark.ingest_guard import (
+    AGED_OUT,
+    REWOUND,
+    Gaps,
+    SinkBusy,
+    committed_offsets,
+    gap_events,
+    source_gaps,
+)
 from shopstream.spark.session import job_logger
 
 log = job_logger("stream")
@@ -117,25 +125,12 @@ class TopicRewound(EventsLost):
     """The topic ends before what the query committed: it was deleted and created again."""
 
 
-AGED_OUT, REWOUND = "retention", "topic created again"
-Gaps = dict[str, dict[int, tuple[int, int]]]  # cause -> partition -> offsets [first, end) not read
 ACCEPT_HOW = ("run this job once with --available-now --accept-data-loss (the DAG: a manual run with "
               "accept_data_loss true)")  # fmt: skip
 
 
 def _ranges(gap: dict[int, tuple[int, int]]) -> str:
     return ", ".join(f"partition {p} offsets {first}-{end - 1}" for p, (first, end) in gap.items())
-
-
-def source_gaps(topic: str, stats: TopicStats, query_checkpoint: Path) -> Gaps:
-    """By cause, per partition, the offsets [first, end) of `topic` the query will not read:
-    deleted by the topic's retention before any run read them (AGED_OUT: the committed offset lies
-    before the first Kafka holds), or held by a topic created again that Spark would skip
-    (REWOUND: the partition ends before the committed offset)."""
-    committed = committed_offsets(query_checkpoint)
-    gaps = {AGED_OUT: aged_out(committed, topic, stats.start_offsets),
-            REWOUND: rewound(committed, topic, stats.start_offsets, stats.end_offsets)}  # fmt: skip
-    return {cause: gap for cause, gap in gaps.items() if gap}
 
 
 def refusal(topic: str, bootstrap: str, gaps: Gaps, ledger: Path) -> EventsLost:
@@ -153,7 +148,7 @@ def refusal(topic: str, bootstrap: str, gaps: Gaps, ledger: Path) -> EventsLost:
         )
     gap = gaps[AGED_OUT]
     return EventsAgedOut(
-        f"Kafka no longer holds {sum(e - f for f, e in gap.values())} events of {topic} that this "
+        f"Kafka no longer holds {gap_events(gap)} events of {topic} that this "
         f"query had not read yet ({_ranges(gap)}): the topic's retention deleted them before a run "
         f"came (the query's last committed batch ends before the oldest offsets Kafka keeps now). "
         f"They cannot be read from Kafka any more. If their source still has them, produce them "
@@ -167,14 +162,13 @@ def check_source_continuity(settings: StreamSettings, stats: TopicStats, query_c
                             ledger: Path) -> Gaps:  # fmt: skip
     """Raises the `refusal` of the query's `source_gaps`, or with `settings.accept_data_loss`
     records them in `ledger` (by cause) and returns them."""
-    gaps = source_gaps(settings.topic, stats, query_checkpoint)
+    gaps = source_gaps(committed_offsets(query_checkpoint), settings.topic, stats)
     if gaps and not settings.accept_data_loss:
         raise refusal(settings.topic, settings.bootstrap, gaps, ledger)
     for cause, gap in gaps.items():
         record_data_loss(ledger, settings.topic, gap, cause)
-        lost = sum(end - first for first, end in gap.values())
         log.warning("going on past %d events of %s lost to %s (%s); recorded in %s",
-                    lost, settings.topic, cause, _ranges(gap), ledger)  # fmt: skip
+                    gap_events(gap), settings.topic, cause, _ranges(gap), ledger)  # fmt: skip
     return gaps
 
 
