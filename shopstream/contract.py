@@ -10,6 +10,7 @@ that importing this module (e.g. while Airflow parses a DAG) does not import pys
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,13 @@ EVENT_IDENTITY: tuple[str, ...] = tuple(CONTRACT["x-identity"])
 # Money is exact to the cent: Decimal(12, 2) in Spark, never a float sum.
 MONEY_PRECISION: int = CONTRACT["properties"]["unit_price"]["x-money"]["precision"]
 MONEY_SCALE: int = CONTRACT["properties"]["unit_price"]["x-money"]["scale"]
+# The largest price, and the largest amount (quantity x unit_price) of one event: rule `money`.
+MAX_MONEY: Decimal = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE) - Decimal(1).scaleb(-MONEY_SCALE)
+# Every figure summed from events: a day of events at MAX_MONEY each cannot reach its 36 digits.
+SUM_MONEY_PRECISION = 38
+MAX_QUANTITY: int = CONTRACT["properties"]["quantity"]["maximum"]
+# What the contract says beyond its JSON Schema, by name (`x-rules`); reasons cite these names.
+RULES: dict[str, str] = {k: v for k, v in CONTRACT["x-rules"].items() if not k.startswith("$")}
 
 # The `order_updates` topic: one status change per CANCELLED/RETURNED order event, same order_id
 # and timestamp.

@@ -7,7 +7,7 @@ a batch after a crash with the same id and the same offsets). So a restart or a 
 never counts twice, and a late event simply adds to its minute, however late (no watermark
 drops it from the store).
 
-Times are UTC (`timestamptz`, the server runs in UTC); money is numeric(14,2) in the shop's
+Times are UTC (`timestamptz`, the server runs in UTC); money is numeric(38,2) in the shop's
 currency (`shopstream.metrics.CURRENCY`).
 
     python -m shopstream.serving reset     # empty the store (with a wiped aggregation checkpoint)
@@ -38,17 +38,17 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_sales (
     minute timestamptz NOT NULL, region text NOT NULL, category text NOT NULL,
     orders bigint NOT NULL, cancelled bigint NOT NULL, returned bigint NOT NULL, units bigint NOT NULL,
-    gross numeric(14,2) NOT NULL, reversals numeric(14,2) NOT NULL, net numeric(14,2) NOT NULL,
+    gross numeric(38,2) NOT NULL, reversals numeric(38,2) NOT NULL, net numeric(38,2) NOT NULL,
     PRIMARY KEY (minute, region, category)
 );
 CREATE TABLE IF NOT EXISTS live_totals (
     minute timestamptz PRIMARY KEY,
     orders bigint NOT NULL, cancelled bigint NOT NULL, returned bigint NOT NULL, units bigint NOT NULL,
-    gross numeric(14,2) NOT NULL, reversals numeric(14,2) NOT NULL, net numeric(14,2) NOT NULL
+    gross numeric(38,2) NOT NULL, reversals numeric(38,2) NOT NULL, net numeric(38,2) NOT NULL
 );
 CREATE TABLE IF NOT EXISTS live_products (
     minute timestamptz NOT NULL, product_id text NOT NULL, product_name text NOT NULL,
-    category text NOT NULL, orders bigint NOT NULL, units bigint NOT NULL, net numeric(14,2) NOT NULL,
+    category text NOT NULL, orders bigint NOT NULL, units bigint NOT NULL, net numeric(38,2) NOT NULL,
     PRIMARY KEY (minute, product_id)
 );
 CREATE TABLE IF NOT EXISTS live_intake (
@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS live_queries (
     offsets_behind bigint, progress_at timestamptz
 );
 """
+# Stores made before money widened to any day's sum (numeric(14,2) overflowed at 100 events of the
+# largest amount the contract allows): widened in place, without a rewrite.
+WIDEN_MONEY = "".join(
+    f"ALTER TABLE {table} ALTER COLUMN {column} TYPE numeric(38,2);\n"
+    for table, columns in (
+        ("live_sales", MEASURES[4:]),
+        ("live_totals", MEASURES[4:]),
+        ("live_products", ("net",)),
+    )
+    for column in columns
+)
 TABLES = ("live_sales", "live_totals", "live_products", "live_intake", "live_queries")
 
 
@@ -75,6 +86,12 @@ def connect(dsn: str | None = None, **kwargs: Any) -> psycopg.Connection:
 def create_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute(SCHEMA)
+        precision = conn.execute(
+            "SELECT numeric_precision FROM information_schema.columns "
+            "WHERE table_name = 'live_totals' AND column_name = 'net'"
+        ).fetchone()
+        if precision and precision[0] < 38:
+            conn.execute(WIDEN_MONEY)
 
 
 def reset(conn: psycopg.Connection) -> None:

@@ -115,7 +115,7 @@ def test_spark_agrees_with_the_contract_on_each_edge_case(spark, kafka_broker, t
         .option("subscribe", topic)
         .load()
     )
-    columns = (F.col("kafka_key").alias("case"), "reason", "event_time", "date", "event")
+    columns = (F.col("key_bytes").cast("string").alias("case"), "reason", "event_time", "date", "event")
     parsed = {r["case"]: r for r in parse_orders(records).select(*columns).collect()}
 
     assert set(parsed) == set(cases)

@@ -209,12 +209,14 @@ def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
     before = outputs_of(local_stack, DATE)
     produced = produce(kafka_broker, ORDERS_TOPIC, "--count", "1500", "--seed", "61",
                        "--start", BACKFILL[0], "--span", "72h")  # fmt: skip
+    # Issue 33: records no date's jobs may stop on, among the first date's events.
+    hostile = hostile_records(kafka_broker.bootstrap, BACKFILL[0])
 
     results = backfill(BACKFILL[0], BACKFILL[-1], expected_events=COUNT, retries=0, quiet=True)
 
     assert [(r["date"], r["state"]) for r in results] == [(d, "success") for d in BACKFILL]
     assert outputs_of(local_stack, DATE) == before, "a backfill never touches another date"
-    total = COUNT + produced["generated"]
+    total = COUNT + produced["generated"] + len(hostile)
     events = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, total)
               if not oracle.problems(m.value)]  # fmt: skip
     sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
@@ -225,6 +227,36 @@ def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
         orders, revenue = duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0]
         assert (orders, revenue) == (sum(e["order_status"] == "NEW" for e in mine), expected), day
         assert json.loads((local_stack / "transformed" / "_validation" / f"{day}.json").read_text())["passed"]
+    quarantined = duckdb.sql(
+        f"SELECT value_bytes, reason FROM read_parquet('{local_stack}/raw/verdict=quarantined/*/*.parquet', "
+        "union_by_name=true) WHERE value_bytes IS NOT NULL"
+    ).fetchall()
+    assert {bytes(value): reason for value, reason in quarantined if bytes(value) in hostile} == hostile
+
+
+def hostile_records(bootstrap: str, day: str) -> dict[bytes, str]:
+    """Produces records of `day` that the contract refuses but Spark's lenient reading took (or
+    that stopped the batch jobs); returns each with the reason the ingest must give."""
+    from confluent_kafka import Producer
+
+    event = {"order_id": "ORD-HOSTILE-1", "customer_id": "CUST-1", "product_id": "P-1001",
+             "product_name": "Wireless Earbuds Pro", "category": "Electronics", "quantity": 2147483647,
+             "unit_price": 9999999999.99, "order_status": "NEW", "region": "DE",
+             "timestamp": f"{day}T12:00:00.000Z"}  # fmt: skip
+    records = {
+        json.dumps(event).encode(): "amount quantity x unit_price above 9999999999.99 (rule money): "
+        "2147483647 x 9999999999.99",
+        json.dumps({**event, "order_id": "ORD-HOSTILE-2", "quantity": 1, "unit_price": "10.00"}).encode():
+        "unit_price has the wrong type: string, not number",
+        json.dumps({**event, "order_id": "ORD-HOSTILE-3", "quantity": 1, "unit_price": 10,
+                    "region": {"code": "US-E"}}).encode(): "region has the wrong type: object, not string",
+        b"\xff\xfe{}\x80 not JSON": "not UTF-8 text (rule utf-8)",
+    }  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in records:
+        producer.produce(ORDERS_TOPIC, value=value)
+    assert producer.flush(30) == 0
+    return records
 
 
 LATE, REDELIVERED = 300, 100

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from shopstream.catalogue import REGIONS_DDL
 from shopstream.config import REGIONS_CSV
-from shopstream.contract import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES
+from shopstream.contract import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, SUM_MONEY_PRECISION
 from shopstream.metrics import TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.spark.batch import (
     COPIES,
@@ -48,7 +48,10 @@ log = job_logger("df_etl")
 OUTPUTS = ("hourly_sales", "top_products", "regional_revenue", "status_by_category", "sales_by_product")
 BUCKETED_TABLE = "shopstream.sales_by_product"
 BUCKETS = 4
-MONEY = f"decimal({MONEY_PRECISION + 6},{MONEY_SCALE})"  # room for sums of many orders
+MONEY = f"decimal({SUM_MONEY_PRECISION},{MONEY_SCALE})"  # any day's sum of contract-valid events
+# One event's cents fit a long (rule `money`: its amount has at most MONEY_PRECISION digits);
+# their sums are decimals, which no day of such events can overflow.
+EVENT_CENTS = f"decimal({MONEY_PRECISION},0)"
 
 
 def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
@@ -56,10 +59,8 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     their signed (revenue-rule) versions and the re-delivered copies dropped (each event counts
     once, see `distinct_events`): one scan of the raw rows, a few tens of thousands of
     rows whatever their number, so caching it is cheap and no output rescans the raw layer.
-    The scan sums integer cents (exact, and a long sum is several times cheaper than Spark's
-    wide-decimal one), and so does the base: each output sums cents and turns each sum into its
-    decimal amount (`money`); as decimals, the outputs' sums over the cache (read by Spark, not
-    Comet) ran on Java's BigDecimal, the top of their write tasks' profile. Cached by the caller."""
+    The scan sums integer cents (exact; native under Comet), and so does the base: each output
+    sums cents and turns each sum into its decimal amount (`money`). Cached by the caller."""
     cents = (F.col("quantity") * F.col("unit_price") * 100).cast("long")
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
@@ -69,7 +70,8 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
             "date", F.date_trunc("hour", "timestamp").alias("hour"), "product_id", "product_name",
             "category", "region", "order_status",
         )
-        .agg(F.count("*").alias("events"), F.sum("quantity").alias("quantity"), F.sum(cents).alias("cents"),
+        .agg(F.count("*").alias("events"), F.sum("quantity").alias("quantity"),
+             F.sum(cents.cast(EVENT_CENTS)).alias("cents"),
              F.sum(F.col(COPIES) - 1).alias("duplicates"))
     )  # fmt: skip
     # Hash-partitioned by date, the small roll-up already has the layout every output needs:

@@ -48,6 +48,7 @@ log = job_logger("rdd_etl")
 
 OUTPUT_NAME = "rdd_revenue_by_product"
 CENTS_PER_UNIT = 100
+SUM_CENTS = pa.decimal128(38, 0)
 
 
 def sale_batches(spark, inputs: RunInputs) -> tuple[RDD, pa.Schema]:
@@ -106,8 +107,16 @@ def totals_by_key(batches, schema: pa.Schema, seen, malformed, duplicates):
     malformed.add(count_per_date(table.filter(pc.invert(table["usable"]))))
     extra_copies = counted.append_column("extra", pc.subtract(counted[COPIES], 1))
     duplicates.add(+count_per_date(extra_copies, "extra"))  # +: only dates with a copy dropped
-    totals = counted.group_by(list(KEY)).aggregate([("cents", "sum"), ([], "count_all")])
-    yield from zip(*(totals[name].to_pylist() for name in (*KEY, "cents_sum", "count_all")), strict=True)
+    # Summed as decimals: an int64 sum wraps silently past 9.2e18 cents (rule `money` bounds each
+    # event's cents, not their number).
+    wide = counted.set_column(
+        counted.schema.get_field_index("cents"), "cents", pc.cast(counted["cents"], SUM_CENTS)
+    )
+    totals = wide.group_by(list(KEY)).aggregate([("cents", "sum"), ([], "count_all")])
+    for date, product, status, cents, records in zip(
+        *(totals[name].to_pylist() for name in (*KEY, "cents_sum", "count_all")), strict=True
+    ):
+        yield date, product, status, int(cents), records
 
 
 def signed_cents(total: tuple[str, str, str, int, int]) -> tuple[tuple[str, str], int]:

@@ -50,7 +50,14 @@ from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.contract import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
 from shopstream.files import write_json_atomically
 from shopstream.sink_log import DATA_LOSS_LEDGER
-from shopstream.spark.orders import CORRUPT, LINEAGE_COLUMNS, kafka_columns, parse_orders, with_parsed_value
+from shopstream.spark.orders import (
+    CORRUPT,
+    QUARANTINE_COLUMNS,
+    kafka_columns,
+    parse_orders,
+    rejected_record,
+    with_parsed_value,
+)
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.streaming import (
     StreamSettings,
@@ -72,7 +79,6 @@ STATUS_COLUMNS = (
     "order_id", "customer_id", "product_id", "category", "quantity", "unit_price", "region",
     "order_time", "current_status", "status_reason", "status_time", "orphan_update", "date",
 )  # fmt: skip
-UPDATE_QUARANTINE_COLUMNS = ("value", "reason", "kafka_key", *LINEAGE_COLUMNS, "date")
 
 
 DEFAULT_LATENESS = "10 minutes"
@@ -287,9 +293,10 @@ def start_queries(spark, settings: StatusSettings) -> list:
     status = current_status(orders, updates, settings.max_update_delay).observe(
         "order_status", F.count(F.lit(1)).alias("order_status")
     )
+    record = rejected_record()
     bad = (
         parsed_updates.where(F.col("reason").isNotNull())
-        .select(*UPDATE_QUARANTINE_COLUMNS)
+        .select(*(record[n].alias(n) if n in record else F.col(n) for n in QUARANTINE_COLUMNS))
         .observe("quarantine_updates", F.count(F.lit(1)).alias("quarantine_updates"))
     )
     checkpoints, stream = settings.checkpoint_dir, settings.stream
