@@ -83,6 +83,9 @@ def test_a_closed_dates_files_are_compacted_once_with_the_same_rows_analytics_an
 
     # Unreadable events are quarantined under the day they arrived (today's, not closed yet); once
     # that day closes, its partition is compacted like any other.
+    # How many of its micro-batches hold an unreadable record is chance (about 15 of the 1200
+    # events, 12 batches): a partition of 2 files or more is compacted under this test's threshold.
+    monkeypatch.setattr(raw_compaction, "MIN_FILES", 2)
     today = dt.datetime.now(dt.UTC).date().isoformat()
     arrived = [p for p in sink_log.sealed_partitions(raw) if p.endswith(f"date={today}")]
     assert arrived and all(len(sink_log.partition_files(raw, p)) >= raw_compaction.MIN_FILES for p in arrived)

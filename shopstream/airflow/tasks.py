@@ -95,9 +95,10 @@ def validate_output(
     ti=None,
 ) -> dict:
     """Checks the outputs the run wrote (the dates and version its plan task pushed, else
-    `version` for `date`) and publishes every date only if all of them pass: readers never see a
-    failed run's outputs. Without a plan or version, checks the published outputs of `date`.
-    Fails the run with the reports."""  # fmt: skip
+    `version` for `date`) and publishes each date that passes: readers never see outputs that
+    failed their checks, and one failing date (a late-changed one of the lookback) never holds
+    back the others. Fails the run naming every date that failed, with its reports. Without a
+    plan or version, checks the published outputs of `date`."""  # fmt: skip
     from airflow.sdk.exceptions import AirflowFailException
 
     from shopstream.validation import publish_validated, validate, write_report
@@ -108,15 +109,19 @@ def validate_output(
     reports = [validate(day, transformed, version=version) for day in dates]
     for report in reports:
         log.info("%s\nreport: %s", report.text(), write_report(report, transformed))
-    failed = [f"{r.date}: {', '.join(c.name for c in r.failed)}" for r in reports if not r.passed]
-    if failed:
-        texts = "\n".join(r.text() for r in reports if not r.passed)
-        raise AirflowFailException(f"validation failed, nothing published: {'; '.join(failed)}\n{texts}")
     if version:
-        for report in reports:
+        for report in (r for r in reports if r.passed):
             record = publish_validated(report, transformed)
             log.info("published %s: version %s", report.date, record["version"])
         vacuum_versions(transformed)
+    failed = [f"{r.date}: {', '.join(c.name for c in r.failed)}" for r in reports if not r.passed]
+    if failed:
+        done = [r.date for r in reports if r.passed]
+        texts = "\n".join(r.text() for r in reports if not r.passed)
+        raise AirflowFailException(
+            f"validation failed, not published: {'; '.join(failed)}"
+            f" (published: {', '.join(done) if version and done else 'none'})\n{texts}"
+        )
     return {r.date: r.as_dict() for r in reports}
 
 

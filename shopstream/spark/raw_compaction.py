@@ -98,12 +98,13 @@ def record_compacted_through(sink: Path, first: str, last: str, through: str | N
 
 
 def partitions_to_compact(
-    sink: Path, first: str, last: str, min_files: int = MIN_FILES
+    sink: Path, first: str, last: str, min_files: int | None = None
 ) -> dict[str, set[str]]:
     """The sealed partitions of dates first..last (ISO strings compare as dates) with at least
-    `min_files` committed files, and those files."""
+    `min_files` (default MIN_FILES, read at call time) committed files, and those files."""
+    least = MIN_FILES if min_files is None else min_files
     window = {d for d in map(partition_date, sealed_partitions(sink)) if first <= d <= last}
-    return {p: files for p, files in committed_by_partition(sink, window).items() if len(files) >= min_files}
+    return {p: files for p, files in committed_by_partition(sink, window).items() if len(files) >= least}
 
 
 def compact_partition(spark, sink: Path, partition: str, files: set[str]) -> dict:
