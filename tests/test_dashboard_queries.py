@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from shopstream.dashboard.queries import Kpis, day_start, last_validation, window_start
+from shopstream.dashboard.queries import Kpis, day_start, failing_dates, last_validation, window_start
 
 
 def test_the_last_hour_is_the_current_minute_and_the_59_before_it():
@@ -24,3 +24,19 @@ def test_last_validation_names_a_version_that_is_not_the_published_one():
     assert last_validation({}, "v1") == "none"
     assert last_validation({"passed": True, "version": "v1"}, "v1") == "passed"
     assert last_validation({"passed": False, "version": "v2"}, "v1") == "FAILED (v2)"
+
+
+def test_the_dates_whose_latest_validation_failed_are_named_newest_first(tmp_path):
+    from shopstream.validation import Report, write_report
+
+    for date, passed in (("2026-11-28", False), ("2026-11-29", True), ("2026-11-30", False)):
+        report = Report(date, version=f"v-{date}")
+        report.add("reconciles_with_raw", passed, "outputs vs raw")
+        report.add("top_products_ranked", True, "ranks 1..10")
+        write_report(report, tmp_path)
+
+    assert failing_dates(tmp_path) == [
+        {"date": "2026-11-30", "version": "v-2026-11-30", "failed checks": "reconciles_with_raw"},
+        {"date": "2026-11-28", "version": "v-2026-11-28", "failed checks": "reconciles_with_raw"},
+    ]
+    assert failing_dates(tmp_path / "nothing-yet") == []

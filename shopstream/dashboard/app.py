@@ -120,6 +120,12 @@ def health_panel() -> None:
                    f"{quarantined:,} of {records:,} records", delta_color="off")  # fmt: skip
     lags = q.ingest_lag()
     cols[3].metric("Offsets behind the topic's end", ", ".join(f"{k}: {v}" for k, v in lags.items()))
+    failing = q.failing_dates()
+    if failing:
+        dates = ", ".join(r["date"] for r in failing)
+        st.error(f"Failing validation, not published with their latest data: {dates}. The next run "
+                 "tries them again; their reports are in data/transformed/_validation/.")  # fmt: skip
+        st.dataframe(pd.DataFrame(failing), hide_index=True, use_container_width=True)
     st.markdown("**Daily runs** (the DAG's published dates and their validation)")
     runs = q.dag_runs()
     if runs:

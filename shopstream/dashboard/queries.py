@@ -8,9 +8,11 @@ Times are UTC. Money is Decimal in the shop's currency (`shopstream.metrics.CURR
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 
@@ -198,6 +200,24 @@ def dag_runs(limit: int = 14) -> list[dict]:
             "checks passed": record.get("checks_passed"),
             "last validation": last_validation(report, record.get("version")),
         })  # fmt: skip
+    return rows
+
+
+def failing_dates(transformed: Path | None = None, limit: int = 14) -> list[dict]:
+    """The dates whose latest validation failed, newest first: a run transformed them and could
+    not publish them (the other dates of that run were published; an earlier version of these
+    stays what readers see). The next run tries them again; until one passes, they are named here."""
+    from shopstream.validation import report_file
+
+    folder = report_file("-", transformed).parent
+    rows = []
+    for file in sorted(folder.glob("*.json"), reverse=True)[:limit]:
+        report = json.loads(file.read_text())
+        if not report.get("passed"):
+            failed = [c["name"] for c in report.get("checks", []) if not c["passed"]]
+            rows.append(
+                {"date": report["date"], "version": report.get("version"), "failed checks": ", ".join(failed)}
+            )
     return rows
 
 
