@@ -88,8 +88,9 @@ def expected(event: contract_oracle.Event) -> tuple:
     return tuple(values)
 
 
-def check_parity(values: list[bytes | None], raw: Path, at: datetime) -> tuple[int, int]:
-    """Asserts the ingest's verdicts equal the oracle's on every record; (valid, quarantined)."""
+def check_parity(values: list[bytes | None], raw: Path, at: datetime) -> tuple[int, int, int]:
+    """Asserts the ingest's verdicts equal the oracle's on every record; returns the counts of
+    valid records, of rows landed (one per identity) and of records quarantined."""
     verdicts = [contract_oracle.verdict(v, at) for v in values]
     landed = landed_events(raw)
     quarantined = dict(read_sink(raw, QUARANTINED).select("kafka_offset, reason").fetchall())
@@ -111,7 +112,7 @@ def check_parity(values: list[bytes | None], raw: Path, at: datetime) -> tuple[i
             wrong.append(f"offset {offset}: {values[offset]!r:.300} oracle {event}, ingest {got}")
     assert not wrong, f"seed {SEED}: {len(wrong)} verdicts differ:\n" + "\n".join(wrong[:20])
     assert len(landed) + len(quarantined) <= len(values)
-    return len(landed), len(quarantined)
+    return sum(v is not None for v in verdicts), len(landed), len(quarantined)
 
 
 def test_every_verdict_is_the_contracts(spark, kafka_broker, topic, tmp_path, record_property):
@@ -120,13 +121,13 @@ def test_every_verdict_is_the_contracts(spark, kafka_broker, topic, tmp_path, re
     drawn = time.monotonic()
     produce_all(kafka_broker.bootstrap, topic, values, ARRIVED)
     raw = ingest(spark, kafka_broker.bootstrap, topic, tmp_path)
-    valid, quarantined = check_parity(values, raw, ARRIVED)
+    valid, landed, quarantined = check_parity(values, raw, ARRIVED)
     took = time.monotonic() - started
     record_property("records", len(values))
-    print(f"property test: {len(values)} records (seed {SEED}), {valid} valid, {quarantined} quarantined, "
-          f"{took:.0f} s ({drawn - started:.0f} s drawing)")  # fmt: skip
+    print(f"property test: {len(values)} records (seed {SEED}), {valid} valid ({landed} identities), "
+          f"{quarantined} quarantined, {took:.0f} s ({drawn - started:.0f} s drawing)")  # fmt: skip
     assert len(values) >= min(RECORDS, 1000), "Hypothesis drew fewer records than asked"
-    assert valid > len(values) / 10 and quarantined > len(values) / 3, "both verdicts well covered"
+    assert valid > len(values) / 6 and quarantined > len(values) / 3, "both verdicts well covered"
 
 
 TOMBSTONE, NOT_UTF8 = None, b"\xff\xfe{}\x80 Avro bytes \x00\x01"

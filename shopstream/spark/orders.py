@@ -56,7 +56,8 @@ RFC3339 = (
 
 def wire_schema() -> StructType:
     """The `wire` struct `parse_orders` reads each record into: every field's variant type
-    (`t_<name>`), strings as strings, numbers as `strict_json.WIDE_DECIMAL` (null if wider)."""
+    (`t_<name>`), strings as strings, numbers as `strict_json.NARROW_DECIMAL` (null if wider)
+    and, when written as doubles, also as `WIDE_DECIMAL` (`wide_<name>`)."""
     fields = [StructField(f"t_{n}", StringType()) for n in ORDER_FIELD_NAMES]
     fields += [
         StructField(n, DecimalType(38, 18) if n in _NUMBER_FIELDS else StringType())
@@ -67,12 +68,16 @@ def wire_schema() -> StructType:
 
 def _wire() -> Column:
     """The record's members by the contract's fields: types and values (`wire_schema`)."""
-    json = F.col("json")
-    types = {n: sj.member_type(json, n) for n in ORDER_FIELD_NAMES}
+    member = lambda n: F.col("members")[n]  # noqa: E731
+    types = {n: sj.member_type(member(n)) for n in ORDER_FIELD_NAMES}
     # Values cast regardless of type (a number read as a string): the rules check the type first.
     values = {
-        n: F.try_variant_get(json, f"$.{n}", sj.WIDE_DECIMAL if n in _NUMBER_FIELDS else "string")
+        n: F.try_variant_get(member(n), "$", sj.NARROW_DECIMAL if n in _NUMBER_FIELDS else "string")
         for n in ORDER_FIELD_NAMES
+    }
+    values |= {
+        f"wide_{n}": F.when(types[n] == "DOUBLE", F.try_variant_get(member(n), "$", sj.WIDE_DECIMAL))
+        for n in _NUMBER_FIELDS
     }
     return F.struct(*(t.alias(f"t_{n}") for n, t in types.items()), *(v.alias(n) for n, v in values.items()))
 
@@ -96,12 +101,16 @@ def _member_reason(name: str) -> Column:
 
 def _number_reason() -> Column:
     """Why quantity or unit_price breaks the schema's bounds or rule `money`, or null."""
-    w, json = F.col("wire"), F.col("json")
+    w = F.col("wire")
     quantity, price = w["quantity"], w["unit_price"]
-    shown = lambda n: sj.text_of(json, n)  # noqa: E731
+    wide_quantity, wide_price = w["wide_quantity"], w["wide_unit_price"]
+    shown = lambda n: sj.text_of(F.col("members")[n])  # noqa: E731
+    # A double's product first (cheap), the exact product only near the bound.
+    near_bound = quantity.cast("double") * price.cast("double") > float(MAX_MONEY) * 0.999
     return (
         F.when(
-            (sj.plain_scale(w["t_quantity"]) > 0) | (quantity != F.floor(quantity)),
+            (sj.plain_scale(w["t_quantity"]) > 0) | (quantity != F.floor(quantity))
+            | (wide_quantity != F.floor(wide_quantity)),
             F.concat(F.lit("quantity is not a whole number: "), shown("quantity")),
         )
         .when(quantity < 1, F.concat(F.lit("quantity not positive: "), shown("quantity")))
@@ -111,7 +120,8 @@ def _number_reason() -> Column:
         )
         .when(price <= 0, F.concat(F.lit("unit_price not positive: "), shown("unit_price")))
         .when(
-            (sj.plain_scale(w["t_unit_price"]) > MONEY_SCALE) | (price != F.round(price, MONEY_SCALE)),
+            (sj.plain_scale(w["t_unit_price"]) > MONEY_SCALE) | (price != F.round(price, MONEY_SCALE))
+            | (wide_price != F.round(wide_price, MONEY_SCALE)),
             F.concat(F.lit(f"unit_price has more than {MONEY_SCALE} decimals: "), shown("unit_price")),
         )
         .when(
@@ -119,15 +129,11 @@ def _number_reason() -> Column:
             F.concat(F.lit(f"unit_price above {MAX_MONEY} (rule money): "), shown("unit_price")),
         )
         .when(
-            quantity * price > MAX_MONEY,
-            F.concat(
-                F.lit(f"amount quantity x unit_price above {MAX_MONEY} (rule money): "),
-                shown("quantity"),
-                F.lit(" x "),
-                shown("unit_price"),
-            ),
+            near_bound & (quantity * price > MAX_MONEY),
+            F.concat(F.lit(f"amount quantity x unit_price above {MAX_MONEY} (rule money): "),
+                     shown("quantity"), F.lit(" x "), shown("unit_price")),
         )
-    )
+    )  # fmt: skip
 
 
 def _timestamp_reason() -> Column:
@@ -146,7 +152,7 @@ def _rejection_reason(max_lateness_days: int) -> Column:
     text = F.col("value")
     return F.coalesce(
         F.when(text.isNull(), F.lit("empty message")),
-        sj.json_problem(text, F.col("json")),
+        sj.json_problem(text, F.col("json"), F.col("members")),
         *(_member_reason(n) for n in ORDER_FIELD_NAMES),
         F.when(
             F.greatest(*(~w[n].rlike(sj.HAS_NON_BLANK) for n in REQUIRED_IDS)),
@@ -218,6 +224,7 @@ def parse_orders(kafka_records: DataFrame, max_lateness_days: int | None = None)
     (`shopstream.config.lateness_days`)."""
     lateness = lateness_days() if max_lateness_days is None else max_lateness_days
     parsed = _once(kafka_columns(kafka_records), sj.parse(F.col("value")), "json")
+    parsed = _once(parsed, sj.members(F.col("json"), ORDER_FIELD_NAMES), "members")
     parsed = _once(parsed, _wire(), "wire")
     parsed = parsed.withColumn("event_time", F.try_to_timestamp(F.upper(F.col("wire")["timestamp"])))
     parsed = parsed.withColumn("reason", _rejection_reason(lateness))
