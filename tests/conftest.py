@@ -89,6 +89,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
             "spark.ui.enabled": "false",
             "spark.sql.shuffle.partitions": "2",
             "spark.sql.warehouse.dir": str(warehouse),
+            # One session reads the partitions of every test's topics: past Spark's pool of 64
+            # cached Kafka consumers it evicts while a task borrows one ("KafkaConsumer is not
+            # safe for multi-threaded access", seen once in a fresh-clone run).
+            "spark.kafka.consumer.cache.capacity": "1024",
         },
     )
     yield session
