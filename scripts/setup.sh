@@ -3,6 +3,7 @@
 #   .venv/                     Python (requirements.lock) with the shopstream package editable
 #   .state/jars/kafka/         Apache Kafka broker + tools (Maven Central)
 #   .state/jars/spark-kafka/   Spark's Kafka connector, same version as the installed pyspark
+#   .state/jars/iceberg/       Apache Iceberg's Spark runtime and the PostgreSQL JDBC driver (its catalog)
 #   .state/jars/comet/         Apache DataFusion Comet (native Spark execution) for that Spark line
 #   .state/jars/class-archive/ the Spark jobs' class-data archive (AppCDS), trained for these jars
 #   target/release/order-sim   the Rust producer
@@ -89,6 +90,9 @@ maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka
 # Comet for that Spark line (its native library is inside the jar); Spark lacks only this Scala library.
 maven_jars comet config/maven/comet.pom.xml "$STATE/jars/comet" \
   -DincludeArtifactIds=comet-spark-spark4.1_2.13,scala-collection-compat_2.13
+# Apache Iceberg for that Spark line and the PostgreSQL JDBC driver of its catalog (shopstream.lake).
+maven_jars iceberg config/maven/iceberg.pom.xml "$STATE/jars/iceberg" \
+  -DincludeArtifactIds=iceberg-spark-runtime-4.1_2.13,postgresql
 # Trained again whenever the JDK or a jar of the jobs' class path changed (it says so otherwise).
 .venv/bin/python -m shopstream.spark.train_class_archive
 rust_binary

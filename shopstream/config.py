@@ -80,6 +80,16 @@ class Paths:
         return self.jars / "comet"
 
     @property
+    def iceberg_jars(self) -> Path:
+        """Apache Iceberg's Spark runtime and the JDBC driver of its catalog: `make setup` fills it."""
+        return self.jars / "iceberg"
+
+    @property
+    def warehouse(self) -> Path:
+        """The Iceberg tables' files when no other warehouse is configured (`shopstream.lake`)."""
+        return self.data / "warehouse"
+
+    @property
     def class_archive(self) -> Path:
         """The Spark jobs' class-data archive (AppCDS) that `make setup` trains for these jars."""
         return self.jars / "class-archive" / "spark-jobs.jsa"

@@ -29,6 +29,7 @@ from pathlib import Path
 from shopstream.config import DEFAULT_SERVING_DB_PORT, SERVING_DB_FILE, paths
 from shopstream.devstack.kafka_security import write_private_json
 from shopstream.devstack.processes import free_port, port_is_open, service_main
+from shopstream.lake import CATALOG_DATABASE
 
 READY_TIMEOUT_S = 60
 # The server's own log collector keeps a week: one file per weekday under the data folder's `log/`,
@@ -219,15 +220,17 @@ class LocalPostgres:
                         sql.Identifier(self.role), sql.Literal(passwords[self.role])
                     )
                 )
-            if (
-                admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
-                is None
-            ):
-                admin.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(self.database), sql.Identifier(self.role)
+            # The serving store's database, and the Iceberg catalog's beside it (shopstream.lake).
+            for database in (self.database, CATALOG_DATABASE):
+                if (
+                    admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+                    is None
+                ):
+                    admin.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(database), sql.Identifier(self.role)
+                        )
                     )
-                )
         write_private_json(
             self.connection_file,
             {

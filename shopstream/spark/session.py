@@ -77,9 +77,18 @@ def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
     }
 
 
-def get_spark(app_name: str, conf: Mapping[str, str] | None = None, comet: bool = True) -> SparkSession:
+def _lake_jars(lake: bool) -> list[str]:
+    from shopstream.lake import iceberg_jars
+
+    return iceberg_jars() if lake else []
+
+
+def get_spark(
+    app_name: str, conf: Mapping[str, str] | None = None, comet: bool = True, lake: bool = False
+) -> SparkSession:
     """The active session if there is one (tests, spark-submit), else a new one configured here
-    (with Comet unless `comet` is False or SHOPSTREAM_COMET=0)."""
+    (with Comet unless `comet` is False or SHOPSTREAM_COMET=0; with the Iceberg catalog
+    `shopstream.lake` when `lake`)."""
     # Python workers must run the same interpreter (and so the same pyspark) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Bind the driver to loopback, never to whatever interface the hostname resolves to.
@@ -96,9 +105,13 @@ def get_spark(app_name: str, conf: Mapping[str, str] | None = None, comet: bool 
     # Under spark-submit the master and jars are already in the launch configuration.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(spark_master())
-        builder = builder.config("spark.jars", ",".join(kafka_connector_jars()))
+        builder = builder.config("spark.jars", ",".join(kafka_connector_jars() + _lake_jars(lake)))
         for key, value in job_conf(comet).items():
             builder = builder.config(key, value)
+    if lake:
+        from shopstream.lake import lake_settings, spark_conf
+
+        conf = {**spark_conf(lake_settings()), **(conf or {})}
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -1,0 +1,70 @@
+"""The Iceberg catalog (issue 31, first slice): a table Spark SQL writes through shopstream's
+catalog settings is read back by another process with PyIceberg + DuckDB alone, through the same
+catalog database in the project's PostgreSQL, without importing shopstream."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from shopstream.lake import CATALOG, CATALOG_DATABASE, NAMESPACE
+
+pytestmark = pytest.mark.integration
+
+WRITE = f"""
+from shopstream.spark.lake_init import init
+from shopstream.spark.session import get_spark
+
+spark = get_spark("lake-test", {{"spark.ui.enabled": "false"}}, lake=True)
+init(spark)
+spark.sql('''CREATE TABLE {CATALOG}.{NAMESPACE}.hourly_probe
+             (date DATE, hour TIMESTAMP, orders BIGINT, net_revenue DECIMAL(38,2))
+             USING iceberg PARTITIONED BY (date)''')
+spark.sql('''INSERT INTO {CATALOG}.{NAMESPACE}.hourly_probe VALUES
+             (DATE'2026-12-03', TIMESTAMP'2026-12-03 10:00:00', 12, 1234.56),
+             (DATE'2026-12-03', TIMESTAMP'2026-12-03 11:00:00', 3, -20.00),
+             (DATE'2026-12-04', TIMESTAMP'2026-12-04 09:00:00', 7, 21474836467852516353.00)''')
+print(spark.sql("SELECT count(*) FROM {CATALOG}.{NAMESPACE}.hourly_probe").collect()[0][0])
+"""
+
+# What a user's notebook does: PyIceberg and DuckDB only.
+READ = f"""
+import json, os, sys
+from pyiceberg.catalog.sql import SqlCatalog
+
+catalog = SqlCatalog("{CATALOG}", uri=os.environ["CATALOG_URI"], warehouse=os.environ["WAREHOUSE"])
+table = catalog.load_table("{NAMESPACE}.hourly_probe")
+con = table.scan(row_filter="date = '2026-12-03'").to_duckdb("hourly")
+rows = con.execute("SELECT count(*), sum(orders), sum(net_revenue)::VARCHAR FROM hourly").fetchall()
+total = table.scan().to_arrow().column("net_revenue").to_pylist()
+print(json.dumps({{"day": rows[0], "all": [str(v) for v in sorted(total)],
+                  "partitioned_by": str(table.spec()), "shopstream": "shopstream" in sys.modules}}))
+"""
+
+
+def run(code: str, env: dict[str, str]) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_a_table_spark_writes_is_read_by_pyiceberg_and_duckdb_without_shopstream(serving_db, tmp_path: Path):
+    warehouse = (tmp_path / "warehouse").as_uri()
+    env = {"SHOPSTREAM_SERVING_DB": serving_db.dsn, "SHOPSTREAM_WAREHOUSE": warehouse}
+
+    assert run(WRITE, env) == "3"
+
+    user_and_host = serving_db.dsn.removeprefix("postgresql://").rsplit("/", 1)[0]
+    catalog_uri = f"postgresql+psycopg2://{user_and_host}/{CATALOG_DATABASE}"
+    read = json.loads(run(READ, {"CATALOG_URI": catalog_uri, "WAREHOUSE": warehouse}))
+    assert read["day"] == [2, 15, "1214.56"]
+    assert read["all"] == ["-20.00", "1234.56", "21474836467852516353.00"]
+    assert "date" in read["partitioned_by"] and read["shopstream"] is False
+    assert list((tmp_path / "warehouse").rglob("*.parquet")), "the data files are Parquet in the warehouse"
