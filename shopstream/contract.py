@@ -44,8 +44,6 @@ MAX_MONEY: Decimal = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE) - Decimal(1)
 # Every figure summed from events: a day of events at MAX_MONEY each cannot reach its 36 digits.
 SUM_MONEY_PRECISION = 38
 MAX_QUANTITY: int = CONTRACT["properties"]["quantity"]["maximum"]
-# What the contract says beyond its JSON Schema, by name (`x-rules`); reasons cite these names.
-RULES: dict[str, str] = {k: v for k, v in CONTRACT["x-rules"].items() if not k.startswith("$")}
 
 # The `order_updates` topic: one status change per CANCELLED/RETURNED order event, same order_id
 # and timestamp.

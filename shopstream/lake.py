@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from shopstream.config import airflow_connection_uri, paths, serving_db_dsn
 
@@ -35,7 +35,7 @@ class LakeSettings:
     host: str
     port: int
     database: str
-    user: str
+    user: str  # as they are, not URI-encoded
     password: str
     warehouse: str  # a URI
 
@@ -46,7 +46,8 @@ class LakeSettings:
     @property
     def sqlalchemy_uri(self) -> str:
         """The same database as PyIceberg's SqlCatalog reaches it."""
-        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
+        login = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return f"postgresql+psycopg2://{login}@{self.host}:{self.port}/{self.database}"
 
 
 def _catalog_dsn() -> str:
@@ -66,7 +67,7 @@ def lake_settings() -> LakeSettings:
     warehouse = os.environ.get("SHOPSTREAM_WAREHOUSE") or paths().warehouse.resolve().as_uri()
     return LakeSettings(
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/"),
-        user=parts.username or "", password=parts.password or "", warehouse=warehouse,
+        user=unquote(parts.username or ""), password=unquote(parts.password or ""), warehouse=warehouse,
     )  # fmt: skip
 
 

@@ -15,10 +15,11 @@ from decimal import Decimal
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
+from shopstream.config import LATENESS_DAYS, MAX_AHEAD_DAYS
 from shopstream.contract import CONTRACT, MAX_MONEY, MONEY_SCALE
 
-LATENESS = timedelta(days=7)  # shopstream.config.LATENESS_DAYS, the default horizon
-MAX_AHEAD = timedelta(days=1)
+LATENESS = timedelta(days=LATENESS_DAYS)  # the policy's default horizon (the tests never change it)
+MAX_AHEAD = timedelta(days=MAX_AHEAD_DAYS)
 MAX_OFFSET = timedelta(hours=18)
 MAX_NUMBER_TEXT = 1000
 PLAIN_DIGITS = 38

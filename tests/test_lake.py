@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shopstream.lake import CATALOG, CATALOG_DATABASE, NAMESPACE
+from shopstream.lake import CATALOG, NAMESPACE, lake_settings, pyiceberg_properties
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ READ = f"""
 import json, os, sys
 from pyiceberg.catalog.sql import SqlCatalog
 
-catalog = SqlCatalog("{CATALOG}", uri=os.environ["CATALOG_URI"], warehouse=os.environ["WAREHOUSE"])
+catalog = SqlCatalog("{CATALOG}", **json.loads(os.environ["CATALOG"]))
 table = catalog.load_table("{NAMESPACE}.hourly_probe")
 con = table.scan(row_filter="date = '2026-12-03'").to_duckdb("hourly")
 rows = con.execute("SELECT count(*), sum(orders), sum(net_revenue)::VARCHAR FROM hourly").fetchall()
@@ -55,15 +55,17 @@ def run(code: str, env: dict[str, str]) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def test_a_table_spark_writes_is_read_by_pyiceberg_and_duckdb_without_shopstream(serving_db, tmp_path: Path):
-    warehouse = (tmp_path / "warehouse").as_uri()
-    env = {"SHOPSTREAM_SERVING_DB": serving_db.dsn, "SHOPSTREAM_WAREHOUSE": warehouse}
+def test_a_table_spark_writes_is_read_by_pyiceberg_and_duckdb_without_shopstream(
+    serving_db, tmp_path: Path, monkeypatch
+):
+    env = {"SHOPSTREAM_SERVING_DB": serving_db.dsn, "SHOPSTREAM_WAREHOUSE": (tmp_path / "warehouse").as_uri()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
     assert run(WRITE, env) == "3"
 
-    user_and_host = serving_db.dsn.removeprefix("postgresql://").rsplit("/", 1)[0]
-    catalog_uri = f"postgresql+psycopg2://{user_and_host}/{CATALOG_DATABASE}"
-    read = json.loads(run(READ, {"CATALOG_URI": catalog_uri, "WAREHOUSE": warehouse}))
+    # The reader gets only the two settings a user would paste (what `lake_init` prints).
+    read = json.loads(run(READ, {"CATALOG": json.dumps(pyiceberg_properties(lake_settings()))}))
     assert read["day"] == [2, 15, "1214.56"]
     assert read["all"] == ["-20.00", "1234.56", "21474836467852516353.00"]
     assert "date" in read["partitioned_by"] and read["shopstream"] is False

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 
 from shopstream.catalogue import REGIONS_DDL
 from shopstream.config import REGIONS_CSV
-from shopstream.contract import MONEY_PRECISION, MONEY_SCALE, NEW, ORDER_STATUSES, SUM_MONEY_PRECISION
+from shopstream.contract import MONEY_SCALE, NEW, ORDER_STATUSES, SUM_MONEY_PRECISION
 from shopstream.metrics import TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.spark.batch import (
     COPIES,
@@ -40,7 +40,7 @@ from shopstream.spark.batch import (
     write_date_partitions,
 )
 from shopstream.spark.comet import log_native_coverage
-from shopstream.spark.orders import revenue_sign
+from shopstream.spark.orders import event_cents, revenue_sign
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("df_etl")
@@ -49,9 +49,6 @@ OUTPUTS = ("hourly_sales", "top_products", "regional_revenue", "status_by_catego
 BUCKETED_TABLE = "shopstream.sales_by_product"
 BUCKETS = 4
 MONEY = f"decimal({SUM_MONEY_PRECISION},{MONEY_SCALE})"  # any day's sum of contract-valid events
-# One event's cents fit a long (rule `money`: its amount has at most MONEY_PRECISION digits);
-# their sums are decimals, which no day of such events can overflow.
-EVENT_CENTS = f"decimal({MONEY_PRECISION},0)"
 
 
 def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
@@ -61,7 +58,6 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     rows whatever their number, so caching it is cheap and no output rescans the raw layer.
     The scan sums integer cents (exact; native under Comet), and so does the base: each output
     sums cents and turns each sum into its decimal amount (`money`). Cached by the caller."""
-    cents = (F.col("quantity") * F.col("unit_price") * 100).cast("long")
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
     rolled_up = (
@@ -71,7 +67,7 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
             "category", "region", "order_status",
         )
         .agg(F.count("*").alias("events"), F.sum("quantity").alias("quantity"),
-             F.sum(cents.cast(EVENT_CENTS)).alias("cents"),
+             F.sum(event_cents()).alias("cents"),
              F.sum(F.col(COPIES) - 1).alias("duplicates"))
     )  # fmt: skip
     # Hash-partitioned by date, the small roll-up already has the layout every output needs:

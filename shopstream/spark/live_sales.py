@@ -40,7 +40,7 @@ from shopstream.config import (
     paths,
     serving_db_dsn,
 )
-from shopstream.contract import CANCELLED, MONEY_PRECISION, NEW, RETURNED
+from shopstream.contract import CANCELLED, NEW, RETURNED
 from shopstream.sink_log import DATA_LOSS_LEDGER
 from shopstream.spark.ingest_guard import LIVE, SinkBusy, WriterLock, newest_batch
 from shopstream.spark.session import exit_after, get_spark, job_logger
@@ -89,14 +89,13 @@ def batch_increments(batch) -> serving.BatchIncrements:
     most minutes x regions x products rows, computed by Spark and collected to the driver."""
     from pyspark.sql import functions as F
 
-    from shopstream.spark.orders import revenue_sign
+    from shopstream.spark.orders import event_cents, revenue_sign
 
     valid = F.col(VERDICT) == VALID
     status = F.col("order_status")
-    # Integer cents, exact, summed as decimals (as in the batch job's base roll-up): one event's
-    # fit a long by the contract's rule `money`, their sums need not. Quarantined rows have null
-    # event fields, so they add nothing to the event measures.
-    cents = (F.col("quantity") * F.col("unit_price") * 100).cast(f"decimal({MONEY_PRECISION},0)")
+    # Integer cents, summed as decimals (as in the batch job's base roll-up). Quarantined rows have
+    # null event fields, so they add nothing to the event measures.
+    cents = event_cents()
     rows = batch.withColumns(
         {"minute": F.date_trunc("minute", "timestamp"), "arrived": F.date_trunc("minute", "kafka_timestamp")}
     )

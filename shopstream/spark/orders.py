@@ -54,20 +54,10 @@ RFC3339 = (
 )
 
 
-def wire_schema() -> StructType:
-    """The `wire` struct `parse_orders` reads each record into: every field's variant type
-    (`t_<name>`), strings as strings, numbers as `strict_json.NARROW_DECIMAL` (null if wider)
-    and, when written as doubles, also as `WIDE_DECIMAL` (`wide_<name>`)."""
-    fields = [StructField(f"t_{n}", StringType()) for n in ORDER_FIELD_NAMES]
-    fields += [
-        StructField(n, DecimalType(38, 18) if n in _NUMBER_FIELDS else StringType())
-        for n in ORDER_FIELD_NAMES
-    ]
-    return StructType(fields)
-
-
 def _wire() -> Column:
-    """The record's members by the contract's fields: types and values (`wire_schema`)."""
+    """The record's members by the contract's fields: each one's variant type (`t_<name>`),
+    strings as strings, numbers as `strict_json.NARROW_DECIMAL` (null if wider) and, when
+    written as doubles, also as `WIDE_DECIMAL` (`wide_<name>`)."""
     member = lambda n: F.col("members")[n]  # noqa: E731
     types = {n: sj.member_type(member(n)) for n in ORDER_FIELD_NAMES}
     # Values cast regardless of type (a number read as a string): the rules check the type first.
@@ -259,6 +249,12 @@ def sink_rows(parsed: DataFrame) -> DataFrame:
     columns["reason"] = F.col("reason")
     columns[VERDICT] = F.when(valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED))
     return parsed.select(*(columns[n].alias(n) if n in columns else F.col(n) for n in SINK_COLUMNS))
+
+
+def event_cents() -> Column:
+    """An event's amount in integer cents, exact: `decimal(MONEY_PRECISION, 0)`, which rule
+    `money` makes wide enough for any valid event; sum it as a decimal (no day's sum overflows)."""
+    return (F.col("quantity") * F.col("unit_price") * 10**MONEY_SCALE).cast(f"decimal({MONEY_PRECISION},0)")
 
 
 def revenue_sign() -> Column:
