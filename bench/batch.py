@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from bench.common import filled_topic, fresh_topic, stream_settings, temp_home
+from bench.common import bench_lake, filled_topic, fresh_topic, stream_settings, temp_home
 from shopstream.config import VALID
 from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.sink_log import writer_deduplicated
@@ -83,9 +83,10 @@ def timed(action) -> float:
     return time.monotonic() - started
 
 
-def bench_session(home: Path, comet: bool = True):
+def bench_session(home: Path, comet: bool = True, lake: bool = False):
     """One warm Spark session with 1 GB of driver memory and a throwaway warehouse; Comet as the
-    batch jobs run it (`comet`, unless SHOPSTREAM_COMET=0) or, for the streaming stages, off."""
+    batch jobs run it (`comet`, unless SHOPSTREAM_COMET=0) or, for the streaming stages, off;
+    with the Iceberg catalog (`lake`) for the DataFrame job's tables."""
     return get_spark(
         "shopstream-bench",
         {
@@ -94,6 +95,7 @@ def bench_session(home: Path, comet: bool = True):
             "spark.sql.warehouse.dir": str(home / "wh"),
         },
         comet=comet,
+        lake=lake,
     )
 
 
@@ -125,7 +127,7 @@ def steady_state(run_once: Callable[[], dict[str, float]], warm_up: bool = True)
 
 def time_jobs(raw: Path, home: Path, warm_up: bool = True) -> dict:
     """Both jobs over every date of `raw` in this process's new session, timed by `steady_state`."""
-    spark = bench_session(home)
+    spark = bench_session(home, lake=True)
     versions = itertools.count()
 
     def run_both() -> dict[str, float]:
@@ -155,7 +157,8 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: 
         raw, stream_seconds = build_raw(home, count, spark, broker)
         inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
         rows = read_valid_rows(spark, inputs, ["date"]).count()
-        engines = {engine: jobs_on(engine, raw, home / engine, warm_up) for engine in ENGINES}
+        with bench_lake(home):  # the DataFrame job's tables
+            engines = {engine: jobs_on(engine, raw, home / engine, warm_up) for engine in ENGINES}
         reference = duckdb_reference(raw, warm_up)
     return {
         "rows": rows,

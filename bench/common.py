@@ -5,6 +5,7 @@ references."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -46,6 +47,27 @@ def fill(broker: LocalBroker, topic: str, count: int, *order_sim_args: str) -> d
 def fresh_topic() -> str:
     """A topic name of its own, so that stages sharing a broker never read each other's events."""
     return f"{TOPIC}-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def bench_lake(home: Path) -> Iterator[None]:
+    """An Iceberg catalog of the benchmark's own (a throwaway PostgreSQL, a warehouse under
+    `home`), named in this process's environment for the jobs and the processes it starts."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from shopstream.devstack.postgres import throwaway_postgres
+    from shopstream.lake import CATALOG_DATABASE
+
+    settings = ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_NAMESPACE")
+    before = {name: os.environ.get(name) for name in settings}
+    with throwaway_postgres(Path(tempfile.gettempdir())) as server:
+        catalog = urlunsplit(urlsplit(server.dsn)._replace(path=f"/{CATALOG_DATABASE}"))
+        os.environ.update(dict(zip(settings, (catalog, (home / "warehouse").as_uri(), "bench"), strict=True)))
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
 @contextmanager

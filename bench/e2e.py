@@ -35,7 +35,10 @@ def measure(count: int = 500, live_feed: int = 2000) -> dict:
             "SHOPSTREAM_SERVING_DB_PORT": str(free_port()),
             "SHOPSTREAM_DASHBOARD_PORT": str(free_port()),
         }
-        for name in ("SHOPSTREAM_KAFKA_CONFIG", "SHOPSTREAM_SERVING_DB", "AIRFLOW_CONN_SHOPSTREAM_SERVING"):
+        # The run's own database and catalog (the script starts them), never the caller's.
+        for name in ("SHOPSTREAM_KAFKA_CONFIG", "SHOPSTREAM_SERVING_DB", "AIRFLOW_CONN_SHOPSTREAM_SERVING",
+                     "SHOPSTREAM_LAKE_CATALOG", "AIRFLOW_CONN_SHOPSTREAM_LAKE", "SHOPSTREAM_WAREHOUSE",
+                     "SHOPSTREAM_LAKE_NAMESPACE"):  # fmt: skip
             env.pop(name, None)
         started = time.monotonic()
         result = subprocess.run(["bash", "scripts/run_pipeline.sh", str(count)], cwd=REPO_ROOT, env=env,

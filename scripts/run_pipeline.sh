@@ -48,10 +48,9 @@ if [ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && [ -z "$PRODUCER_CONFIG" ]; th
 fi
 LIVE=${SHOPSTREAM_LIVE:-1}
 [ "${SHOPSTREAM_PROFILE:-local}" = cluster ] && LIVE=0  # the live side runs on the local stack
-if [ "$LIVE" = 1 ]; then
-  echo "==> [0/3] live side: PostgreSQL, the live aggregation, the dashboard"
-  start_service postgres
-fi
+# PostgreSQL holds the Iceberg catalog of the daily tables (and the live side's store).
+start_service postgres
+if [ "$LIVE" = 1 ]; then echo "==> [0/3] live side: the live aggregation, the dashboard"; fi
 echo "==> [1/3] producing $COUNT order events for $DATE to $BROKERS"
 SHOPSTREAM_KAFKA_CONFIG="$PRODUCER_CONFIG" \
   target/release/order-sim --brokers "$BROKERS" --count "$COUNT" --start "$DATE" --span 24h
@@ -75,6 +74,7 @@ $PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" \
   || { echo "DAG run failed; last log lines:"; tail -40 "$AIRFLOW_LOG"; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.report --date "$DATE" --summary
+$PY -m shopstream.lake --date "$DATE"
 echo "done in $(( $(date +%s) - started_at )) s"
 if [ "$LIVE" = 1 ] && [ -t 0 ] && [ "${SHOPSTREAM_KEEP_RUNNING:-1}" != 0 ]; then
   echo "dashboard still running at $URL: feed it with 'target/release/order-sim --rate 200 --start now';"

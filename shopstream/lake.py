@@ -8,7 +8,9 @@ alone points it elsewhere:
 
 - `SHOPSTREAM_LAKE_CATALOG`: the catalog database as a libpq URI
   (postgresql://user:pass@host:port/db), or the Airflow Connection `AIRFLOW_CONN_SHOPSTREAM_LAKE`;
-- `SHOPSTREAM_WAREHOUSE`: the warehouse URI (file:///..., s3a://bucket/path, hdfs://...).
+- `SHOPSTREAM_WAREHOUSE`: the warehouse URI (file:///..., s3a://bucket/path, hdfs://...);
+- `SHOPSTREAM_LAKE_NAMESPACE`: the namespace of the tables (default `shopstream`; the tests give
+  each module its own).
 
     python -m shopstream.spark.lake_init    # the namespace, and the settings for other tools
 """
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from shopstream.config import airflow_connection_uri, paths, serving_db_dsn
 
 CATALOG = "lake"  # the catalog's name in Spark SQL: lake.shopstream.<table>
-NAMESPACE = "shopstream"
+NAMESPACE = "shopstream"  # the default of `namespace()`
 CATALOG_DATABASE = "shopstream_catalog"
 LAKE_CONN_ID = "shopstream_lake"  # an Airflow `postgres` Connection id
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
@@ -90,9 +93,95 @@ def spark_conf(settings: LakeSettings) -> dict[str, str]:
         f"{prefix}.jdbc.user": settings.user,
         f"{prefix}.jdbc.password": settings.password,
         f"{prefix}.warehouse": settings.warehouse,
+        # The catalog's schema with views (as PyIceberg makes it too): without, Spark refuses even
+        # to look up whether a table exists.
+        f"{prefix}.jdbc.schema-version": "V1",
     }
 
 
 def pyiceberg_properties(settings: LakeSettings) -> dict[str, str]:
     """PyIceberg's `SqlCatalog(CATALOG, **these)`: the same catalog without a JVM."""
     return {"uri": settings.sqlalchemy_uri, "warehouse": settings.warehouse}
+
+
+def namespace() -> str:
+    """The namespace of shopstream's tables: SHOPSTREAM_LAKE_NAMESPACE, else `shopstream`."""
+    return os.environ.get("SHOPSTREAM_LAKE_NAMESPACE") or NAMESPACE
+
+
+def table_id(name: str) -> str:
+    """A table's identifier in PyIceberg (`shopstream.hourly_sales`)."""
+    return f"{namespace()}.{name}"
+
+
+def spark_table(name: str) -> str:
+    """A table's name in Spark SQL (`lake.shopstream.hourly_sales`)."""
+    return f"{CATALOG}.{table_id(name)}"
+
+
+def open_catalog():
+    """The catalog through PyIceberg (no JVM), by configuration."""
+    import logging
+
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    # A catalog Spark made before its views (schema V0) makes PyIceberg warn at every load; it reads
+    # and commits tables all the same.
+    logging.getLogger("pyiceberg.catalog.sql").setLevel(logging.ERROR)
+    return SqlCatalog(CATALOG, **pyiceberg_properties(lake_settings()))
+
+
+def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, Path]:
+    """The catalog's settings as PyIceberg and spark-sql read them, in files of mode 600 (they hold
+    the catalog's password): `<folder>/.pyiceberg.yaml` (PyIceberg finds it with PYICEBERG_HOME)
+    and `<folder>/spark-lake.conf` (spark-sql --properties-file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    properties = pyiceberg_properties(settings)
+    pyiceberg = "catalog:\n  lake:\n    type: sql\n" + "".join(
+        f"    {k}: {v}\n" for k, v in properties.items()
+    )
+    spark = {**spark_conf(settings), "spark.jars": ",".join(iceberg_jars()), "spark.ui.enabled": "false"}
+    files = (folder / ".pyiceberg.yaml", folder / "spark-lake.conf")
+    for file, text in zip(files, (pyiceberg, "".join(f"{k} {v}\n" for k, v in spark.items())), strict=True):
+        file.touch(mode=0o600)
+        file.chmod(0o600)
+        file.write_text(text)
+    return files
+
+
+def example_queries(date: str, folder: Path) -> list[str]:
+    """Commands a user can paste to query a published table of `date` (see `write_client_settings`)."""
+    table = table_id("hourly_sales")
+    sql = f"SELECT hour, orders, net_revenue FROM {CATALOG}.{table} WHERE date = DATE'{date}' ORDER BY hour"
+    pyiceberg = (
+        f"from pyiceberg.catalog import load_catalog; t = load_catalog('{CATALOG}').load_table('{table}'); "
+        f"print(t.scan(row_filter=\"date = '{date}'\").to_duckdb('t')"
+        ".sql('SELECT hour, orders, net_revenue FROM t ORDER BY hour'))"
+    )
+    return [
+        f'.venv/bin/spark-sql --properties-file {folder}/spark-lake.conf -e "{sql}"',
+        f'PYICEBERG_HOME={folder} .venv/bin/python -c "{pyiceberg}"',
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prints where the tables are and commands that query them (writing their settings files)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Where shopstream's Iceberg tables are, and how to query them"
+    )
+    parser.add_argument("--date", required=True, help="a published date, for the example queries")
+    args = parser.parse_args(argv)
+    settings = lake_settings()
+    folder = paths().state / "lake"
+    write_client_settings(settings, folder)
+    print(f"tables: {CATALOG}.{namespace()}.* (JDBC catalog {settings.jdbc_uri}, files {settings.warehouse})")
+    print(f"query them (settings in {folder}, mode 600):")
+    for command in example_queries(args.date, folder):
+        print(f"  {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,17 +1,18 @@
-"""Versioned, validated, atomic publication of the transformed layer, one date at a time.
+"""Runs, their versions and their publication, one date at a time.
 
-Layout under the transformed root (`data/transformed/`):
+A run (a DAG run, or one manual use of the jobs) has a version: the DataFrame job writes its dates
+into the version's branch of the daily tables (`shopstream.daily_tables`), the RDD job its text
+output into a folder of the version, and the raw files each date was computed from are pinned in
+the version, so that both jobs and the validation read the same rows while ingest goes on:
 
-    _versions/<version>/<output>/date=<D>/...   what one run wrote (Parquet, or the RDD job's text)
-    _versions/<version>/_inputs.json            the raw files each date of that run was computed from
-    _published/<D>.json                         which version of D readers see, and its history
+    <transformed>/_versions/<version>/rdd_revenue_by_product/date=<D>/   the RDD job's text
+    <transformed>/_versions/<version>/_inputs.json                       the pinned raw files
 
-A run (a DAG run, or one manual use of the jobs) writes every output of its dates into a version
-folder of its own, so a crash mid-write never touches what readers see. Only once validation has
-passed are a date's outputs published: `_published/<D>.json` is replaced in one atomic rename, so
-readers see all outputs of the date from one run, or all from the run before. Earlier versions
-stay readable (an audit reads them by version: `history`) until `vacuum` deletes those past the
-retention. Plain file I/O: local or mounted storage (HDFS/S3 would need the Hadoop FileSystem API).
+Only once validation has passed is a date published (`publish`): its outputs on the tables'
+`main` branch are swapped for the run's, and a row of the catalog's `publications` table records
+the date, the version, each output's snapshot and the validation; failed validations are recorded
+too. A date counts as published by its newest passing row. `vacuum` deletes the folders and
+branches of versions past the retention that readers no longer see.
 
     python -m shopstream.publication history --date 2026-11-25
     python -m shopstream.publication vacuum --retain-days 7
@@ -30,13 +31,16 @@ import re
 import shutil
 import sys
 import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from shopstream import daily_tables
 from shopstream.config import VALID, lateness_days, paths
 from shopstream.files import write_json_atomically
+from shopstream.lake import namespace, open_catalog, table_id
 from shopstream.sink_log import REPLACED_GRACE, committed_files_by_date, delete_replaced, original_files
 
-VERSIONS, PUBLISHED, INPUTS = "_versions", "_published", "_inputs.json"
+VERSIONS, INPUTS = "_versions", "_inputs.json"
 DEFAULT_RETENTION = dt.timedelta(days=7)
 
 
@@ -95,66 +99,120 @@ def read_inputs(root: Path, version: str) -> dict[str, dict]:
 
 # --- publication -----------------------------------------------------------------------------
 
-
-def _pointer(root: Path, date: str) -> Path:
-    return root / PUBLISHED / f"{date}.json"
+PUBLICATIONS = "publications"  # the catalog's table of every validation and publication
 
 
-def published(root: Path, date: str) -> dict | None:
-    """The publication record of `date` (version, inputs' fingerprint, time, history), or None."""
-    pointer = _pointer(root, date)
-    return json.loads(pointer.read_text()) if pointer.exists() else None
+@dataclass(frozen=True)
+class Publication:
+    """One validation of a run's outputs of a date, and its publication if it passed: the
+    snapshot of `main` each output had right after (read them `VERSION AS OF` that id to see all
+    outputs of the date from one run, even after later publications)."""
+
+    date: dt.date
+    version: str  # the run's version: its label (the Airflow run id) and creation time
+    recorded_at: dt.datetime
+    passed: bool
+    checks: int
+    checks_passed: int
+    failed_checks: str
+    raw_fingerprint: str
+    snapshots: dict[str, int]  # output -> main's snapshot id after publication; empty if failed
 
 
-def published_version(root: Path, date: str) -> str | None:
-    record = published(root, date)
-    return record["version"] if record else None
+def _arrow_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("date", pa.date32()), ("version", pa.string()), ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("passed", pa.bool_()), ("checks", pa.int32()), ("checks_passed", pa.int32()),
+        ("failed_checks", pa.string()), ("raw_fingerprint", pa.string()),
+        *((f"{output}_snapshot", pa.int64()) for output in daily_tables.OUTPUTS),
+    ])  # fmt: skip
 
 
-def published_dir(root: Path, output: str, date: str) -> Path | None:
-    """The folder readers of `output` for `date` read, or None if the date was never published."""
-    version = published_version(root, date)
-    return output_dir(root, version, output, date) if version else None
+def publications_table(catalog=None):
+    """The publications table (made on first use), through PyIceberg."""
+    catalog = catalog or open_catalog()
+    catalog.create_namespace_if_not_exists(namespace())
+    return catalog.create_table_if_not_exists(table_id(PUBLICATIONS), schema=_arrow_schema())
 
 
-def published_dates(root: Path) -> list[str]:
-    folder = root / PUBLISHED
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+def record(publication: Publication, catalog=None) -> Publication:
+    """Appends `publication` to the publications table (one commit)."""
+    import pyarrow as pa
 
-
-def publish(root: Path, date: str, version: str, fingerprint: str, checks: int) -> dict:
-    """Makes `version` the one readers see for `date`, in one atomic rename. The record keeps the
-    versions published before (newest first), for audits and `vacuum`."""
-    before = published(root, date)
-    history = []
-    if before:
-        history = [{k: v for k, v in before.items() if k != "history"}, *before.get("history", [])]
-    record = {
-        "date": date,
-        "version": version,
-        "raw_fingerprint": fingerprint,
-        "checks_passed": checks,
-        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "history": history,
+    row = {
+        **{k: v for k, v in asdict(publication).items() if k != "snapshots"},
+        **{f"{o}_snapshot": publication.snapshots.get(o) for o in daily_tables.OUTPUTS},
     }
-    write_json_atomically(_pointer(root, date), record)
-    return record
+    publications_table(catalog).append(pa.Table.from_pylist([row], schema=_arrow_schema()))
+    return publication
+
+
+def history(date: dt.date | str | None = None, catalog=None) -> list[Publication]:
+    """Every recorded validation of `date` (None: of every date), newest first."""
+    from pyiceberg.expressions import AlwaysTrue, EqualTo
+
+    where = EqualTo("date", dt.date.fromisoformat(str(date))) if date else AlwaysTrue()
+    rows = publications_table(catalog).scan(row_filter=where).to_arrow().to_pylist()
+    snapshot_columns = {f"{o}_snapshot": o for o in daily_tables.OUTPUTS}
+    found = [
+        Publication(
+            **{k: v for k, v in row.items() if k not in snapshot_columns},
+            snapshots={o: row[c] for c, o in snapshot_columns.items() if row[c] is not None},
+        )
+        for row in rows
+    ]
+    return sorted(found, key=lambda p: p.recorded_at, reverse=True)
+
+
+def published(date: dt.date | str, catalog=None) -> Publication | None:
+    """The publication readers of `date` see (its newest that passed), or None."""
+    return next((p for p in history(date, catalog) if p.passed), None)
+
+
+def published_version(date: dt.date | str, catalog=None) -> str | None:
+    found = published(date, catalog)
+    return found.version if found else None
+
+
+def published_dates(catalog=None) -> list[str]:
+    """Every date with a publication, oldest first."""
+    return sorted({p.date.isoformat() for p in history(None, catalog) if p.passed})
+
+
+def publish(date: str, version: str, fingerprint: str, checks: int, catalog=None) -> Publication:
+    """Publishes the run's outputs of `date` (`daily_tables.publish_date`), then records it: only
+    a recorded publication counts as done (a crash before leaves the date to the next run)."""
+    catalog = catalog or open_catalog()
+    snapshots = daily_tables.publish_date(date, version, catalog)
+    return record(Publication(dt.date.fromisoformat(date), version, dt.datetime.now(dt.UTC), True,
+                              checks, checks, "", fingerprint, snapshots), catalog)  # fmt: skip
+
+
+def record_failure(date: str, version: str, fingerprint: str, checks: int, failed: list[str],
+                   catalog=None) -> Publication:  # fmt: skip
+    """Records a validation that failed: nothing published, the run and its failed checks kept."""
+    return record(Publication(dt.date.fromisoformat(date), version, dt.datetime.now(dt.UTC), False, checks,
+                              checks - len(failed), ", ".join(failed), fingerprint, {}), catalog)  # fmt: skip
 
 
 # --- what to transform -----------------------------------------------------------------------
 
 
-def changed_dates(raw: Path, root: Path, candidates: list[str]) -> dict[str, dict]:
+def changed_dates(raw: Path, candidates: list[str]) -> dict[str, dict]:
     """Of `candidates`, the dates whose committed raw files differ from those their published
     version was computed from (new or late events, re-deliveries), or that were never published
     and have raw rows; with their current inputs (see `raw_inputs`)."""
-    return {d: i for d, i in raw_inputs(raw, candidates).items() if i["files"] and not _fresh(root, d, i)}
+    fresh = published_fingerprints()
+    inputs = raw_inputs(raw, candidates)
+    return {d: i for d, i in inputs.items() if i["files"] and fresh.get(d) != i["fingerprint"]}
 
 
-def _fresh(root: Path, date: str, inputs: dict) -> bool:
-    """Whether `date`'s published version was computed from exactly these inputs."""
-    record = published(root, date)
-    return record is not None and record["raw_fingerprint"] == inputs["fingerprint"]
+def published_fingerprints(catalog=None) -> dict[str, str]:
+    """Date -> the fingerprint of the raw inputs its published version was computed from."""
+    newest_first = [p for p in history(None, catalog) if p.passed]
+    return {p.date.isoformat(): p.raw_fingerprint for p in reversed(newest_first)}
 
 
 def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int | None = None) -> dict:
@@ -162,10 +220,11 @@ def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int |
     lookback window that changed since its publication (late events, re-deliveries). Pins their
     inputs in `version` and returns {"version", "dates", "late_dates", "raw_rows"}."""
     window = lookback_dates(run_date, lateness_days() if lookback is None else lookback)
+    fresh = published_fingerprints()
     # The run date is transformed even when unchanged (asked for: a re-run); the others if changed.
     todo = {
         d: i for d, i in raw_inputs(raw, window).items()
-        if i["files"] and (d == run_date or not _fresh(root, d, i))
+        if i["files"] and (d == run_date or fresh.get(d) != i["fingerprint"])
     }  # fmt: skip
     write_inputs(root, version, todo)
     return {
@@ -207,18 +266,24 @@ def vacuum(
     root: Path, retain: dt.timedelta = DEFAULT_RETENTION, now: dt.datetime | None = None
 ) -> list[Path]:
     """Deletes the date folders of versions older than `retain` that readers no longer see (not
-    the published version of their date), then versions left empty. Returns what it deleted."""
+    the published version of their date), then versions left empty, and their tables' branches.
+    Returns the folders it deleted."""
     now = now or dt.datetime.now(dt.UTC)
     folder = root / VERSIONS
+    versions = sorted(folder.iterdir()) if folder.is_dir() else []
+    old = [v for v in versions if now - _version_time(root, v.name) >= retain]
+    if not old:
+        return []
+    catalog = open_catalog()
+    current = {p.date.isoformat(): p.version for p in reversed(history(None, catalog)) if p.passed}
     deleted: list[Path] = []
-    for version_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if now - _version_time(root, version_dir.name) < retain:
-            continue
+    for version_dir in old:
         for date_dir in version_dir.glob("*/date=*"):
-            if published_version(root, date_dir.name.removeprefix("date=")) != version_dir.name:
+            if current.get(date_dir.name.removeprefix("date=")) != version_dir.name:
                 shutil.rmtree(date_dir)
                 deleted.append(date_dir)
         if not any(version_dir.glob("*/date=*")):
+            daily_tables.remove_branches(version_dir.name, catalog)
             shutil.rmtree(version_dir)
             deleted.append(version_dir)
     return deleted
@@ -242,14 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = transformed_root()
     if args.command == "history":
-        record = published(root, args.date)
-        if record is None:
-            print(f"{args.date} was never published in {root}")
+        entries = history(args.date)
+        if not entries:
+            print(f"{args.date} was never validated (catalog table {table_id(PUBLICATIONS)})")
             return 1
-        for entry in [record, *record["history"]]:
-            where = version_root(root, entry["version"])
-            state = "current" if entry is record else ("kept" if where.exists() else "vacuumed")
-            print(f"{entry['published_at']}  {entry['version']:<48} {state:<9} {where}")
+        current = published(args.date)
+        for entry in entries:
+            state = "current" if entry == current else ("published" if entry.passed else "FAILED")
+            snapshots = " ".join(f"{o}@{s}" for o, s in entry.snapshots.items()) or entry.failed_checks
+            print(f"{entry.recorded_at:%Y-%m-%d %H:%M:%S}  {entry.version:<48} {state:<9} {snapshots}")
         return 0
     for path in vacuum(root, dt.timedelta(days=args.retain_days)):
         print(f"deleted {path}")

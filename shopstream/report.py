@@ -18,13 +18,10 @@ import duckdb
 
 from shopstream import publication
 from shopstream.config import QUARANTINED, paths
+from shopstream.daily_tables import read_output
+from shopstream.lake import open_catalog, table_id
 from shopstream.sink_log import DATA_LOSS_LEDGER, committed_files, data_losses
 from shopstream.summary import summarise
-from shopstream.validation import read_report
-
-
-def _scan(folder: Path) -> str:
-    return f"read_parquet('{folder}/*.parquet', hive_partitioning=false)"
 
 
 def _rows(con, sql: str) -> list[tuple]:
@@ -32,23 +29,33 @@ def _rows(con, sql: str) -> list[tuple]:
 
 
 def collect(date: str) -> dict:
-    """Every number the report shows, read from the published outputs of `date`."""
-    out = publication.transformed_root()
-    # One read of the pointer: the version shown and its validation status come from one record.
-    record = publication.published(out, date)
+    """Every number the report shows, read from the published outputs of `date`: each table at the
+    snapshot its publication recorded, so all come from one run whatever was published since."""
+    catalog = open_catalog()
+    entries = publication.history(date, catalog)
+    record = next((p for p in entries if p.passed), None)
     if record is None:
-        raise SystemExit(f"{date} has no published outputs in {out}: run the DAG for it first")
-    version = record["version"]
-    part = lambda name: publication.output_dir(out, version, name, date)  # noqa: E731
+        raise SystemExit(
+            f"{date} has no published outputs in {table_id('publications')}: run the DAG for it first"
+        )
+    version = record.version
     con = duckdb.connect()
-    hourly = _rows(con, f"SELECT hour, orders, gross_revenue, reversals, net_revenue "
-                        f"FROM {_scan(part('hourly_sales'))} ORDER BY hour")  # fmt: skip
-    top = _rows(con, "SELECT rank, product_name, net_quantity, net_revenue "
-                     f"FROM {_scan(part('top_products'))} ORDER BY rank")  # fmt: skip
-    regions = _rows(con, "SELECT region_name, orders, net_revenue "
-                         f"FROM {_scan(part('regional_revenue'))} ORDER BY net_revenue DESC")  # fmt: skip
-    status = _rows(con, 'SELECT category, "NEW", "CANCELLED", "RETURNED" '
-                        f"FROM {_scan(part('status_by_category'))} ORDER BY category")  # fmt: skip
+    con.execute("SET TimeZone = 'UTC'")  # the hours are instants (timestamptz): shown in UTC
+    for name in ("hourly_sales", "top_products", "regional_revenue", "status_by_category"):
+        con.register(name, read_output(name, date, record.snapshots[name], catalog))
+    hourly = _rows(
+        con, "SELECT hour, orders, gross_revenue, reversals, net_revenue FROM hourly_sales ORDER BY hour"
+    )
+    top = _rows(con, "SELECT rank, product_name, net_quantity, net_revenue FROM top_products ORDER BY rank")
+    regions = _rows(
+        con, "SELECT region_name, orders, net_revenue FROM regional_revenue ORDER BY net_revenue DESC"
+    )
+    status = _rows(
+        con, 'SELECT category, "NEW", "CANCELLED", "RETURNED" FROM status_by_category ORDER BY category'
+    )
+    rdd_folder = publication.output_dir(
+        publication.transformed_root(), version, "rdd_revenue_by_product", date
+    )
     # Through the sink's commit log: never the orphan files of a crashed batch.
     quarantined = committed_files(paths().raw_sink, QUARANTINED, date)
     reasons = (
@@ -62,8 +69,7 @@ def collect(date: str) -> dict:
     )
     money = lambda v: str(Decimal(v).quantize(Decimal("0.01")))  # noqa: E731
     duplicates = sum(
-        json.loads(counts.read_text())["duplicates_dropped"]
-        for counts in part("rdd_revenue_by_product").glob("_counts.json")
+        json.loads(counts.read_text())["duplicates_dropped"] for counts in rdd_folder.glob("_counts.json")
     )
     return {
         "date": date,
@@ -89,7 +95,7 @@ def collect(date: str) -> dict:
             {"category": c, "NEW": n, "CANCELLED": x, "RETURNED": r} for c, n, x, r in status
         ],
         "quarantine_reasons": [{"reason": r, "count": n} for r, n in reasons],
-        "validation": validation_status(date, record),
+        "validation": validation_status(record, entries),
     }
 
 
@@ -104,17 +110,14 @@ def lost_unread(date: str) -> int:
     return sum(g["events"] for g in gaps if g["accepted_at"][:10] >= earliest)
 
 
-def validation_status(date: str, record: dict) -> dict:
-    """What the validation said, read from what the DAG wrote (never re-run here): the published
-    version passed all its checks, or it would not be published; a later run that failed them is
-    reported beside it, with the checks it failed."""
-    status = {"passed": True, "checks": record["checks_passed"], "failed": []}
-    latest = read_report(date)
-    if latest and latest["version"] != record["version"] and not latest["passed"]:
-        status["later_run"] = {
-            "version": latest["version"],
-            "failed": [c["name"] for c in latest["checks"] if not c["passed"]],
-        }
+def validation_status(record: publication.Publication, entries: list[publication.Publication]) -> dict:
+    """What the validation said, as the DAG recorded it (never re-run here): the published version
+    passed all its checks, or it would not be published; a later run that failed them is reported
+    beside it, with the checks it failed."""
+    status = {"passed": True, "checks": record.checks_passed, "failed": []}
+    later = next((p for p in entries if not p.passed and p.recorded_at > record.recorded_at), None)
+    if later:
+        status["later_run"] = {"version": later.version, "failed": later.failed_checks.split(", ")}
     return status
 
 

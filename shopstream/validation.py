@@ -3,11 +3,12 @@
     python -m shopstream.validation --date 2026-11-20                  # the published outputs
     python -m shopstream.validation --date 2026-11-20 --version V --publish  # a run's, published
 
-Checks one version of the date's outputs (default: the published one; see
-`shopstream.publication`). Reads them with DuckDB (no JVM needed), so the DAG's `validate_output`
-task is quick and independent of the Spark code that wrote them, and reconciles them with the raw
-layer: the date's distinct events, orders and net revenue recomputed from the raw files must equal
-the outputs', so stale or partial outputs fail with the command that re-runs the date. Exit code 1
+Checks one version of the date's outputs: a run's, on its branch of the daily tables, or (default)
+the published ones, on the tables' `main` branch (see `shopstream.publication`).
+Reads them through PyIceberg into DuckDB (no JVM needed), so the DAG's `validate_output` task is
+quick and independent of the Spark code that wrote them, and reconciles them with the raw layer:
+the date's distinct events, orders and net revenue recomputed from the raw files must equal the
+outputs', so stale or partial outputs fail with the command that re-runs the date. Exit code 1
 and a report naming each failed check.
 """
 
@@ -21,11 +22,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+from pyiceberg.exceptions import NoSuchTableError
 
 from shopstream import publication
 from shopstream.config import VALID, paths
 from shopstream.contract import EVENT_IDENTITY, NEW, ORDER_STATUSES
+from shopstream.daily_tables import MAIN, BranchMissing, branch_for, read_output
 from shopstream.files import text_output_lines, write_json_atomically
+from shopstream.lake import table_id
 from shopstream.metrics import TOP_N_PRODUCTS
 from shopstream.sink_log import committed_files, resolve_compacted
 
@@ -85,10 +89,6 @@ class Report:
         return {"date": self.date, "version": self.version, "passed": self.passed, "checks": checks}
 
 
-def _scan(folder: Path) -> str:
-    return f"read_parquet('{folder}/*.parquet')"
-
-
 def _rdd_total(folder: Path) -> tuple[int, Decimal]:
     lines = text_output_lines(folder)
     return len(lines), sum((Decimal(line.split("\t")[1]) for line in lines), Decimal(0))
@@ -122,21 +122,17 @@ def raw_truth(files: list[str]) -> tuple[int, int, Decimal]:
     return events, orders, Decimal(net)
 
 
-def reconcile_with_raw(
-    report: Report, con, present: dict[str, Path], raw_files: list[str], date: str
-) -> None:
+def reconcile_with_raw(report: Report, con, present: set[str], raw_files: list[str], date: str) -> None:
     """The outputs' events, orders and net revenue must be those of the raw files: the version's
     pinned inputs when checking a run's candidate, the raw layer now when checking what is
     published (events of the date that arrived since, or a cut-short write, make it stale)."""
-    if not {"hourly_sales", "status_by_category"} <= present.keys():
+    if not {"hourly_sales", "status_by_category"} <= present:
         return
     orders, net = con.execute(
-        f"SELECT coalesce(sum(orders), 0), coalesce(sum(net_revenue), 0) "
-        f"FROM {_scan(present['hourly_sales'])}"
+        "SELECT coalesce(sum(orders), 0), coalesce(sum(net_revenue), 0) FROM hourly_sales"
     ).fetchall()[0]
-    pivot = _scan(present["status_by_category"])
     events = con.execute(
-        f'SELECT coalesce(sum("NEW" + "CANCELLED" + "RETURNED"), 0) FROM {pivot}'
+        'SELECT coalesce(sum("NEW" + "CANCELLED" + "RETURNED"), 0) FROM status_by_category'
     ).fetchall()[0][0]
     truth = raw_truth(raw_files)
     outputs = (events, orders, Decimal(net))
@@ -155,61 +151,64 @@ def reconcile_with_raw(
 def validate(
     date: str, transformed: Path | None = None, raw: Path | None = None, version: str | None = None
 ) -> Report:
-    """Checks `version`'s outputs of `date` (None: the published version), reconciled with the
-    raw files that version was computed from (the published one: the raw layer now)."""
+    """Checks `version`'s outputs of `date` on its branch (None: the published outputs, on `main`),
+    reconciled with the raw files that version was computed from (the published ones: the raw
+    layer now)."""
     root = publication.transformed_root(transformed)
     raw = (raw or paths().raw_sink).resolve()
     pinned = publication.read_inputs(root, version).get(date) if version else None
     raw_files = resolve_compacted(raw, pinned["files"]) if pinned else committed_files(raw, VALID, date)
-    version = version or publication.published_version(root, date)
+    current = None if version else publication.published(date)
+    version = version or (current.version if current else None)
     report = Report(date, version)
     if version is None:
-        report.add("published", False, f"{date} has no published version in {root}: run the DAG for it")
+        report.add("published", False, f"{date} has no publication: run the DAG for it")
         return report
+    # A run's candidate on its branch, or the published outputs as readers see them now (`main`:
+    # outputs of different runs there, left by a publication cut short, disagree and fail).
+    ref = MAIN if current else branch_for(version)
     con = duckdb.connect()
-    present: dict[str, Path] = {}
+    present: set[str] = set()
     for name, (columns, keys) in EXPECTED_OUTPUTS.items():
-        folder = publication.output_dir(root, version, name, date)
-        files = list(folder.glob("*.parquet"))
-        report.add(f"{name}.exists", bool(files), f"{len(files)} file(s) in {folder}")
-        if not files:
+        try:
+            rows = read_output(name, date, ref)
+        except (BranchMissing, NoSuchTableError) as error:
+            report.add(f"{name}.exists", False, f"{error}: did the DataFrame job run for {date}?")
             continue
-        present[name] = folder
-        have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_scan(folder)}").fetchall()}
-        missing = [c for c in columns if c not in have]
+        report.add(f"{name}.exists", True, f"table {table_id(name)}, branch {ref}")
+        con.register(name, rows)
+        present.add(name)
+        missing = [c for c in columns if c not in rows.column_names]
         report.add(
             f"{name}.schema", not missing, f"missing columns {missing}" if missing else "all columns present"
         )
-        rows = con.execute(f"SELECT count(*) FROM {_scan(folder)}").fetchall()[0][0]
-        report.add(f"{name}.row_count", rows > 0, f"{rows} rows")
+        report.add(f"{name}.row_count", rows.num_rows > 0, f"{rows.num_rows} rows")
         if missing:
             continue
         nulls = con.execute(
-            f"SELECT count(*) FROM {_scan(folder)} WHERE " + " OR ".join(f'"{k}" IS NULL' for k in keys)
+            f"SELECT count(*) FROM {name} WHERE " + " OR ".join(f'"{k}" IS NULL' for k in keys)
         ).fetchall()[0][0]
         report.add(f"{name}.no_null_keys", nulls == 0, f"{nulls} rows with a null {'/'.join(keys)}")
 
     if "hourly_sales" in present:
         negative = con.execute(
-            f"SELECT count(*) FROM {_scan(present['hourly_sales'])} "
+            "SELECT count(*) FROM hourly_sales "
             "WHERE gross_revenue < 0 OR reversals < 0 OR orders < 0 OR avg_order_value < 0"
         ).fetchall()[0][0]
         report.add("hourly_sales.non_negative", negative == 0,
                    f"{negative} hours with negative gross revenue, reversals, orders or average")  # fmt: skip
     if "top_products" in present:
-        n, ranks = con.execute(
-            f"SELECT count(*), list(rank ORDER BY rank) FROM {_scan(present['top_products'])}"
-        ).fetchall()[0]
+        n, ranks = con.execute("SELECT count(*), list(rank ORDER BY rank) FROM top_products").fetchall()[0]
         ok = n <= TOP_N_PRODUCTS and ranks == list(range(1, n + 1))
         report.add("top_products.at_most_10_ranked", ok, f"{n} rows, ranks {ranks}")
 
     rdd_folder = publication.output_dir(root, version, RDD_OUTPUT, date)
     rdd_present = rdd_folder.is_dir() and any(rdd_folder.glob("part-*"))
     report.add(f"{RDD_OUTPUT}.exists", rdd_present, str(rdd_folder))
-    if rdd_present and {"sales_by_product", "hourly_sales", "regional_revenue"} <= present.keys():
+    if rdd_present and {"sales_by_product", "hourly_sales", "regional_revenue"} <= present:
         products, rdd_revenue = _rdd_total(rdd_folder)
         totals = {
-            name: con.execute(f"SELECT coalesce(sum({col}), 0) FROM {_scan(present[name])}").fetchall()[0][0]
+            name: con.execute(f"SELECT coalesce(sum({col}), 0) FROM {name}").fetchall()[0][0]
             for name, col in (
                 ("sales_by_product", "net_revenue"),
                 ("hourly_sales", "net_revenue"),
@@ -220,24 +219,24 @@ def validate(
         agree = len({Decimal(v) for v in totals.values()}) == 1
         report.add("totals_agree_rdd_vs_dataframe", agree,
                    ", ".join(f"{k}={v}" for k, v in totals.items()))  # fmt: skip
-        df_products = con.execute(f"SELECT count(*) FROM {_scan(present['sales_by_product'])}").fetchall()[0][
-            0
-        ]
+        df_products = con.execute("SELECT count(*) FROM sales_by_product").fetchall()[0][0]
         report.add("products_agree_rdd_vs_dataframe", products == df_products,
                    f"rdd {products} products, dataframe {df_products}")  # fmt: skip
     reconcile_with_raw(report, con, present, raw_files, date)
     return report
 
 
-def publish_validated(report: Report, transformed: Path | None = None) -> dict:
-    """Publishes the version a passing report checked, recording the inputs it was made from."""
-    if not report.passed:
-        raise ValueError(f"{report.date}: validation failed, nothing to publish")
+def publish_validated(report: Report, transformed: Path | None = None) -> publication.Publication:
+    """Publishes the version a passing report checked, recording the inputs it was made from; of a
+    failing one, records the failure (nothing published)."""
     root = publication.transformed_root(transformed)
     pinned = publication.read_inputs(root, report.version).get(report.date)
     if pinned is None:
         raise ValueError(f"version {report.version} pinned no inputs for {report.date}")
-    return publication.publish(root, report.date, report.version, pinned["fingerprint"], len(report.checks))
+    if not report.passed:
+        return publication.record_failure(report.date, report.version, pinned["fingerprint"],
+                                          len(report.checks), [c.name for c in report.failed])  # fmt: skip
+    return publication.publish(report.date, report.version, pinned["fingerprint"], len(report.checks))
 
 
 def report_file(date: str, transformed: Path | None = None) -> Path:
@@ -270,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     report = validate(args.date, args.transformed_dir, args.raw_dir, args.version)
     write_report(report, args.transformed_dir)
     print(report.text())
-    if report.passed and args.publish and args.version:
+    if args.publish and args.version:
         publish_validated(report, args.transformed_dir)
-        print(f"published {args.date}: version {report.version}")
+        print(f"{'published' if report.passed else 'not published'} {args.date}: version {report.version}")
     return 0 if report.passed else 1
 
 

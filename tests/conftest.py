@@ -21,6 +21,11 @@ atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+# The Iceberg tables' files: a throwaway warehouse, never the repository's data/ (a test that wants
+# its own sets SHOPSTREAM_WAREHOUSE itself).
+_WAREHOUSE = tempfile.mkdtemp(prefix="warehouse-")
+atexit.register(shutil.rmtree, _WAREHOUSE, ignore_errors=True)
+os.environ["SHOPSTREAM_WAREHOUSE"] = Path(_WAREHOUSE).as_uri()
 
 from shopstream.config import order_sim_binary  # noqa: E402
 from shopstream.devstack.kafka_broker import LocalBroker, throwaway_broker  # noqa: E402
@@ -39,6 +44,38 @@ def serving_db() -> Iterator[LocalPostgres]:
     In the system temp folder: started by root, the server runs as `postgres`, who must reach it."""
     with throwaway_postgres(Path(tempfile.gettempdir())) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def lake_catalog(serving_db) -> str:
+    """The Iceberg catalog in the session's PostgreSQL (its database beside the serving store),
+    for every process of the test run: SHOPSTREAM_LAKE_CATALOG, its URI."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from shopstream.lake import CATALOG_DATABASE
+
+    uri = urlunsplit(urlsplit(serving_db.dsn)._replace(path=f"/{CATALOG_DATABASE}"))
+    os.environ["SHOPSTREAM_LAKE_CATALOG"] = uri
+    return uri
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lake_namespace(request) -> Iterator[str]:
+    """A namespace of the catalog per test module (SHOPSTREAM_LAKE_NAMESPACE): modules never see
+    each other's tables or publications. Only a name: nothing is created until a test writes."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHOPSTREAM_LAKE_NAMESPACE", name)
+        yield name
+
+
+@pytest.fixture
+def fresh_lake_namespace(lake_namespace) -> Iterator[str]:
+    """A namespace of its own for one test (see `lake_namespace`)."""
+    name = f"{lake_namespace}_{uuid.uuid4().hex[:6]}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHOPSTREAM_LAKE_NAMESPACE", name)
+        yield name
 
 
 @pytest.fixture
@@ -73,8 +110,8 @@ def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory):
-    """One local SparkSession for the whole run (it takes ~10 s to start)."""
+def spark(tmp_path_factory: pytest.TempPathFactory, lake_catalog):
+    """One local SparkSession for the whole run (it takes ~10 s to start), with the catalog."""
     import logging
 
     from shopstream.spark.session import get_spark
@@ -94,6 +131,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
             # safe for multi-threaded access", seen once in a fresh-clone run).
             "spark.kafka.consumer.cache.capacity": "1024",
         },
+        lake=True,
     )
     yield session
     session.stop()

@@ -47,6 +47,10 @@ QUERIES = {
         SELECT b.date, b.region AS region_code, COALESCE(r.region_name, 'UNKNOWN') AS region_name,
                COUNT(*) FILTER (WHERE order_status = 'NEW') AS orders, SUM(sign * amount) AS net_revenue
         FROM base b LEFT JOIN regions r ON b.region = r.region_code GROUP BY ALL ORDER BY ALL""",
+    "sales_by_product": """
+        SELECT date, product_id, SUM(sign * quantity) AS net_quantity, SUM(sign * amount) AS net_revenue,
+               COUNT(*) FILTER (WHERE order_status = 'NEW') AS orders
+        FROM base GROUP BY ALL ORDER BY ALL""",
     "status_by_category": """
         SELECT date, category,
                COUNT(*) FILTER (WHERE order_status = 'NEW') AS "NEW",

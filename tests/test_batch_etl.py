@@ -16,18 +16,19 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
-from shopstream import publication
+from shopstream import daily_tables, publication
+from shopstream.daily_tables import branch_for
+from shopstream.lake import spark_table
 from shopstream.sink_log import VALIDATED_MARKER, mark_deduplicated, writer_deduplicated, writer_validated
 from shopstream.spark import batch_df_etl, batch_rdd_etl, comet
 from shopstream.spark.batch import MissingInputError, RunInputs, run_inputs
 from shopstream.spark.session import job_conf
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
-from tests import duckdb_oracle, oracle
+from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
@@ -75,11 +76,11 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
     }  # fmt: skip
 
 
-def parquet_rows(path: Path, columns: str, order: str) -> list[tuple]:
-    query = (
-        f"SELECT {columns} FROM read_parquet('{path}/*/*.parquet', hive_partitioning=true) ORDER BY {order}"
-    )
-    return duckdb.sql(query).fetchall()
+def output_rows(
+    output: str, columns: str, order: str, version: str = "v1", where: str = "true"
+) -> list[tuple]:
+    """A run's rows of an output, on its branch (read by PyIceberg + DuckDB)."""
+    return iceberg_read.rows(output, columns, order, branch_for(version), where)
 
 
 def rdd_lines(out: Path, date: str) -> list[str]:
@@ -115,9 +116,9 @@ def test_rdd_revenue_and_counters_match_the_oracle(pipeline):
 
 
 def test_hourly_sales_match_the_oracle(pipeline):
-    got = parquet_rows(
-        pipeline["out"] / "hourly_sales",
-        "date, hour, orders, gross_revenue, reversals, net_revenue, avg_order_value",
+    got = output_rows(
+        "hourly_sales",
+        "date, timezone('UTC', hour), orders, gross_revenue, reversals, net_revenue, avg_order_value",
         "date, hour",
     )
     assert got == duckdb_oracle.expected(pipeline["oracle"], "hourly_sales")
@@ -125,16 +126,14 @@ def test_hourly_sales_match_the_oracle(pipeline):
 
 
 def test_top_products_match_the_oracle_with_the_tie_rule(pipeline):
-    got = parquet_rows(
-        pipeline["out"] / "top_products", "date, rank, product_id, net_quantity, net_revenue", "date, rank"
-    )
+    got = output_rows("top_products", "date, rank, product_id, net_quantity, net_revenue", "date, rank")
     assert got == duckdb_oracle.expected(pipeline["oracle"], "top_products")
     assert [r[1] for r in got] == list(range(1, 11)) * 2
 
 
 def test_regional_revenue_matches_the_oracle(pipeline):
-    got = parquet_rows(
-        pipeline["out"] / "regional_revenue",
+    got = output_rows(
+        "regional_revenue",
         "date, region_code, region_name, orders, net_revenue",
         "date, region_code",
     )
@@ -142,22 +141,24 @@ def test_regional_revenue_matches_the_oracle(pipeline):
 
 
 def test_status_pivot_matches_the_oracle(pipeline):
-    got = parquet_rows(
-        pipeline["out"] / "status_by_category",
+    got = output_rows(
+        "status_by_category",
         'date, category, "NEW", "CANCELLED", "RETURNED"',
         "date, category",
     )
     assert got == duckdb_oracle.expected(pipeline["oracle"], "status_by_category")
 
 
-def test_sales_by_product_is_also_a_bucketed_table(pipeline, spark):
-    detail = {
-        r.col_name: r.data_type
-        for r in spark.sql(f"DESCRIBE TABLE EXTENDED {batch_df_etl.BUCKETED_TABLE}").collect()
-    }
-    assert detail["Num Buckets"] == str(batch_df_etl.BUCKETS)
-    assert detail["Bucket Columns"] == "[`product_id`]"
-    assert spark.table(batch_df_etl.BUCKETED_TABLE).count() == pipeline["df_written"]["sales_by_product"]
+def test_sales_by_product_is_bucketed_by_product_in_its_iceberg_table(pipeline, spark):
+    """The seed's bucketing, persisted: Iceberg's own bucket transform on product_id, beside date."""
+    table = iceberg_read.table("sales_by_product")
+    fields = {(f.name, str(f.transform)) for f in table.spec().fields}
+    assert fields == {("date", "identity"), ("product_id_bucket", f"bucket[{daily_tables.BUCKETS}]")}, fields
+    files = spark.sql(
+        f"SELECT partition FROM {spark_table('sales_by_product')}.files VERSION AS OF '{branch_for('v1')}'"
+    ).collect()
+    assert {f.partition.product_id_bucket for f in files} == set(range(daily_tables.BUCKETS))
+    assert len(output_rows("sales_by_product", "*", "ALL")) == pipeline["df_written"]["sales_by_product"]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -169,30 +170,35 @@ def test_rerunning_a_date_is_identical_and_publishing_it_leaves_other_dates_alon
     root, raw, first = pipeline["root"], pipeline["raw"], pipeline["out"]
     pinned = publication.read_inputs(root, "v1")
     for day in DAYS:
-        publication.publish(root, day, "v1", pinned[day]["fingerprint"], checks=1)
+        publication.publish(day, "v1", pinned[day]["fingerprint"], checks=1)
+    assert {o: iceberg_read.snapshot_id(o) for o in daily_tables.OUTPUTS} == publication.published(
+        DAYS[1]
+    ).snapshots
+    published_first = {o: iceberg_read.rows(o) for o in daily_tables.OUTPUTS}
 
     again = run_inputs(raw, root, [DAYS[0]], "v2")
     batch_rdd_etl.run(again, spark)
-    written = batch_df_etl.run(again, spark)
+    batch_df_etl.run(again, spark)
 
-    # The new version of the date is the same, byte for byte (text) and row for row (Parquet).
+    # The new version of the date is the same, byte for byte (text) and row for row (tables).
     rdd_dir = f"{batch_rdd_etl.OUTPUT_NAME}/date={DAYS[0]}"
     assert snapshot(again.out / rdd_dir) == snapshot(first / rdd_dir), "RDD text byte-identical"
-    for name in batch_df_etl.OUTPUTS:
-        assert parquet_rows(again.out / name, "*", "ALL") == [
-            r for r in parquet_rows(first / name, "*", "ALL") if str(r[-1]) == DAYS[0]
-        ], name
-    assert spark.table(batch_df_etl.BUCKETED_TABLE).count() == written["sales_by_product"]
+    on_day = f"date = DATE '{DAYS[0]}'"
+    for name in daily_tables.OUTPUTS:
+        assert output_rows(name, "*", "ALL", "v2", on_day) == output_rows(name, "*", "ALL", "v1", on_day), (
+            name
+        )
+    # Unpublished, the run's branch changes nothing readers see.
+    assert {o: iceberg_read.rows(o) for o in daily_tables.OUTPUTS} == published_first
     # Published: readers of that date see the new version, of the other date still the first.
-    publication.publish(root, DAYS[0], "v2", again_fingerprint(root, DAYS[0]), checks=1)
-    assert (
-        publication.published_dir(root, "hourly_sales", DAYS[0])
-        == again.out / "hourly_sales" / f"date={DAYS[0]}"
-    )
-    assert (
-        publication.published_dir(root, "hourly_sales", DAYS[1]) == first / "hourly_sales" / f"date={DAYS[1]}"
-    )
-    assert [h["version"] for h in publication.published(root, DAYS[0])["history"]] == ["v1"]
+    record = publication.publish(DAYS[0], "v2", again_fingerprint(root, DAYS[0]), checks=1)
+    assert publication.published_version(DAYS[0]) == "v2" and publication.published_version(DAYS[1]) == "v1"
+    for name, snapshot_id in record.snapshots.items():
+        assert snapshot_id == iceberg_read.snapshot_id(name)
+        summary = iceberg_read.table(name).snapshot_by_id(snapshot_id).summary
+        assert (summary["shopstream.run"], summary["shopstream.date"]) == ("v2", DAYS[0]), name
+        assert iceberg_read.rows(name) == published_first[name], "the same rows, now from v2's files"
+    assert [p.version for p in publication.history(DAYS[0])] == ["v2", "v1"]
 
 
 def test_the_dataframe_jobs_roll_up_of_the_raw_rows_runs_natively_in_comet(pipeline, spark):
@@ -258,10 +264,11 @@ def test_both_jobs_write_the_same_outputs_with_comet_off(pipeline, spark):
     spark_only = publication.version_root(root, "v-spark")
     rdd_dir = f"{batch_rdd_etl.OUTPUT_NAME}/date={DAYS[0]}"
     assert snapshot(spark_only / rdd_dir) == snapshot(first / rdd_dir), "RDD text byte-identical"
-    for name in batch_df_etl.OUTPUTS:
-        assert parquet_rows(spark_only / name, "*", "ALL") == [
-            r for r in parquet_rows(first / name, "*", "ALL") if str(r[-1]) == DAYS[0]
-        ], name
+    on_day = f"date = DATE '{DAYS[0]}'"
+    for name in daily_tables.OUTPUTS:
+        assert output_rows(name, "*", "ALL", "v-spark", on_day) == output_rows(
+            name, "*", "ALL", "v1", on_day
+        ), name
 
 
 def test_comet_is_off_for_every_job_with_shopstream_comet_0(monkeypatch):
@@ -323,8 +330,8 @@ def test_published_outputs_that_miss_late_events_fail_validation_naming_the_reru
     from shopstream.validation import validate
 
     root, raw, day = pipeline["root"], pipeline["raw"], DAYS[1]
-    if publication.published(root, day) is None:  # run alone: publish the first version
-        publication.publish(root, day, "v1", publication.read_inputs(root, "v1")[day]["fingerprint"], 1)
+    if publication.published(day) is None:  # run alone: publish the first version
+        publication.publish(day, "v1", publication.read_inputs(root, "v1")[day]["fingerprint"], 1)
     assert validate(day, root, raw).passed, "the published outputs equal the raw layer"
 
     produce(kafka_broker, pipeline["topic"], "--count", "50", "--seed", "33", "--start", day, "--span", "1h")
@@ -334,7 +341,7 @@ def test_published_outputs_that_miss_late_events_fail_validation_naming_the_reru
     [stale] = report.failed
     assert stale.name == "reconciles_with_raw"
     assert "stale or partial" in stale.detail and f"make backfill FROM={day} TO={day}" in stale.detail
-    assert publication.changed_dates(raw, root, [day]).keys() == {day}, "the next run recomputes it"
+    assert publication.changed_dates(raw, [day]).keys() == {day}, "the next run recomputes it"
 
 
 def test_rdd_lines_print_cents_exactly_including_net_refunds():

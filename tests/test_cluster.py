@@ -11,17 +11,19 @@ import sys
 import time
 from decimal import Decimal
 
-import duckdb
 import pytest
 
 from shopstream import publication
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT, order_sim_binary
+from shopstream.daily_tables import OUTPUTS
 from shopstream.devstack.kafka_cluster import LocalCluster
 from shopstream.devstack.kafka_security import SPARK_GROUP_PREFIX
 from shopstream.devstack.processes import free_port, port_is_open
 from shopstream.devstack.spark_cluster import LocalSparkCluster
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
+from shopstream.validation import RDD_OUTPUT
+from tests import iceberg_read
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.sink_files import read_sink, write_through_file_sink
@@ -160,7 +162,8 @@ def test_two_nodes_down_stops_the_producer_in_bounded_time_naming_the_cause(kafk
     assert acknowledged <= after
 
 
-def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark_cluster, spark, tmp_path):
+def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark_cluster, spark, tmp_path,
+                                                                         fresh_lake_namespace):  # fmt: skip
     # A raw layer through the file sink (so the job reads it the production way), 300k rows.
     rows = spark.range(300_000).selectExpr(
         "concat('ORD-', id) AS order_id", "concat('CUST-', id % 977) AS customer_id",
@@ -188,8 +191,8 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     spark_cluster.start()  # the worker back, for the tests after this one
     assert job.returncode == 0, output[-3000:]
 
-    scan = f"read_parquet('{tmp_path}/out/_versions/*/hourly_sales/*/*.parquet')"  # the job's one version
-    hourly = duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0]
+    [branch] = [ref for ref in iceberg_read.table("hourly_sales").refs() if ref != "main"]  # the job's run
+    [hourly] = iceberg_read.rows("hourly_sales", "sum(orders), sum(net_revenue)", ref=branch)
     new = sum(1 for i in range(300_000) if i % 10)
     revenue = sum((1 + i % 3) * (1 if i % 10 else -1) for i in range(300_000)) * 999
     assert hourly == (new, Decimal(revenue) / 100)
@@ -222,24 +225,15 @@ def test_workers_roll_executor_logs_and_delete_a_finished_applications_folder(sp
 
 
 def dag_outputs(data, date: str) -> dict[str, list]:
-    """Every published output of one date, as sorted rows (Parquet) or lines (the RDD job's text)."""
-    out = data / "transformed"
-    version = publication.published_version(out, date)
-    found = {}
-    for folder in sorted((out / "_versions" / version).glob(f"*/date={date}")):
-        if any(folder.glob("*.parquet")):
-            found[folder.parent.name] = sorted(
-                duckdb.sql(f"SELECT * FROM read_parquet('{folder}/*.parquet')").fetchall()
-            )
-        else:
-            found[folder.parent.name] = sorted(
-                line for p in folder.glob("part-*") for line in p.read_text().splitlines()
-            )
+    """Every published output of one date, as sorted rows (tables) or lines (the RDD job's text)."""
+    found = {name: sorted(iceberg_read.rows(name, where=f"date = DATE '{date}'")) for name in OUTPUTS}
+    rdd = publication.output_dir(data / "transformed", publication.published_version(date), RDD_OUTPUT, date)
+    found[RDD_OUTPUT] = sorted(line for p in rdd.glob("part-*") for line in p.read_text().splitlines())
     return found
 
 
 def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, spark_cluster, tmp_path,
-                                                                 monkeypatch):  # fmt: skip
+                                                                 monkeypatch, lake_namespace):  # fmt: skip
     from shopstream.airflow.run_local import run_dag
     from shopstream.devstack.kafka_broker import throwaway_broker
 
@@ -257,6 +251,7 @@ def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, 
             monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", bootstrap)
             monkeypatch.setenv("SHOPSTREAM_SPARK_MASTER", master)
             monkeypatch.setenv("SHOPSTREAM_KAFKA_CONFIG", json.dumps(pipeline))
+            monkeypatch.setenv("SHOPSTREAM_LAKE_NAMESPACE", f"{lake_namespace}_{name}")
             sim = subprocess.run(
                 [str(order_sim_binary()), "--brokers", bootstrap, "--topic", ORDERS_TOPIC, "--count", "2000",
                  "--seed", "81", "--malformed-ratio", "0.02", "--start", date, "--span", "24h"],

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
 import pytest
 
-from shopstream import publication
+from shopstream import daily_tables, publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC
 from shopstream.kafka_admin import topic_stats
-from tests import oracle
+from shopstream.validation import validate
+from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.sink_files import copies_in_raw
@@ -31,15 +36,20 @@ def days_before(days: int) -> str:
     return (dt.date.fromisoformat(DATE) - dt.timedelta(days=days)).isoformat()
 
 
-def published(data, output: str, date: str):
-    """The folder readers see for `output` of `date`: where its publication record points."""
-    folder = publication.published_dir(data / "transformed", output, date)
-    assert folder is not None, f"{date} not published"
-    return folder
+def published_rows(output: str, date: str, columns: str = "*", order: str = "ALL") -> list[tuple]:
+    """What readers of the table `output` see of `date` (its `main`), read by PyIceberg + DuckDB."""
+    return iceberg_read.rows(output, columns, order, "main", f"date = DATE '{date}'")
+
+
+def published_rdd(data, date: str):
+    """The RDD job's text output of `date` in the version its publication names."""
+    version = publication.published_version(date)
+    assert version is not None, f"{date} not published"
+    return publication.output_dir(data / "transformed", version, "rdd_revenue_by_product", date)
 
 
 @pytest.fixture(scope="module")
-def local_stack(kafka_broker, tmp_path_factory):
+def local_stack(kafka_broker, lake_catalog, tmp_path_factory):
     """The pipeline's state and data in throwaway folders, pointed at the test broker."""
     home = tmp_path_factory.mktemp("dag")
     with pytest.MonkeyPatch.context() as mp:
@@ -80,7 +90,7 @@ def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_
               if not oracle.problems(m.value)]  # fmt: skip
     sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
     expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
-    rdd_dir = published(local_stack, "rdd_revenue_by_product", DATE)
+    rdd_dir = published_rdd(local_stack, DATE)
     rdd_total = sum(
         Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
     )
@@ -101,13 +111,12 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
     assert first_run["state"] == "success"
     page = build(DATE)
     data = json.loads((page.parent / "report.json").read_text())
-    rdd_dir = published(local_stack, "rdd_revenue_by_product", DATE)
+    rdd_dir = published_rdd(local_stack, DATE)
     rdd_total = sum(
         Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
     )
     assert Decimal(data["totals"]["net_revenue"]) == rdd_total
-    scan = f"read_parquet('{published(local_stack, 'top_products', DATE)}/*.parquet')"
-    top = duckdb.sql(f"SELECT product_name, net_quantity FROM {scan} ORDER BY rank").fetchall()
+    top = published_rows("top_products", DATE, "product_name, net_quantity", "rank")
     assert [(t["product"], t["net_quantity"]) for t in data["top_products"]] == top
     # Records with no readable event time are filed under their arrival date, not this one.
     quarantined = duckdb.sql(
@@ -129,16 +138,14 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
 
 def test_corrupted_output_fails_validate_output_naming_the_check(first_run, local_stack):
     assert first_run["state"] == "success"
-    top = published(local_stack, "top_products", DATE)
-    [original] = list(top.glob("*.parquet"))
-    # An 11th row with a null product: breaks two rules at once.
-    scan = f"read_parquet('{original}', hive_partitioning=false)"
-    duckdb.sql(
-        f"COPY (SELECT * FROM {scan} UNION ALL "
-        f"SELECT 11, NULL, product_name, category, net_quantity, net_revenue FROM {scan} WHERE rank = 1) "
-        f"TO '{top / 'corrupt.parquet'}' (FORMAT parquet)"
-    )
-    original.unlink()
+    # An 11th row with a null product, committed to what readers see: breaks two rules at once.
+    table = iceberg_read.table("top_products")
+    good = table.current_snapshot().snapshot_id
+    first = table.scan(row_filter=f"date = '{DATE}' AND rank = 1").to_arrow()
+    corrupt = first.set_column(first.schema.get_field_index("rank"), "rank", pa.array([11], pa.int32()))
+    corrupt = corrupt.set_column(corrupt.schema.get_field_index("product_id"), "product_id",
+                                 pa.array([None], pa.string()))  # fmt: skip
+    table.append(corrupt.cast(table.schema().as_arrow()))
 
     result = run_dag(DATE, expected_events=COUNT, retries=0, only="validate_output", quiet=True)
 
@@ -148,6 +155,9 @@ def test_corrupted_output_fails_validate_output_naming_the_check(first_run, loca
     report = json.loads((local_stack / "transformed" / "_validation" / f"{DATE}.json").read_text())
     failed = {c["name"] for c in report["checks"] if not c["passed"]}
     assert failed == {"top_products.at_most_10_ranked", "top_products.no_null_keys"}
+    # Iceberg's own undo: main back at the published snapshot, and the date validates again.
+    iceberg_read.table("top_products").manage_snapshots().set_current_snapshot(good).commit()
+    assert validate(DATE).passed
 
 
 def test_a_date_without_data_skips_the_etl_with_a_clear_message(first_run, local_stack, monkeypatch):
@@ -163,7 +173,7 @@ def test_a_date_without_data_skips_the_etl_with_a_clear_message(first_run, local
     assert [t for t, s in states.items() if s == "skipped"] == [
         "wait_for_raw_data", "run_rdd_etl", "run_df_etl", "validate_output", "end"
     ]  # fmt: skip
-    assert publication.published(local_stack / "transformed", days_before(20)) is None
+    assert publication.published(days_before(20)) is None
 
 
 def test_a_date_before_the_start_date_is_refused_not_an_empty_success(local_stack):
@@ -190,13 +200,12 @@ def test_the_no_data_message_says_why_and_what_to_do(tmp_path):
 BACKFILL = tuple(days_before(n) for n in (5, 4, 3))
 
 
-def outputs_of(data, date: str) -> dict[str, bytes]:
-    """Every published output file of one date, by path: to prove that other runs left it untouched."""
-    version = publication.published_version(data / "transformed", date)
-    found = {}
-    for folder in sorted((data / "transformed" / "_versions" / version).glob(f"*/date={date}")):
-        for file in sorted(folder.iterdir()):
-            found[str(file.relative_to(data))] = file.read_bytes()
+def outputs_of(data, date: str) -> dict[str, object]:
+    """Every published output of one date (rows, and the RDD job's files): to prove that other
+    runs left it untouched."""
+    found: dict[str, object] = {name: published_rows(name, date) for name in daily_tables.OUTPUTS}
+    for file in sorted(published_rdd(data, date).iterdir()):
+        found[file.name] = file.read_bytes()
     return found
 
 
@@ -223,8 +232,7 @@ def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
     for day in BACKFILL:
         mine = [e for e in events if e["timestamp"].startswith(day)]
         expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in mine)
-        scan = f"read_parquet('{published(local_stack, 'hourly_sales', day)}/*.parquet')"
-        orders, revenue = duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0]
+        [(orders, revenue)] = published_rows("hourly_sales", day, "sum(orders), sum(net_revenue)")
         assert (orders, revenue) == (sum(e["order_status"] == "NEW" for e in mine), expected), day
         assert json.loads((local_stack / "transformed" / "_validation" / f"{day}.json").read_text())["passed"]
     quarantined = duckdb.sql(
@@ -270,7 +278,7 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
     assert first_run["state"] == "success"
     root = local_stack / "transformed"
     late_day = BACKFILL[1]
-    before = {day: publication.published(root, day) for day in BACKFILL}
+    before = {day: publication.published(day) for day in BACKFILL}
     already = topic_stats(ORDERS_TOPIC, kafka_broker.bootstrap).messages
     produce(
         kafka_broker, ORDERS_TOPIC, "--count", str(LATE), "--seed", "43", "--start", late_day, "--span", "24h"
@@ -288,11 +296,11 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
 
     assert result["state"] == "success", result
     assert {t: i["state"] for t, i in result["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
-    after = publication.published(root, late_day)
-    assert after["version"] != before[late_day]["version"]
-    assert after["history"][0]["version"] == before[late_day]["version"]
+    after = publication.published(late_day)
+    assert after.version != before[late_day].version
+    assert [p.version for p in publication.history(late_day)][:2] == [after.version, before[late_day].version]
     for untouched in (BACKFILL[0], BACKFILL[2]):
-        assert publication.published(root, untouched) == before[untouched], f"{untouched} had no late events"
+        assert publication.published(untouched) == before[untouched], f"{untouched} had no late events"
     # Every event of the late day counts, each once: the published outputs equal the events' own.
     topic = read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, already + LATE + REDELIVERED)
     delivered = [json.loads(m.value) for m in topic if not oracle.problems(m.value)]
@@ -300,15 +308,143 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
     assert len(events) == len(of_late_day)
     sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
     revenue = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in events)
-    scan = f"read_parquet('{published(local_stack, 'hourly_sales', late_day)}/*.parquet')"
-    assert duckdb.sql(f"SELECT sum(orders), sum(net_revenue) FROM {scan}").fetchall()[0] == (
-        sum(e["order_status"] == "NEW" for e in events), revenue
-    )  # fmt: skip
-    counts = json.loads(
-        (published(local_stack, "rdd_revenue_by_product", late_day) / "_counts.json").read_text()
-    )
+    assert published_rows("hourly_sales", late_day, "sum(orders), sum(net_revenue)") == [
+        (sum(e["order_status"] == "NEW" for e in events), revenue)
+    ]  # fmt: skip
+    counts = json.loads((published_rdd(local_stack, late_day) / "_counts.json").read_text())
     # The DAG's ingest dropped the copies already; the batch jobs found none left to drop.
     assert copies_in_raw(local_stack / "raw") == 0 and counts["duplicates_dropped"] == 0
     report = json.loads((root / "_validation" / f"{late_day}.json").read_text())
-    assert report["passed"] and report["version"] == after["version"]
+    assert report["passed"] and report["version"] == after.version
     assert any(c["name"] == "reconciles_with_raw" and c["passed"] for c in report["checks"])
+
+
+def test_a_publication_cut_short_is_seen_and_completed_by_the_next_run(first_run, local_stack, kafka_broker):
+    """validate_output dying between two outputs' publication: late events of a published date are
+    transformed by a run's jobs (validation and publication left out), then only two of its tables
+    are published, as a crash after their commits leaves them. No publication is recorded, the
+    date's tables now disagree (the published check names it), and the next run transforms the
+    date again (its raw rows changed since its publication) and publishes every output."""
+    assert first_run["state"] == "success"
+    day, root = BACKFILL[2], local_stack / "transformed"
+    before = publication.published(day)
+    produce(kafka_broker, ORDERS_TOPIC, "--count", "80", "--seed", "47", "--start", day, "--span", "2h")
+    jobs = run_dag(None, expected_events=COUNT, retries=0, quiet=True,
+                   only="run_streaming_job|wait_for_raw_data|run_rdd_etl|run_df_etl")  # fmt: skip
+    assert jobs["state"] == "success", jobs
+    [version] = [v for v in newest_versions(root) if day in publication.read_inputs(root, v)][:1]
+    assert validate(day, root, version=version).passed, "the run's candidate is sound"
+
+    for output in daily_tables.OUTPUTS[:2]:  # the crash: after two tables' commits, before the record
+        daily_tables.publish_output(output, day, version)
+
+    assert publication.published(day) == before, "no publication recorded"
+    cut_short = validate(day, root)
+    assert not cut_short.passed, "main mixes two runs' outputs of the date: named"
+    result = run_dag(None, expected_events=COUNT, retries=0, quiet=True)
+    assert result["state"] == "success", result
+    assert publication.published(day).version not in (before.version, version)
+    assert validate(day, root).passed
+
+
+def newest_versions(root) -> list[str]:
+    return [
+        p.name for p in sorted((root / "_versions").iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    ]
+
+
+def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equals_the_oracle(
+    first_run, local_stack, kafka_broker
+):
+    """What a user of the tables runs: plain Spark SQL and PyIceberg + DuckDB in processes that
+    never import shopstream, given only the catalog's settings files (`python -m shopstream.lake`).
+    Every published date (on time, late, re-delivered, after a publication cut short) equals the
+    oracle over the events read back from Kafka."""
+    from shopstream.lake import lake_settings, write_client_settings
+
+    assert first_run["state"] == "success"
+    folder = local_stack.parent / "state" / "lake"
+    write_client_settings(lake_settings(), folder)
+    dates = publication.published_dates()
+    assert set(dates) >= {DATE, *BACKFILL}
+    delivered = [
+        json.loads(m.value) for m in read_all(kafka_broker.bootstrap) if not oracle.problems(m.value)
+    ]
+    truth = duckdb_oracle.connect(distinct_events(delivered))
+    want = {
+        output: sorted(
+            tuple(map(str, row)) for row in duckdb_oracle.expected(truth, output) if str(row[0]) in dates
+        )
+        for output in ORACLE_COLUMNS
+    }
+    for reader in (SPARK_SQL_READER, PYICEBERG_READER):
+        got = read_in_a_clean_process(reader, folder, dates)
+        for output in ORACLE_COLUMNS:
+            assert sorted(map(tuple, got[output])) == want[output], (reader[:40], output)
+        assert got["imported_shopstream"] is False
+
+
+# The oracle's columns of each output, in its order.
+ORACLE_COLUMNS = {
+    "hourly_sales": "date, hour, orders, gross_revenue, reversals, net_revenue, avg_order_value",
+    "top_products": "date, rank, product_id, net_quantity, net_revenue",
+    "regional_revenue": "date, region_code, region_name, orders, net_revenue",
+    "sales_by_product": "date, product_id, net_quantity, net_revenue, orders",
+    "status_by_category": 'date, category, "NEW", "CANCELLED", "RETURNED"',
+}
+
+# Plain PySpark with the catalog's settings file as spark-sql's --properties-file reads it.
+SPARK_SQL_READER = """
+import json, os, sys
+from pyspark.sql import SparkSession
+
+builder = SparkSession.builder.master("local[1]")
+for line in open(os.environ["SPARK_CONF"]):
+    key, value = line.rstrip("\\n").split(" ", 1)
+    builder = builder.config(key, value)
+spark = builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
+got = {}
+for output, columns in json.loads(os.environ["OUTPUT_COLUMNS"]).items():
+    columns = columns.replace("hour,", "date_format(hour, 'yyyy-MM-dd HH:mm:ss') AS hour,").replace('"', "`")
+    dates = ", ".join(f"DATE'{d}'" for d in json.loads(os.environ["DATES"]))
+    table = f"lake.{os.environ['NS']}.{output}"
+    rows = spark.sql(f"SELECT {columns} FROM {table} WHERE date IN ({dates})").collect()
+    got[output] = [[str(v) for v in row] for row in rows]
+got["imported_shopstream"] = any(m.startswith("shopstream") for m in sys.modules)
+print(json.dumps(got))
+"""
+
+# PyIceberg (its settings in PYICEBERG_HOME) handing each table to DuckDB.
+PYICEBERG_READER = """
+import json, os, sys
+from pyiceberg.catalog import load_catalog
+
+catalog = load_catalog("lake")
+got = {}
+for output, columns in json.loads(os.environ["OUTPUT_COLUMNS"]).items():
+    columns = columns.replace("hour,", "strftime(timezone('UTC', hour), '%Y-%m-%d %H:%M:%S') AS hour,")
+    con = catalog.load_table(f"{os.environ['NS']}.{output}").scan().to_duckdb("t")
+    dates = ", ".join(f"DATE '{d}'" for d in json.loads(os.environ["DATES"]))
+    rows = con.execute(f"SELECT {columns} FROM t WHERE date IN ({dates})").fetchall()
+    got[output] = [[str(v) for v in row] for row in rows]
+got["imported_shopstream"] = any(m.startswith("shopstream") for m in sys.modules)
+print(json.dumps(got))
+"""
+
+
+def read_in_a_clean_process(code: str, folder, dates: list[str]) -> dict:
+    """Runs a reader in a new Python that has only the settings files (no shopstream on its path)."""
+    from shopstream.lake import namespace
+
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "PYICEBERG_HOME": str(folder),
+           "SPARK_CONF": str(folder / "spark-lake.conf"), "NS": namespace(), "DATES": json.dumps(dates),
+           "OUTPUT_COLUMNS": json.dumps(ORACLE_COLUMNS), "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYSPARK_PYTHON": sys.executable, "JAVA_HOME": os.environ.get("JAVA_HOME", "")}  # fmt: skip
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, env=env,
+                            cwd=folder, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def read_all(bootstrap: str) -> list:
+    return read_topic(bootstrap, ORDERS_TOPIC, topic_stats(ORDERS_TOPIC, bootstrap).messages)

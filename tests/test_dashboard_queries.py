@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
 
 from shopstream.dashboard.queries import Kpis, day_start, failing_dates, last_validation, window_start
 
@@ -20,10 +23,13 @@ def test_rates_are_per_new_order_and_undefined_without_orders():
     assert Kpis(0, 1, 0, -1, Decimal(0), Decimal(5), Decimal(-5)).cancellation_rate is None
 
 
-def test_last_validation_names_a_version_that_is_not_the_published_one():
-    assert last_validation({}, "v1") == "none"
-    assert last_validation({"passed": True, "version": "v1"}, "v1") == "passed"
-    assert last_validation({"passed": False, "version": "v2"}, "v1") == "FAILED (v2)"
+@pytest.mark.parametrize(
+    ("passed", "version", "shown"),
+    [(True, "v1", "passed"), (False, "v2", "FAILED (v2)"), (True, "v3", "passed (v3)")],
+)
+def test_last_validation_names_a_version_that_is_not_the_published_one(passed, version, shown):
+    newest = SimpleNamespace(passed=passed, version=version)
+    assert last_validation(newest, "v1") == shown
 
 
 def test_the_dates_whose_latest_validation_failed_are_named_newest_first(tmp_path):

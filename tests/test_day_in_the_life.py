@@ -15,16 +15,16 @@ import sys
 import time
 from decimal import Decimal
 
-import duckdb
 import pytest
 
-from shopstream import publication, sink_log
+from shopstream import daily_tables, publication, sink_log
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC, VALID, paths
+from shopstream.daily_tables import branch_for
 from shopstream.devstack.ingest_service import IngestService
 from shopstream.devstack.kafka_broker import throwaway_broker
-from tests import duckdb_oracle, oracle
+from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
@@ -35,7 +35,10 @@ pytestmark = pytest.mark.integration
 D1, D2 = days_ago(2), days_ago(1)  # two closed days; the first events cross the midnight between them
 REDELIVERED = 300
 COLUMNS = {
-    "hourly_sales": ("hour, orders, gross_revenue, reversals, net_revenue, avg_order_value", "hour"),
+    "hourly_sales": (
+        "timezone('UTC', hour), orders, gross_revenue, reversals, net_revenue, avg_order_value",
+        "hour",
+    ),
     "top_products": ("rank, product_id, net_quantity, net_revenue", "rank"),
     "regional_revenue": ("region_code, region_name, orders, net_revenue", "region_code"),
     "status_by_category": ('category, "NEW", "CANCELLED", "RETURNED"', "category"),
@@ -43,7 +46,7 @@ COLUMNS = {
 
 
 @pytest.fixture
-def stack(tmp_path, monkeypatch):
+def stack(tmp_path, monkeypatch, lake_catalog):
     """Its own broker and state: the live service and the DAG use the production topic names."""
     with throwaway_broker(tmp_path / "kafka") as broker:
         monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(tmp_path / "state"))
@@ -53,27 +56,35 @@ def stack(tmp_path, monkeypatch):
         yield broker
 
 
-def published_files(root, day: str) -> dict[str, bytes]:
-    version = publication.published_version(root, day)
-    folders = (root / "_versions" / version).glob(f"*/date={day}")
-    return {str(f): f.read_bytes() for folder in folders for f in sorted(folder.iterdir())}
+def published_outputs(root, day: str) -> dict[str, object]:
+    """What readers see of `day`: each table's rows on `main`, and the published RDD text."""
+    found: dict[str, object] = {
+        name: iceberg_read.rows(name, where=f"date = DATE '{day}'") for name in daily_tables.OUTPUTS
+    }
+    rdd = publication.output_dir(root, publication.published_version(day), "rdd_revenue_by_product", day)
+    return found | {str(f): f.read_bytes() for f in sorted(rdd.iterdir())}
 
 
 def crash_a_batch_job_mid_write(root, dates: list[str]) -> None:
-    """Starts the DataFrame job into a version of its own and SIGKILLs it once it writes."""
+    """Starts the DataFrame job into a version of its own and SIGKILLs it once it commits to its
+    branch (the first table written)."""
     command = [sys.executable, "-m", "shopstream.spark.batch_df_etl", "--dates", ",".join(dates)]
     job = subprocess.Popen(
         [*command, "--version", "crashed"],
         env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    written = root / "_versions" / "crashed" / "hourly_sales"
     deadline = time.monotonic() + 180
-    while not written.exists():
+    while not any(iceberg_read.snapshot_id(name, branch_for("crashed")) for name in written_tables()):
         assert job.poll() is None, "the job ended before it was killed"
         assert time.monotonic() < deadline, "the job wrote nothing within 180 s"
         time.sleep(0.1)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
+
+
+def written_tables() -> list[str]:
+    """The daily tables that exist (the job makes them on its first run)."""
+    return [name for name in daily_tables.OUTPUTS if iceberg_read.exists(name)]
 
 
 def test_a_day_in_the_life(stack):
@@ -88,7 +99,7 @@ def test_a_day_in_the_life(stack):
         # waiting for the live query instead of writing the sink itself.
         first = run_dag(None, scheduled_for=D1, expected_events=4000, retries=0, quiet=True)
         assert (first["state"], first["date"], first["run_type"]) == ("success", D1, "scheduled"), first
-        d1_first = publication.published(root, D1)
+        d1_first = publication.published(D1)
 
         # The rest of D2; 200 events of D1 arriving late; 300 events delivered a second time.
         produce(stack, ORDERS_TOPIC, "--count", "3000", "--seed", "102", "--start", f"{D2}T04:00:00Z",
@@ -99,9 +110,9 @@ def test_a_day_in_the_life(stack):
         redeliver(stack.bootstrap, ORDERS_TOPIC, valid[::20][:REDELIVERED])
 
         # A batch job killed mid-write: readers still see D1's published outputs, untouched.
-        before = published_files(root, D1)
+        before = published_outputs(root, D1)
         crash_a_batch_job_mid_write(root, [D1, D2])
-        assert publication.published(root, D1) == d1_first and published_files(root, D1) == before
+        assert publication.published(D1) == d1_first and published_outputs(root, D1) == before
         # That crash was 8 days ago: the next publication vacuums it (past the retention, unseen).
         crashed, eight_days = root / "_versions" / "crashed", 8 * 86400
         os.utime(crashed, (time.time() - eight_days, time.time() - eight_days))
@@ -111,7 +122,8 @@ def test_a_day_in_the_life(stack):
         assert (second["state"], second["date"]) == ("success", D2), second
         assert {t: i["state"] for t, i in second["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
         assert not crashed.exists(), "a failed version past the retention is vacuumed"
-        assert (root / "_versions" / d1_first["version"]).is_dir(), "superseded, within the retention: kept"
+        assert (root / "_versions" / d1_first.version).is_dir(), "superseded, within the retention: kept"
+        assert iceberg_read.snapshot_id("hourly_sales", branch_for("crashed")) is None, "its branch dropped"
     finally:
         assert service.stop()
     # The live service sealed what it committed: every file of its log is in a seal of its date.
@@ -128,23 +140,20 @@ def test_a_day_in_the_life(stack):
     truth = duckdb_oracle.connect(events)
     dropped = 0
     for day in (D1, D2):
-        record = publication.published(root, day)
-        assert record["version"] != "crashed"
+        record = publication.published(day)
+        assert record.version != "crashed"
         report = json.loads((root / "_validation" / f"{day}.json").read_text())
-        assert report["passed"] and report["version"] == record["version"], report
+        assert report["passed"] and report["version"] == record.version, report
         for output, (columns, order) in COLUMNS.items():
-            folder = publication.published_dir(root, output, day)
-            got = duckdb.sql(
-                f"SELECT {columns} FROM read_parquet('{folder}/*.parquet') ORDER BY {order}"
-            ).fetchall()
+            got = iceberg_read.rows(output, columns, order, where=f"date = DATE '{day}'")
             want = [r[1:] for r in duckdb_oracle.expected(truth, output) if str(r[0]) == day]
             assert got == want, (day, output)
-        rdd = publication.published_dir(root, "rdd_revenue_by_product", day)
+        rdd = publication.output_dir(root, record.version, "rdd_revenue_by_product", day)
         lines = [line for part in sorted(rdd.glob("part-*")) for line in part.read_text().splitlines()]
         revenue = duckdb_oracle.expected(truth, "rdd_revenue_by_product")
         want = [f"{p}\t{r.quantize(Decimal('0.01'))}" for d, p, r in revenue if str(d) == day]
         assert lines == want, day
         dropped += json.loads((rdd / "_counts.json").read_text())["duplicates_dropped"]
-    assert publication.published(root, D1)["history"][0]["version"] == d1_first["version"], "D1 recomputed"
+    assert [p.version for p in publication.history(D1)][1] == d1_first.version, "D1 recomputed"
     # The live ingest dropped every copy (the batch jobs, de-duplicating again, found none left).
     assert copies_in_raw(paths().raw_sink) == 0 and dropped == 0, "each re-delivered event counted once"

@@ -13,24 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from shopstream.lake import CATALOG, NAMESPACE, lake_settings, pyiceberg_properties
+from shopstream.lake import CATALOG, lake_settings, namespace, pyiceberg_properties
 
 pytestmark = pytest.mark.integration
 
-WRITE = f"""
+WRITE = """
+from shopstream.lake import spark_table
 from shopstream.spark.lake_init import init
 from shopstream.spark.session import get_spark
 
-spark = get_spark("lake-test", {{"spark.ui.enabled": "false"}}, lake=True)
+spark = get_spark("lake-test", {"spark.ui.enabled": "false"}, lake=True)
 init(spark)
-spark.sql('''CREATE TABLE {CATALOG}.{NAMESPACE}.hourly_probe
+probe = spark_table("hourly_probe")
+spark.sql(f'''CREATE TABLE {probe}
              (date DATE, hour TIMESTAMP, orders BIGINT, net_revenue DECIMAL(38,2))
              USING iceberg PARTITIONED BY (date)''')
-spark.sql('''INSERT INTO {CATALOG}.{NAMESPACE}.hourly_probe VALUES
+spark.sql(f'''INSERT INTO {probe} VALUES
              (DATE'2026-12-03', TIMESTAMP'2026-12-03 10:00:00', 12, 1234.56),
              (DATE'2026-12-03', TIMESTAMP'2026-12-03 11:00:00', 3, -20.00),
              (DATE'2026-12-04', TIMESTAMP'2026-12-04 09:00:00', 7, 21474836467852516353.00)''')
-print(spark.sql("SELECT count(*) FROM {CATALOG}.{NAMESPACE}.hourly_probe").collect()[0][0])
+print(spark.sql(f"SELECT count(*) FROM {probe}").collect()[0][0])
 """
 
 # What a user's notebook does: PyIceberg and DuckDB only.
@@ -39,7 +41,7 @@ import json, os, sys
 from pyiceberg.catalog.sql import SqlCatalog
 
 catalog = SqlCatalog("{CATALOG}", **json.loads(os.environ["CATALOG"]))
-table = catalog.load_table("{NAMESPACE}.hourly_probe")
+table = catalog.load_table(os.environ["NAMESPACE"] + ".hourly_probe")
 con = table.scan(row_filter="date = '2026-12-03'").to_duckdb("hourly")
 rows = con.execute("SELECT count(*), sum(orders), sum(net_revenue)::VARCHAR FROM hourly").fetchall()
 total = table.scan().to_arrow().column("net_revenue").to_pylist()
@@ -65,7 +67,8 @@ def test_a_table_spark_writes_is_read_by_pyiceberg_and_duckdb_without_shopstream
     assert run(WRITE, env) == "3"
 
     # The reader gets only the two settings a user would paste (what `lake_init` prints).
-    read = json.loads(run(READ, {"CATALOG": json.dumps(pyiceberg_properties(lake_settings()))}))
+    settings = {"CATALOG": json.dumps(pyiceberg_properties(lake_settings())), "NAMESPACE": namespace()}
+    read = json.loads(run(READ, settings))
     assert read["day"] == [2, 15, "1214.56"]
     assert read["all"] == ["-20.00", "1234.56", "21474836467852516353.00"]
     assert "date" in read["partitioned_by"] and read["shopstream"] is False

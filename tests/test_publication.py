@@ -1,5 +1,6 @@
-"""Publication of the transformed layer and the plan of a run, on a fake sink commit log (plain
-files: no Spark needed to decide what changed)."""
+"""The plan of a run and the record of publications (the catalog's `publications` table, in the
+session's PostgreSQL), on a fake sink commit log (plain files: no Spark needed to decide what
+changed). Publishing the tables themselves: tests/test_batch_etl.py, tests/test_lake_outputs.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import pytest
 from shopstream import publication
 
 DAY, LATE_DAY, OLD_DAY = "2026-11-27", "2026-11-25", "2026-11-15"
+
+
+@pytest.fixture(autouse=True)
+def own_catalog_namespace(lake_catalog, fresh_lake_namespace):
+    """Each test's publications apart from the others' (they publish the same dates)."""
 
 
 @pytest.fixture
@@ -38,10 +44,13 @@ def commit_batch(raw, batch: int, dates: list[str]) -> None:
 
 
 def publish_plan(root, plan: dict) -> None:
-    """What validate_output does once every check passed."""
+    """The record validate_output makes once every check passed (the tables' part aside)."""
     pinned = publication.read_inputs(root, plan["version"])
     for day in plan["dates"]:
-        publication.publish(root, day, plan["version"], pinned[day]["fingerprint"], checks=1)
+        publication.record(publication.Publication(
+            dt.date.fromisoformat(day), plan["version"], dt.datetime.now(dt.UTC), True, 1, 1, "",
+            pinned[day]["fingerprint"], {},
+        ))  # fmt: skip
 
 
 def test_a_run_plans_its_date_then_only_dates_whose_raw_rows_changed(raw, tmp_path):
@@ -76,25 +85,21 @@ def test_a_day_without_rows_has_nothing_to_plan(raw, tmp_path):
     assert plan["dates"] == [] and plan["late_dates"] == []
 
 
-def test_publication_is_one_atomic_pointer_with_history_and_vacuum_keeps_what_readers_see(raw, tmp_path):
+def test_publications_are_recorded_newest_first_and_vacuum_keeps_what_readers_see(raw, tmp_path):
     root = tmp_path / "transformed"
     commit_batch(raw, 0, [DAY])
     versions = []
     for n in range(3):
         plan = publication.plan_run(raw, root, DAY, publication.new_version(f"run{n}"))
-        out = publication.output_dir(root, plan["version"], "hourly_sales", DAY)
+        out = publication.output_dir(root, plan["version"], "rdd_revenue_by_product", DAY)
         out.mkdir(parents=True)
-        (out / "part-0.parquet").write_text(f"version {n}")
+        (out / "part-00000").write_text(f"version {n}")
         publish_plan(root, plan)
         versions.append(plan["version"])
-    record = publication.published(root, DAY)
-    assert record["version"] == versions[2]
-    assert [h["version"] for h in record["history"]] == [versions[1], versions[0]]
-    assert (
-        publication.published_dir(root, "hourly_sales", DAY).joinpath("part-0.parquet").read_text()
-        == "version 2"
-    )
-    assert not list((root / "_published").glob(".*")), "no temporary pointer left behind"
+    failed = publication.record_failure(DAY, publication.new_version("run3"), "f", 9, ["reconciles_with_raw"])
+    assert publication.published_version(DAY) == versions[2], "a failed validation publishes nothing"
+    assert [p.version for p in publication.history(DAY)] == [failed.version, *reversed(versions)]
+    assert publication.published_dates() == [DAY]
 
     # Within the retention nothing goes; past it, the versions readers no longer see do. A version
     # ages from its creation (in its name), whatever a late write did to its folder's mtime.
@@ -105,7 +110,8 @@ def test_publication_is_one_atomic_pointer_with_history_and_vacuum_keeps_what_re
         os.utime(publication.version_root(root, version), (later, later))
     deleted = publication.vacuum(root, dt.timedelta(days=7), now=eight_days_on)
     assert {p.name for p in deleted} >= {versions[0], versions[1]}
-    assert publication.published_dir(root, "hourly_sales", DAY).joinpath("part-0.parquet").exists()
+    kept = publication.output_dir(root, versions[2], "rdd_revenue_by_product", DAY) / "part-00000"
+    assert kept.read_text() == "version 2"
     assert sorted(p.name for p in (root / "_versions").iterdir()) == [versions[2]]
 
 

@@ -11,12 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from shopstream import publication, sink_log
+from shopstream import daily_tables, publication, sink_log
 from shopstream.config import VALID
+from shopstream.daily_tables import branch_for
 from shopstream.spark import batch_df_etl, batch_rdd_etl, raw_compaction
 from shopstream.spark.batch import run_inputs
 from shopstream.spark.stream_consumer import run
 from shopstream.validation import publish_validated, validate
+from tests import iceberg_read
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.test_stream_kafka import expected_from_kafka, settings_for
@@ -35,9 +37,9 @@ def compacted(files: list[str]) -> bool:
     return all(Path(f).name.startswith(sink_log.COMPACTED_PREFIX) for f in files)
 
 
-def outputs(root: Path, version: str, output: str) -> list[tuple]:
-    folder = publication.output_dir(root, version, output, DAY)
-    return sorted(duckdb.read_parquet(f"{folder}/*.parquet").fetchall())
+def outputs(version: str, output: str) -> list[tuple]:
+    """A run's rows of `output` for DAY, on its branch (PyIceberg + DuckDB)."""
+    return iceberg_read.rows(output, ref=branch_for(version), where=f"date = DATE '{DAY}'")
 
 
 def test_a_closed_dates_files_are_compacted_once_with_the_same_rows_analytics_and_pins(
@@ -59,7 +61,7 @@ def test_a_closed_dates_files_are_compacted_once_with_the_same_rows_analytics_an
     batch_rdd_etl.run(inputs, spark)
     batch_df_etl.run(inputs, spark)
     publish_validated(validate(DAY, root, raw, version="v1"), root)
-    published = publication.published(root, DAY)
+    published = publication.published(DAY)
 
     # DAY closes. A compaction that fails before its commit changes nothing (the drain succeeds).
     monkeypatch.setenv("SHOPSTREAM_COMPACTION_AFTER_DAYS", "2")
@@ -104,14 +106,14 @@ def test_a_closed_dates_files_are_compacted_once_with_the_same_rows_analytics_an
 
     # The date did not change: nothing to re-transform; its published analytics reconcile with
     # the compacted files, and the version pinned before reads them.
-    assert publication.changed_dates(raw, root, [DAY]) == {}
-    assert publication.published(root, DAY) == published
+    assert publication.changed_dates(raw, [DAY]) == {}
+    assert publication.published(DAY) == published
     assert run_inputs(raw, root, [DAY], "v1").files == new
     assert validate(DAY, root, raw).passed and validate(DAY, root, raw, version="v1").passed
     # Spark reads the compacted files into the same analytics, row for row.
     batch_df_etl.run(run_inputs(raw, root, [DAY], "v2"), spark)
-    for output in batch_df_etl.OUTPUTS:
-        assert outputs(root, "v2", output) == outputs(root, "v1", output), output
+    for output in daily_tables.OUTPUTS:
+        assert sorted(outputs("v2", output)) == sorted(outputs("v1", output)), output
 
     # A drain later: nothing left to compact.
     run(settings, spark)

@@ -32,6 +32,13 @@ class Report:
         return {"date": self.date, "passed": self.passed}
 
 
+@dataclass
+class Recorded:
+    passed: bool
+    version: str = "v9"
+    snapshots: dict = field(default_factory=dict)
+
+
 @pytest.fixture
 def published(monkeypatch) -> list[str]:
     import shopstream.validation as validation
@@ -40,9 +47,13 @@ def published(monkeypatch) -> list[str]:
     failing = {"2026-11-30": [Check("reconciles_with_raw")]}
     monkeypatch.setattr(validation, "validate", lambda day, *_, **__: Report(day, failing.get(day, [])))
     monkeypatch.setattr(validation, "write_report", lambda report, root: f"{root}/{report.date}.json")
-    monkeypatch.setattr(
-        validation, "publish_validated", lambda r, root: done.append(r.date) or {"version": "v9"}
-    )
+
+    def publish(report, root):  # records a failure as a failure, publishes a pass
+        if report.passed:
+            done.append(report.date)
+        return Recorded(report.passed)
+
+    monkeypatch.setattr(validation, "publish_validated", publish)
     monkeypatch.setattr(tasks, "vacuum_versions", lambda root: None)
     return done
 

@@ -22,6 +22,7 @@ from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
 from shopstream.airflow.sensors import RawDateSensor
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT
+from shopstream.lake import iceberg_jars
 from shopstream.spark.session import job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
@@ -81,10 +82,13 @@ Daily analytics of the shop's order events.
 3. **wait_for_raw_data**: the raw sink has committed rows of the run date (Connection `fs_default`);
    then plans the run: the run date plus every date of the last 7 whose raw rows changed since they
    were published (late events, re-deliveries), their raw files pinned in a new version.
-4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the planned dates, writing into the run's
-   version of `transformed/` (Connection `spark_default`); each event counts once.
+4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the planned dates (Connection
+   `spark_default`), each event counted once: the RDD job's text into the run's version of
+   `transformed/`, the DataFrame job's outputs into the run's branch of the Iceberg tables
+   `lake.shopstream.*`, which readers do not see.
 5. **validate_output**: data-quality checks of every output of every planned date, reconciled with
-   the raw rows; only if all pass is each date published (atomically) for readers. Reports in
+   the raw rows; each date that passes is published onto the tables' `main` branch, and every
+   validation recorded in `lake.shopstream.publications`. Reports in
    `transformed/_validation/<date>.json`.
 
 Schedule: every midnight UTC a run transforms the day that has just closed (its data interval).
@@ -105,15 +109,17 @@ def _spark_env() -> dict[str, str]:
     }
 
 
-def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, comet: bool = True
-                ) -> SparkSubmitOperator:  # fmt: skip
+def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, comet: bool = True,
+                lake: bool = False) -> SparkSubmitOperator:  # fmt: skip
+    """A spark-submit of one job; `lake`: with Iceberg's runtime (the job writes the catalog's tables)."""
+    jars = kafka_connector_jars(required=False) + (iceberg_jars(required=False) if lake else [])
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONN_ID,
         application=str(SPARK_JOBS / f"{job}.py"),
         application_args=args,
         name=f"shopstream-{job}",
-        jars=",".join(kafka_connector_jars(required=False)),
+        jars=",".join(jars),
         conf=job_conf(comet, required=False),
         env_vars=_spark_env(),
         execution_timeout=timeout,
@@ -182,7 +188,7 @@ def build_ecommerce_dag() -> DAG:
             mode="reschedule",
         )
         rdd = _spark_task("run_rdd_etl", "batch_rdd_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
-        df = _spark_task("run_df_etl", "batch_df_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
+        df = _spark_task("run_df_etl", "batch_df_etl", _job_args(PLAN_TASK), timedelta(minutes=30), lake=True)
         validate = PythonOperator(
             task_id="validate_output",
             python_callable=tasks.validate_output,
@@ -237,7 +243,7 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
                     )
                     args = _job_args(f"{name}.plan_{suffix}")
                     rdd = _spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30))
-                    df = _spark_task(f"df_{suffix}", "batch_df_etl", args, timedelta(minutes=30))
+                    df = _spark_task(f"df_{suffix}", "batch_df_etl", args, timedelta(minutes=30), lake=True)
                     check = PythonOperator(
                         task_id=f"validate_{suffix}",
                         python_callable=tasks.validate_output,

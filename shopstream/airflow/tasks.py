@@ -110,9 +110,10 @@ def validate_output(
     for report in reports:
         log.info("%s\nreport: %s", report.text(), write_report(report, transformed))
     if version:
-        for report in (r for r in reports if r.passed):
+        for report in reports:  # each date published if it passed; a failure recorded as one
             record = publish_validated(report, transformed)
-            log.info("published %s: version %s", report.date, record["version"])
+            verb = "published" if record.passed else "recorded the failed validation of"
+            log.info("%s %s: version %s, snapshots %s", verb, report.date, record.version, record.snapshots)
         vacuum_versions(transformed)
     failed = [f"{r.date}: {', '.join(c.name for c in r.failed)}" for r in reports if not r.passed]
     if failed:

@@ -137,7 +137,7 @@ def health_panel() -> None:
 def closed_days_panel() -> None:
     from shopstream import publication, report
 
-    dates = list(reversed(publication.published_dates(publication.transformed_root())))
+    dates = list(reversed(publication.published_dates()))
     if not dates:
         st.info("No closed day published yet: the daily DAG run publishes each one (`make run`).")
         return

@@ -185,20 +185,23 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
 
 
 def dag_runs(limit: int = 14) -> list[dict]:
-    """The newest published dates: the version the DAG published, when, and its validation."""
-    from shopstream.validation import read_report
-
-    root = publication.transformed_root()
+    """The newest published dates: the version the DAG published, when, and its validation (the
+    catalog's publications table)."""
+    entries = publication.history()
+    current: dict = {}
+    for entry in entries:  # newest first: each date's newest passing one is what readers see
+        if entry.passed:
+            current.setdefault(entry.date, entry)
     rows = []
-    for date in reversed(publication.published_dates(root)[-limit:]):
-        record = publication.published(root, date) or {}
-        report = read_report(date) or {}
+    for date in sorted(current, reverse=True)[:limit]:
+        record = current[date]
+        newest = next(e for e in entries if e.date == date)
         rows.append({
-            "date": date,
-            "published version": record.get("version"),
-            "published at (UTC)": record.get("published_at"),
-            "checks passed": record.get("checks_passed"),
-            "last validation": last_validation(report, record.get("version")),
+            "date": date.isoformat(),
+            "published version": record.version,
+            "published at (UTC)": record.recorded_at.isoformat(timespec="seconds"),
+            "checks passed": record.checks_passed,
+            "last validation": last_validation(newest, record.version),
         })  # fmt: skip
     return rows
 
@@ -221,10 +224,8 @@ def failing_dates(transformed: Path | None = None, limit: int = 14) -> list[dict
     return rows
 
 
-def last_validation(report: dict, published_version: str | None) -> str:
-    """'passed' / 'FAILED' / 'none', naming the validated version when it is not the published
-    one (a later run that failed its checks leaves the earlier version published)."""
-    if not report:
-        return "none"
-    verdict = "passed" if report.get("passed") else "FAILED"
-    return verdict if report.get("version") == published_version else f"{verdict} ({report.get('version')})"
+def last_validation(newest: publication.Publication, published_version: str) -> str:
+    """'passed' / 'FAILED', naming the validated version when it is not the published one (a later
+    run that failed its checks leaves the earlier version published)."""
+    verdict = "passed" if newest.passed else "FAILED"
+    return verdict if newest.version == published_version else f"{verdict} ({newest.version})"

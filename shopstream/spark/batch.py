@@ -1,6 +1,6 @@
 """What both batch jobs share: the raw rows a run reads (pinned per version), the `--date(s)` and
-`--version` arguments, and deterministic writes into the run's version of the transformed layer
-(`shopstream.publication`: nothing is visible to readers until validation publishes it)."""
+`--version` arguments, and file moves for the RDD job's text output (`shopstream.publication`:
+nothing a run writes is visible to readers until validation publishes it)."""
 
 from __future__ import annotations
 
@@ -171,19 +171,6 @@ def events_once(raw: DataFrame, raw_dir: Path) -> DataFrame:
         )
         return raw.withColumn(COPIES, F.lit(1))
     return distinct_events(raw)
-
-
-def write_date_partitions(frame: DataFrame, path: Path, sort_by: Sequence[str]) -> None:
-    """Overwrites only the `date` partitions present in `frame`, one sorted file per date, so
-    that re-running a date gives the same rows in the same order and leaves other dates alone."""
-    (
-        frame.repartition("date")
-        .sortWithinPartitions("date", *sort_by)
-        .write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy("date")
-        .parquet(str(path))
-    )
 
 
 def _hadoop_path(spark: SparkSession, path: str):

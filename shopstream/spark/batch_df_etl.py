@@ -5,14 +5,14 @@
 
 The cleaned raw rows of the date(s) are rolled up in one pass to the finest grain any output
 needs (date, hour, product, region, status) and that small base is cached; every output is a
-further roll-up of it. Writes into the run's version of `data/transformed/` (Parquet, partitioned
-by `date`; see `shopstream.publication`):
+further roll-up of it. Each output is an Iceberg table of the catalog `lake` (`shopstream.lake`),
+partitioned by `date`; the job writes the run's dates into the run's branch of each table, which
+only a passed validation publishes (`shopstream.daily_tables`):
   hourly_sales       per hour: orders, gross/net revenue, reversals, avg_order_value
   top_products       top 10 products by net quantity, ranked with a SQL window function
   regional_revenue   revenue per region joined with data/regions.csv; unknown codes kept as UNKNOWN
   status_by_category pivot of order_status counts per category
-  sales_by_product   per product totals; also the bucketed table `shopstream.sales_by_product`
-                     (the run's dates, in the session's catalog)
+  sales_by_product   per product totals, also bucketed: bucket(4, product_id), Iceberg's transform
 Money follows the revenue rule in `shopstream.metrics`.
 """
 
@@ -28,26 +28,15 @@ from pyspark.sql import functions as F
 from shopstream.catalogue import REGIONS_DDL
 from shopstream.config import REGIONS_CSV
 from shopstream.contract import MONEY_SCALE, NEW, ORDER_STATUSES, SUM_MONEY_PRECISION
+from shopstream.daily_tables import OUTPUTS
 from shopstream.metrics import TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
-from shopstream.spark.batch import (
-    COPIES,
-    RunInputs,
-    batch_main,
-    delete_path,
-    events_once,
-    read_valid_rows,
-    usable,
-    write_date_partitions,
-)
+from shopstream.spark.batch import COPIES, RunInputs, batch_main, events_once, read_valid_rows, usable
 from shopstream.spark.comet import log_native_coverage
 from shopstream.spark.orders import event_cents, revenue_sign
+from shopstream.spark.output_tables import ensure_namespace, ensure_table, write_to_branch
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("df_etl")
-
-OUTPUTS = ("hourly_sales", "top_products", "regional_revenue", "status_by_category", "sales_by_product")
-BUCKETED_TABLE = "shopstream.sales_by_product"
-BUCKETS = 4
 MONEY = f"decimal({SUM_MONEY_PRECISION},{MONEY_SCALE})"  # any day's sum of contract-valid events
 
 
@@ -160,29 +149,10 @@ def status_by_category(base: DataFrame) -> DataFrame:
     )
 
 
-def write_bucketed_table(spark: SparkSession, by_product: DataFrame) -> None:
-    """The bucketed copy of sales_by_product (bucketBy needs saveAsTable), the run's dates
-    (the same frame as the output), joinable by product without a shuffle."""
-    spark.sql("CREATE DATABASE IF NOT EXISTS shopstream")
-    spark.sql(f"DROP TABLE IF EXISTS {BUCKETED_TABLE}")
-    # The session catalog is in memory: a table written by an earlier process is unknown to this
-    # one, and its leftover folder would make saveAsTable refuse. Clear it; the table is rebuilt.
-    warehouse = spark.conf.get("spark.sql.warehouse.dir")
-    delete_path(spark, f"{warehouse}/shopstream.db/sales_by_product")
-    (
-        by_product.write.mode("overwrite")
-        .partitionBy("date")
-        .bucketBy(BUCKETS, "product_id")
-        .sortBy("product_id")
-        .format("parquet")
-        .saveAsTable(BUCKETED_TABLE)
-    )
-
-
 def run(inputs: RunInputs, spark=None) -> dict[str, int]:
-    """Writes every output for the run's dates into its version; returns rows written per output."""
-    spark = spark or get_spark("shopstream-df-etl")
-    out = inputs.out
+    """Writes every output for the run's dates into the run's branch of its table; returns rows
+    written per output."""
+    spark = spark or get_spark("shopstream-df-etl", lake=True)
     started = time.monotonic()
     base = base_orders(spark, inputs).cache()
     try:
@@ -202,7 +172,7 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
             "sales_by_product": (by_product, ["product_id"]),
         }
         # Rows written per output (and unknown regions) counted as the rows pass by, not by
-        # reading the outputs back: the dynamic overwrite replaces exactly the dates written.
+        # reading the outputs back: the overwrite replaces exactly the dates written.
         counters = {name: [F.count(F.lit(1)).alias("rows")] for name in frames}
         unknown_regions = F.count_if(F.col("region_name") == UNKNOWN_REGION).alias("unknown")
         counters["regional_revenue"].append(unknown_regions)
@@ -210,14 +180,15 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
 
         def write_observed(name: str) -> None:
             frame, sort_by = frames[name]
-            write_date_partitions(frame.observe(observations[name], *counters[name]), out / name, sort_by)
+            ensure_table(spark, name, frame)
+            write_to_branch(spark, name, frame.observe(observations[name], *counters[name]), sort_by,
+                            inputs.version)  # fmt: skip
 
         # Each output is a small roll-up of the cached base, so its write is mostly per-job cost
-        # (planning, scheduling, the commit): run them, and the bucketed table, as concurrent jobs.
-        with ThreadPoolExecutor(max_workers=len(frames) + 1) as pool:
-            bucketed = pool.submit(write_bucketed_table, spark, by_product)
+        # (planning, scheduling, the commit): run them as concurrent jobs.
+        ensure_namespace(spark)
+        with ThreadPoolExecutor(max_workers=len(frames)) as pool:
             list(pool.map(write_observed, frames))
-            bucketed.result()
         written = {name: observations[name].get["rows"] for name in frames}
         unknown = observations["regional_revenue"].get["unknown"]
         if unknown:
