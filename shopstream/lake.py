@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -140,7 +141,10 @@ def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, P
     pyiceberg = "catalog:\n  lake:\n    type: sql\n" + "".join(
         f"    {k}: {v}\n" for k, v in properties.items()
     )
-    spark = {**spark_conf(settings), "spark.jars": ",".join(iceberg_jars()), "spark.ui.enabled": "false"}
+    spark = {
+        **spark_conf(settings), "spark.jars": ",".join(iceberg_jars()), "spark.ui.enabled": "false",
+        "spark.sql.catalogImplementation": "in-memory",  # no Hive metastore files in the working folder
+    }  # fmt: skip
     files = (folder / ".pyiceberg.yaml", folder / "spark-lake.conf")
     for file, text in zip(files, (pyiceberg, "".join(f"{k} {v}\n" for k, v in spark.items())), strict=True):
         file.touch(mode=0o600)
@@ -155,11 +159,12 @@ def example_queries(date: str, folder: Path) -> list[str]:
     sql = f"SELECT hour, orders, net_revenue FROM {CATALOG}.{table} WHERE date = DATE'{date}' ORDER BY hour"
     pyiceberg = (
         f"from pyiceberg.catalog import load_catalog; t = load_catalog('{CATALOG}').load_table('{table}'); "
-        f"print(t.scan(row_filter=\"date = '{date}'\").to_duckdb('t')"
+        f"print(t.scan(row_filter=\\\"date = '{date}'\\\").to_duckdb('t')"
         ".sql('SELECT hour, orders, net_revenue FROM t ORDER BY hour'))"
     )
+    spark_home = Path(find_spec("pyspark").origin).parent  # the wheel's; spark-sql would ask `python3`
     return [
-        f'.venv/bin/spark-sql --properties-file {folder}/spark-lake.conf -e "{sql}"',
+        f'SPARK_HOME={spark_home} .venv/bin/spark-sql --properties-file {folder}/spark-lake.conf -e "{sql}"',
         f'PYICEBERG_HOME={folder} .venv/bin/python -c "{pyiceberg}"',
     ]
 

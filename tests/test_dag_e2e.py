@@ -360,7 +360,8 @@ def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equ
     never import shopstream, given only the catalog's settings files (`python -m shopstream.lake`).
     Every published date (on time, late, re-delivered, after a publication cut short) equals the
     oracle over the events read back from Kafka."""
-    from shopstream.lake import lake_settings, write_client_settings
+    from shopstream.config import REPO_ROOT
+    from shopstream.lake import example_queries, lake_settings, write_client_settings
 
     assert first_run["state"] == "success"
     folder = local_stack.parent / "state" / "lake"
@@ -377,6 +378,11 @@ def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equ
         )
         for output in ORACLE_COLUMNS
     }
+    for command in example_queries(DATE, folder):  # what `make run` prints for the user to paste
+        pasted = subprocess.run(["bash", "-c", command.replace(".venv/", f"{REPO_ROOT}/.venv/")], cwd=folder,
+                                env={**os.environ, "TZ": "UTC"}, capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert pasted.returncode == 0 and pasted.stdout.count(f"{DATE} 23:00:00") == 1, pasted.stderr[-2000:]
     for reader in (SPARK_SQL_READER, PYICEBERG_READER):
         got = read_in_a_clean_process(reader, folder, dates)
         for output in ORACLE_COLUMNS:
