@@ -76,7 +76,9 @@ def _date_files(table, date: dt.date | str, snapshot: int | None) -> list:
 
 def publish_output(output: str, date: dt.date | str, version: str, catalog=None) -> int:
     """Makes the run's files of `date` in `output` what `main` holds for the date, in one commit;
-    returns `main`'s snapshot id after it. Publishing the same run's date again commits nothing."""
+    returns `main`'s snapshot id after it. Publishing the same run's date again commits nothing.
+    Another run's commit in between (the backfill DAG publishing another date) makes PyIceberg
+    apply the swap again on the new `main` (its commit retries, `commit.retry.num-retries`)."""
     table = load(output, catalog)
     staged = _date_files(table, date, snapshot_of(table, branch_for(version)))
     current = _date_files(table, date, snapshot_of(table, MAIN))

@@ -97,6 +97,8 @@ def spark_conf(settings: LakeSettings) -> dict[str, str]:
         # The catalog's schema with views (as PyIceberg makes it too): without, Spark refuses even
         # to look up whether a table exists.
         f"{prefix}.jdbc.schema-version": "V1",
+        # PyIceberg commits too (publication): a session never plans on a table state it cached.
+        f"{prefix}.cache-enabled": "false",
     }
 
 

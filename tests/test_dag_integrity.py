@@ -39,7 +39,7 @@ def bag():
         mp.setattr(BaseHook, "get_connection", no_connections_at_parse_time)
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert bag.import_errors == {}
-    assert sorted(bag.dags) == ["ecommerce_backfill", "ecommerce_pipeline"]
+    assert sorted(bag.dags) == ["ecommerce_backfill", "ecommerce_pipeline", "shopstream_maintenance"]
     return bag
 
 
@@ -197,3 +197,12 @@ def test_the_backfills_plans_find_the_raw_sink_through_the_fs_connection(tmp_pat
     expected = f"no raw events for 2026-01-01 in {connection_root / 'raw'}"
     with pytest.raises(AirflowSkipException, match=re.escape(expected)):
         tasks.plan_date("2026-01-01", "manual__test")
+
+
+def test_the_maintenance_dag_runs_icebergs_procedures_daily_beside_the_pipeline(bag):
+    maintenance = bag.dags["shopstream_maintenance"]
+    assert [t.task_id for t in maintenance.topological_sort()] == ["start", "maintain_tables", "end"]
+    task = maintenance.get_task("maintain_tables")
+    assert task.application.endswith("shopstream/spark/table_maintenance.py")
+    assert "iceberg-spark-runtime" in task.jars, "the job reaches the catalog"
+    assert maintenance.timetable.expression == "0 3 * * *" and not maintenance.catchup

@@ -109,7 +109,7 @@ def _spark_env() -> dict[str, str]:
     }
 
 
-def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, comet: bool = True,
+def spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, comet: bool = True,
                 lake: bool = False) -> SparkSubmitOperator:  # fmt: skip
     """A spark-submit of one job; `lake`: with Iceberg's runtime (the job writes the catalog's tables)."""
     jars = kafka_connector_jars(required=False) + (iceberg_jars(required=False) if lake else [])
@@ -126,7 +126,7 @@ def _spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, com
     )
 
 
-def _default_args() -> dict:
+def default_args() -> dict:
     alert_email = os.environ.get("SHOPSTREAM_ALERT_EMAIL")
     callbacks = [tasks.log_failure]
     if alert_email:
@@ -148,7 +148,7 @@ def build_ecommerce_dag() -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=_default_args(),
+        default_args=default_args(),
         params={
             "run_date": Param(None, type=["null", "string"], format="date", description="override the date"),
             "expected_events": Param(
@@ -171,7 +171,7 @@ def build_ecommerce_dag() -> DAG:
                 "accept_data_loss": "{{ params.accept_data_loss }}",
             },
         )
-        stream = _spark_task(
+        stream = spark_task(
             "run_streaming_job",
             "stream_consumer",
             ["--available-now", "--topic", ORDERS_TOPIC, "--complete-day", RUN_DATE, ACCEPT_DATA_LOSS],
@@ -187,8 +187,8 @@ def build_ecommerce_dag() -> DAG:
             timeout=int(os.environ.get("SHOPSTREAM_RAW_WAIT_SECONDS", timedelta(minutes=20).total_seconds())),
             mode="reschedule",
         )
-        rdd = _spark_task("run_rdd_etl", "batch_rdd_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
-        df = _spark_task("run_df_etl", "batch_df_etl", _job_args(PLAN_TASK), timedelta(minutes=30), lake=True)
+        rdd = spark_task("run_rdd_etl", "batch_rdd_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
+        df = spark_task("run_df_etl", "batch_df_etl", _job_args(PLAN_TASK), timedelta(minutes=30), lake=True)
         validate = PythonOperator(
             task_id="validate_output",
             python_callable=tasks.validate_output,
@@ -228,7 +228,7 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
         catchup=False,
         max_active_runs=1,
         max_active_tasks=1,  # Spark jobs one at a time: they size themselves to the machine
-        default_args=_default_args(),
+        default_args=default_args(),
         tags=["shopstream", "backfill"],
     ) as dag:
         previous = EmptyOperator(task_id="start")
@@ -242,8 +242,8 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
                         op_kwargs={"date": day, "label": "{{ run_id }}", "fs_conn_id": FS_CONN_ID},
                     )
                     args = _job_args(f"{name}.plan_{suffix}")
-                    rdd = _spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30))
-                    df = _spark_task(f"df_{suffix}", "batch_df_etl", args, timedelta(minutes=30), lake=True)
+                    rdd = spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30))
+                    df = spark_task(f"df_{suffix}", "batch_df_etl", args, timedelta(minutes=30), lake=True)
                     check = PythonOperator(
                         task_id=f"validate_{suffix}",
                         python_callable=tasks.validate_output,

@@ -1,0 +1,103 @@
+"""Iceberg's own maintenance of shopstream's tables: the daily outputs and the publications record.
+
+    spark-submit --properties-file config/spark/spark-defaults.conf \\
+        shopstream/spark/table_maintenance.py [--retain-days 7]
+
+For each table, Iceberg's Spark procedures, in this order:
+  rewrite_data_files   small files of a date into one (a date republished many times, the
+                       publications' one-row appends)
+  rewrite_manifests    the metadata's manifests, one per date again
+  expire_snapshots     snapshots older than the retention, and the files only they referenced;
+                       a branch's snapshots stay while the branch does (`publication.vacuum` drops
+                       the branches of versions past the retention)
+  remove_orphan_files  files no snapshot references (a job killed mid-write), older than the
+                       retention and never younger than 3 days, so that a write still in flight is
+                       never touched
+Readers are never disturbed: each procedure is an Iceberg commit, and every snapshot a kept
+publication recorded is younger than the retention or still current. The DAG
+`shopstream_maintenance` runs it daily beside `ecommerce_pipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from shopstream.daily_tables import OUTPUTS
+from shopstream.lake import CATALOG, spark_table, table_id
+from shopstream.publication import DEFAULT_RETENTION, PUBLICATIONS
+from shopstream.spark.session import exit_after, get_spark, job_logger
+
+log = job_logger("table_maintenance")
+
+TABLES = (*OUTPUTS, PUBLICATIONS)
+ORPHAN_MIN_AGE = dt.timedelta(days=3)  # files of a write in flight are younger than this
+
+
+@dataclass(frozen=True)
+class Maintained:
+    """What the procedures did to one table, and what it holds after."""
+
+    table: str
+    files_rewritten: int
+    snapshots_expired_files_deleted: int
+    orphans_removed: int
+    snapshots: int
+    data_files: int
+
+
+def _call(spark: SparkSession, procedure: str, **arguments: str) -> list:
+    named = ", ".join(f"{name} => {value}" for name, value in arguments.items())
+    return spark.sql(f"CALL {CATALOG}.system.{procedure}({named})").collect()
+
+
+def _before_now(age: dt.timedelta) -> str:
+    """The moment `age` ago, as a Spark SQL timestamp (to the microsecond: taken at each call, so
+    that a retention of 0 covers the commits of the procedures before it)."""
+    return f"TIMESTAMP '{dt.datetime.now(dt.UTC) - age:%Y-%m-%d %H:%M:%S.%f}'"
+
+
+def maintain(spark: SparkSession, name: str, retain: dt.timedelta = DEFAULT_RETENTION) -> Maintained:
+    """Runs the procedures on one table (see the module's docstring)."""
+    table = f"'{table_id(name)}'"
+    [rewritten] = _call(spark, "rewrite_data_files", table=table, options="map('min-input-files', '2')")
+    _call(spark, "rewrite_manifests", table=table)
+    [expired] = _call(spark, "expire_snapshots", table=table, older_than=_before_now(retain),
+                      retain_last="1")  # fmt: skip
+    orphans = _call(spark, "remove_orphan_files", table=table,
+                    older_than=_before_now(max(retain, ORPHAN_MIN_AGE)))  # fmt: skip
+    snapshots = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.snapshots").first()[0]
+    files = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.files").first()[0]
+    return Maintained(name, rewritten.rewritten_data_files_count, expired.deleted_data_files_count,
+                      len(orphans), snapshots, files)  # fmt: skip
+
+
+def maintain_all(spark: SparkSession, retain: dt.timedelta = DEFAULT_RETENTION) -> list[Maintained]:
+    """`maintain` on every table shopstream has made so far."""
+    done = []
+    for name in TABLES:
+        if not spark.catalog.tableExists(spark_table(name)):
+            log.info("%s: not made yet, nothing to maintain", spark_table(name))
+            continue
+        done.append(maintain(spark, name, retain))
+        log.info("%s", done[-1])
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--retain-days", type=float, default=DEFAULT_RETENTION.days)
+    args = parser.parse_args(argv)
+    spark = get_spark("shopstream-table-maintenance", lake=True, comet=False)
+    maintain_all(spark, dt.timedelta(days=args.retain_days))
+    return 0
+
+
+if __name__ == "__main__":
+    exit_after(main)

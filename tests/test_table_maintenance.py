@@ -1,0 +1,52 @@
+"""Iceberg's maintenance procedures on a daily table (`shopstream.spark.table_maintenance`): after
+a date published by several runs and their branches dropped, the table keeps one snapshot and one
+file, an orphan file of a killed write is gone, and readers see the same rows throughout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+from shopstream import daily_tables
+from shopstream.spark import table_maintenance
+from shopstream.spark.output_tables import ensure_namespace, ensure_table, write_to_branch
+from tests import iceberg_read
+
+pytestmark = pytest.mark.integration
+
+DAY = "2026-11-20"
+RUNS = [f"run-{n}" for n in range(4)]
+
+
+def test_a_republished_date_is_compacted_to_one_snapshot_and_file_and_orphans_go(spark, fresh_lake_namespace):
+    frame = spark.sql(
+        f"SELECT DATE'{DAY}' AS date, TIMESTAMP'{DAY} 00:00:00' + make_interval(0, 0, 0, 0, id, 0, 0) "
+        "AS hour, id AS orders FROM range(24)"
+    )
+    ensure_namespace(spark)
+    ensure_table(spark, "hourly_sales", frame)
+    for run in RUNS:  # the same date published by four runs, each from its own branch
+        write_to_branch(spark, "hourly_sales", frame, ["hour"], run)
+        daily_tables.publish_output("hourly_sales", DAY, run)
+    published = iceberg_read.rows("hourly_sales", order="hour")
+    for run in RUNS:  # what `publication.vacuum` does to versions past the retention
+        daily_tables.remove_branches(run)
+    table = iceberg_read.table("hourly_sales")
+    data = os.path.join(table.location().removeprefix("file://"), "data")
+    orphan = os.path.join(data, "killed-write.parquet")
+    with open(orphan, "wb") as f:
+        f.write(b"PAR1 left by a job killed mid-write")
+    week_ago = (dt.datetime.now() - dt.timedelta(days=8)).timestamp()
+    os.utime(orphan, (week_ago, week_ago))
+    files_before = sum(len(names) for _, _, names in os.walk(data))
+
+    # A retention of 0: every snapshot but the current one is past it (orphans wait 3 days anyway).
+    done = table_maintenance.maintain(spark, "hourly_sales", retain=dt.timedelta(0))
+
+    assert (done.snapshots, done.data_files, done.orphans_removed) == (1, 1, 1), done
+    assert done.snapshots_expired_files_deleted >= len(RUNS) - 1, "superseded runs' files deleted"
+    assert not os.path.exists(orphan)
+    assert sum(len(names) for _, _, names in os.walk(data)) < files_before
+    assert iceberg_read.rows("hourly_sales", order="hour") == published, "readers see the same rows"
