@@ -379,9 +379,9 @@ def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equ
         for output in ORACLE_COLUMNS
     }
     for command in example_queries(DATE, folder):  # what `make run` prints for the user to paste
-        pasted = subprocess.run(["bash", "-c", command.replace(".venv/", f"{REPO_ROOT}/.venv/")], cwd=folder,
-                                env={**os.environ, "TZ": "UTC"}, capture_output=True, text=True,
-                                timeout=300)  # fmt: skip
+        command = command.replace(" .venv/bin/", f" {REPO_ROOT}/.venv/bin/")  # pasted in another folder
+        pasted = subprocess.run(["bash", "-c", command], cwd=folder, env={**os.environ, "TZ": "UTC"},
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
         assert pasted.returncode == 0 and pasted.stdout.count(f"{DATE} 23:00:00") == 1, pasted.stderr[-2000:]
     for reader in (SPARK_SQL_READER, PYICEBERG_READER):
         got = read_in_a_clean_process(reader, folder, dates)
