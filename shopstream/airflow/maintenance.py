@@ -9,7 +9,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from shopstream.airflow.pipeline import START_DATE, default_args, spark_task
+from shopstream.airflow.pipeline import common_dag_settings, spark_task
 
 MAINTENANCE_DAG_ID = "shopstream_maintenance"
 # Three hours after the daily run's start: its publication is done, and the next is far.
@@ -29,10 +29,7 @@ def build_maintenance_dag() -> DAG:
         description="Iceberg maintenance of shopstream's tables: compaction, snapshot expiry, orphan files",
         doc_md=DOC,
         schedule=SCHEDULE,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
+        **common_dag_settings(),
         tags=["shopstream", "maintenance"],
     ) as dag:
         maintain = spark_task(

@@ -139,16 +139,19 @@ def default_args() -> dict:
     }
 
 
+def common_dag_settings() -> dict:
+    """What every shopstream DAG shares: runs from START_DATE on, no catch-up by the scheduler, one
+    run at a time, the tasks' retries and failure alerts."""
+    return {"start_date": START_DATE, "catchup": False, "max_active_runs": 1, "default_args": default_args()}
+
+
 def build_ecommerce_dag() -> DAG:
     with DAG(
         dag_id=DAG_ID,
         description="Kafka -> Spark streaming -> raw Parquet -> RDD + DataFrame ETL -> validation",
         doc_md=DOC,
         schedule=DAILY,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(),
+        **common_dag_settings(),
         params={
             "run_date": Param(None, type=["null", "string"], format="date", description="override the date"),
             "expected_events": Param(
@@ -224,11 +227,8 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
         description="Re-run the batch jobs and validation for configured date ranges",
         doc_md=f"Generated from `{config_path.name}`: one task group per date range.",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
+        **common_dag_settings(),
         max_active_tasks=1,  # Spark jobs one at a time: they size themselves to the machine
-        default_args=default_args(),
         tags=["shopstream", "backfill"],
     ) as dag:
         previous = EmptyOperator(task_id="start")
