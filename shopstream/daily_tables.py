@@ -45,10 +45,13 @@ def snapshot_of(table, ref: str | int | None) -> int | None:
     """A snapshot id: `ref` itself if an int, a branch or tag's head, or `main`'s (None: no snapshot)."""
     if isinstance(ref, int):
         return ref
-    snapshot = table.snapshot_by_name(ref or MAIN) if ref not in (None, MAIN) else table.current_snapshot()
-    if snapshot is None and ref not in (None, MAIN):
+    if ref in (None, MAIN):
+        current = table.current_snapshot()
+        return current.snapshot_id if current else None
+    head = table.snapshot_by_name(ref)
+    if head is None:
         raise BranchMissing(f"{table.name()} has no branch {ref}")
-    return snapshot.snapshot_id if snapshot else None
+    return head.snapshot_id
 
 
 def _date_filter(date: dt.date | str):
@@ -92,8 +95,7 @@ def publish_output(output: str, date: dt.date | str, version: str, catalog=None)
                 swap.delete_data_file(data_file)
             for data_file in staged:
                 swap.append_data_file(data_file)
-        table = load(output, catalog)
-    return snapshot_of(table, MAIN)
+    return snapshot_of(table, MAIN)  # the commit updated `table`'s metadata in place
 
 
 def publish_date(date: dt.date | str, version: str, catalog=None) -> dict[str, int]:

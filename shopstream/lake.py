@@ -140,7 +140,7 @@ def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, P
     and `<folder>/spark-lake.conf` (spark-sql --properties-file)."""
     folder.mkdir(parents=True, exist_ok=True)
     properties = pyiceberg_properties(settings)
-    pyiceberg = "catalog:\n  lake:\n    type: sql\n" + "".join(
+    pyiceberg = f"catalog:\n  {CATALOG}:\n    type: sql\n" + "".join(
         f"    {k}: {v}\n" for k, v in properties.items()
     )
     spark = {

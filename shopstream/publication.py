@@ -166,9 +166,19 @@ def history(date: dt.date | str | None = None, catalog=None) -> list[Publication
     return sorted(found, key=lambda p: p.recorded_at, reverse=True)
 
 
+def published_by_date(entries: list[Publication]) -> dict[str, Publication]:
+    """Of `entries` (newest first, as `history` gives them), each date's newest publication that
+    passed: what readers of the date see. Keyed by ISO date."""
+    current: dict[str, Publication] = {}
+    for entry in entries:
+        if entry.passed:
+            current.setdefault(entry.date.isoformat(), entry)
+    return current
+
+
 def published(date: dt.date | str, catalog=None) -> Publication | None:
     """The publication readers of `date` see (its newest that passed), or None."""
-    return next((p for p in history(date, catalog) if p.passed), None)
+    return published_by_date(history(date, catalog)).get(str(date))
 
 
 def published_version(date: dt.date | str, catalog=None) -> str | None:
@@ -178,7 +188,7 @@ def published_version(date: dt.date | str, catalog=None) -> str | None:
 
 def published_dates(catalog=None) -> list[str]:
     """Every date with a publication, oldest first."""
-    return sorted({p.date.isoformat() for p in history(None, catalog) if p.passed})
+    return sorted(published_by_date(history(None, catalog)))
 
 
 def publish(date: str, version: str, fingerprint: str, checks: int, catalog=None) -> Publication:
@@ -211,8 +221,7 @@ def changed_dates(raw: Path, candidates: list[str]) -> dict[str, dict]:
 
 def published_fingerprints(catalog=None) -> dict[str, str]:
     """Date -> the fingerprint of the raw inputs its published version was computed from."""
-    newest_first = [p for p in history(None, catalog) if p.passed]
-    return {p.date.isoformat(): p.raw_fingerprint for p in reversed(newest_first)}
+    return {date: p.raw_fingerprint for date, p in published_by_date(history(None, catalog)).items()}
 
 
 def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int | None = None) -> dict:
@@ -275,7 +284,7 @@ def vacuum(
     if not old:
         return []
     catalog = open_catalog()
-    current = {p.date.isoformat(): p.version for p in reversed(history(None, catalog)) if p.passed}
+    current = {date: p.version for date, p in published_by_date(history(None, catalog)).items()}
     deleted: list[Path] = []
     for version_dir in old:
         for date_dir in version_dir.glob("*/date=*"):

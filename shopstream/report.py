@@ -33,7 +33,7 @@ def collect(date: str) -> dict:
     snapshot its publication recorded, so all come from one run whatever was published since."""
     catalog = open_catalog()
     entries = publication.history(date, catalog)
-    record = next((p for p in entries if p.passed), None)
+    record = publication.published_by_date(entries).get(date)
     if record is None:
         raise SystemExit(
             f"{date} has no published outputs in {table_id('publications')}: run the DAG for it first"

@@ -18,7 +18,7 @@ SCHEDULE = CronTriggerTimetable("0 3 * * *", timezone="UTC")
 DOC = """
 ### shopstream_maintenance
 Iceberg's own procedures on every shopstream table (`lake.shopstream.*`): `rewrite_data_files`,
-`expire_snapshots` and `remove_orphan_files` past the retention (7 days), `rewrite_manifests`.
+`rewrite_manifests`, then `expire_snapshots` and `remove_orphan_files` past the retention (7 days).
 Readers are not disturbed: each is one Iceberg commit. Runs daily at 03:00 UTC.
 """
 

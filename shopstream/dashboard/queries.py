@@ -187,17 +187,14 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
 def dag_runs(limit: int = 14) -> list[dict]:
     """The newest published dates: the version the DAG published, when, and its validation (the
     catalog's publications table)."""
-    entries = publication.history()
-    current: dict = {}
-    for entry in entries:  # newest first: each date's newest passing one is what readers see
-        if entry.passed:
-            current.setdefault(entry.date, entry)
+    entries = publication.history()  # newest first
+    current = publication.published_by_date(entries)
     rows = []
     for date in sorted(current, reverse=True)[:limit]:
         record = current[date]
-        newest = next(e for e in entries if e.date == date)
+        newest = next(e for e in entries if e.date == record.date)
         rows.append({
-            "date": date.isoformat(),
+            "date": date,
             "published version": record.version,
             "published at (UTC)": record.recorded_at.isoformat(timespec="seconds"),
             "checks passed": record.checks_passed,
