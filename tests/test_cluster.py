@@ -16,9 +16,9 @@ import pytest
 from shopstream import publication
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT, order_sim_binary
 from shopstream.daily_tables import OUTPUTS
-from shopstream.devstack.kafka_cluster import LocalCluster
+from shopstream.devstack.kafka_cluster import PORT_OFFSETS, LocalCluster
 from shopstream.devstack.kafka_security import SPARK_GROUP_PREFIX
-from shopstream.devstack.processes import free_port, port_is_open
+from shopstream.devstack.processes import free_port
 from shopstream.devstack.spark_cluster import LocalSparkCluster
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
@@ -31,19 +31,9 @@ from tests.sink_files import read_sink, write_through_file_sink
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 
-def free_port_block() -> int:
-    """A first port such that it, the next two and the same three 100 higher are all free."""
-    for _ in range(50):
-        first = free_port()
-        ports = [first + i for i in range(3)] + [first + 100 + i for i in range(3)]
-        if all(p < 65000 and not port_is_open(p) for p in ports):
-            return first
-    raise RuntimeError("no free block of ports on 127.0.0.1")
-
-
 @pytest.fixture(scope="module")
 def kafka_cluster(tmp_path_factory):
-    cluster = LocalCluster(home=tmp_path_factory.mktemp("kafka-cluster"), first_port=free_port_block())
+    cluster = LocalCluster(home=tmp_path_factory.mktemp("kafka-cluster"), first_port=free_port(PORT_OFFSETS))
     cluster.start()
     yield cluster
     cluster.stop()

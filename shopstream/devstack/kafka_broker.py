@@ -185,7 +185,7 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid() is None:
-                raise BrokerError(f"Kafka broker exited during start-up; see {self.log_file}")
+                raise BrokerError(f"Kafka broker exited during start-up; {self._log_tail()}")
             if port_is_open(self.port):
                 try:
                     AdminClient(self.client_config("admin")).list_topics(timeout=5)
@@ -194,8 +194,13 @@ class LocalBroker:
                     pass
             time.sleep(0.5)
         raise BrokerError(
-            f"Kafka broker at {self.bootstrap} not ready after {timeout:.0f} s; see {self.log_file}"
+            f"Kafka broker at {self.bootstrap} not ready after {timeout:.0f} s; {self._log_tail()}"
         )
+
+    def _log_tail(self, lines: int = 15) -> str:
+        """Where the node's log is and its last lines: a CI run's output may be all there is."""
+        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        return f"its log {self.log_file} ends:\n" + "\n".join(text.splitlines()[-lines:])
 
     def client_config(self, role: str = "admin") -> dict[str, str]:
         """librdkafka settings to reach this node as `role` (admin, producer, spark)."""

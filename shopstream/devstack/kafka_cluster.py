@@ -32,6 +32,9 @@ NODES = 3
 DEFAULT_FIRST_PORT = 19092
 PIPELINE_TOPICS = [ORDERS_TOPIC, UPDATES_TOPIC]
 PARTITIONS = 3
+CONTROLLER_PORT_OFFSET = 100
+# A cluster's ports relative to its first: each node's listener, then its controller's.
+PORT_OFFSETS = [*range(NODES), *(CONTROLLER_PORT_OFFSET + i for i in range(NODES))]
 
 
 @dataclass
@@ -44,7 +47,8 @@ class LocalCluster:
     credentials: Credentials = field(init=False)
 
     def __post_init__(self) -> None:
-        ports = [(self.first_port + i, self.first_port + 100 + i) for i in range(self.nodes)]
+        first = self.first_port
+        ports = [(first + i, first + CONTROLLER_PORT_OFFSET + i) for i in range(self.nodes)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
         cluster_id = self._cluster_id()
         self.credentials = Credentials.load_or_create(self.home / CREDENTIALS_FILE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,39 @@ def port_is_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bo
         return s.connect_ex((host, port)) == 0
 
 
-def free_port() -> int:
+# Listening ports are picked below the kernel's ephemeral range: a port from that range (what
+# binding port 0 returns) may be handed to any outgoing connection between the pick and the
+# server's bind, e.g. a Kafka node's own reconnects to a controller not yet up (a CI run lost a
+# 3-node cluster's start-up that way).
+LISTEN_PORTS = range(20000, 32768)
+
+
+def ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(offsets: Sequence[int] = (0,)) -> int:
+    """A port p on 127.0.0.1 such that p + o is free for each of `offsets` (a node's group of
+    ports), outside the ephemeral range (see LISTEN_PORTS); random, so that concurrent test
+    workers rarely meet."""
+    top = min(LISTEN_PORTS.stop, ephemeral_floor()) - max(offsets)
+    for _ in range(200):
+        first = random.randrange(LISTEN_PORTS.start, top)
+        if all(port_is_free(first + o) for o in offsets):
+            return first
+    raise RuntimeError(f"no free port in {LISTEN_PORTS} on 127.0.0.1")
 
 
 def pid_alive(pid: int) -> bool:
