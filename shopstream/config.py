@@ -120,11 +120,6 @@ class Paths:
         return verdict_dir(self.raw_sink, QUARANTINED)
 
     @property
-    def order_status(self) -> Path:
-        """Current status of each order, from the orders x order_updates stream join."""
-        return self.data / "order_status"
-
-    @property
     def quarantine_updates(self) -> Path:
         return self.data / "quarantine_updates"
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-import duckdb
 import pytest
 from confluent_kafka import Producer
 
-from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, StatusTable, run
+from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, run
+from shopstream.spark.status_table import STATUS_TABLE, ensure_status_table, merge_batch
 from shopstream.spark.streaming import StreamSettings
-from tests import oracle
+from tests import iceberg_read, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
@@ -71,9 +71,10 @@ def update(order_id: str, status: str, at: str, reason: str = "customer_request"
     return json.dumps({"order_id": order_id, "new_status": status, "reason": reason, "timestamp": at})
 
 
-def read_status(settings):
-    files = StatusTable(settings.output_dir).files()
-    return duckdb.read_parquet(files, hive_partitioning=True)
+def read_status() -> list[dict]:
+    """The status table's rows (PyIceberg + DuckDB), as dicts of STATUS_COLUMNS."""
+    columns = ", ".join(STATUS_COLUMNS)
+    return [dict(zip(STATUS_COLUMNS, r, strict=True)) for r in iceberg_read.rows(STATUS_TABLE, columns)]
 
 
 def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, spark, tmp_path, topic):
@@ -110,7 +111,7 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
 
     settings = StatusSettings(
         stream=StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True),
-        updates_topic=updates_topic, output_dir=tmp_path / "status", quarantine_dir=tmp_path / "bad",
+        updates_topic=updates_topic, quarantine_dir=tmp_path / "bad",
         checkpoint_dir=tmp_path / "cp", lateness="1 minute", max_update_delay="6 hours",
     )  # fmt: skip
     written = run(settings, spark)
@@ -120,9 +121,8 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
         kafka_broker.bootstrap, updates_topic, expected=day["updates"] + later["updates"] + 5
     )
     expected = expected_status(orders_msgs, update_msgs)
-    sink = read_status(settings)
-    assert tuple(sink.columns) == STATUS_COLUMNS
-    rows = [dict(zip(sink.columns, r, strict=True)) for r in sink.fetchall()]
+    assert tuple(f.name for f in iceberg_read.table(STATUS_TABLE).schema().fields) == STATUS_COLUMNS
+    rows = read_status()
     day_rows = [r for r in rows if str(r["date"]) == DAY]
     got = {r["order_id"]: (r["current_status"], r["status_reason"], r["orphan_update"]) for r in day_rows}
 
@@ -139,32 +139,50 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
     assert reasons == ["invalid JSON", "unknown new_status SHIPPED"]
 
     # A replayed batch (its commit lost in a crash, so Spark runs it again on restart) is skipped
-    # by the upsert: the table stays exactly as it was.
-    table = StatusTable(settings.output_dir)
-    before = (table.state(), sorted(read_status(settings).fetchall()))
+    # by the upsert: the table stays exactly as it was, not even a snapshot added.
+    before = (iceberg_read.snapshot_id(STATUS_TABLE), read_status())
     commits = settings.checkpoint_dir / "status" / "commits"
     last = max((p for p in commits.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     last.unlink()
     (commits / f".{last.name}.crc").unlink(missing_ok=True)  # the commit's checksum goes with it
     run(settings, spark)
-    assert (table.state(), sorted(read_status(settings).fetchall())) == before
+    assert (iceberg_read.snapshot_id(STATUS_TABLE), read_status()) == before
     assert written["quarantine_updates"] == 2
 
 
-def test_the_status_table_keeps_only_the_versions_its_pointers_reference(tmp_path):
-    # One version folder per micro-batch: a year of 1-minute batches would leave 525,600 of them
-    # (each with Spark's _SUCCESS) unless the emptied ones go too.
-    for version, date in (("v000000000001", "2026-11-01"), ("v000000000002", "2026-11-01"),
-                          ("v000000000002", "2026-11-02"), ("v000000000003", "2026-11-02")):  # fmt: skip
-        (tmp_path / version / f"date={date}").mkdir(parents=True)
-        (tmp_path / version / "_SUCCESS").touch()
-    previous = {"batch_id": 2, "dates": {"2026-11-01": "v000000000002", "2026-11-02": "v000000000002"}}
-    current = {"batch_id": 3, "dates": {"2026-11-01": "v000000000002", "2026-11-02": "v000000000003"}}
-    StatusTable(tmp_path)._drop_unreferenced(current, previous)
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("v*/date=*")) == [
-        "v000000000002/date=2026-11-01", "v000000000002/date=2026-11-02", "v000000000003/date=2026-11-02"
-    ]  # fmt: skip
-    assert sorted(p.name for p in tmp_path.glob("v*")) == ["v000000000002", "v000000000003"]
+def status_batch(spark, *rows: tuple[str, str, int]):
+    """A join batch of (order_id, current_status, minute of DAY's 10 o'clock) rows."""
+    values = ", ".join(f"('{o}', '{status}', TIMESTAMP '{DAY} 10:{m:02d}:00')" for o, status, m in rows)
+    return spark.sql(f"""
+        SELECT order_id, 'C1' AS customer_id, 'P1' AS product_id, 'toys' AS category, 1 AS quantity,
+               CAST(9.99 AS DECIMAL(12, 2)) AS unit_price, 'DE' AS region,
+               TIMESTAMP '{DAY} 10:00:00' AS order_time, status AS current_status,
+               CAST(NULL AS STRING) AS status_reason, at AS status_time, false AS orphan_update,
+               DATE '{DAY}' AS date
+        FROM VALUES {values} AS v(order_id, status, at)""")
+
+
+@pytest.mark.usefixtures("fresh_lake_namespace")
+def test_a_status_is_replaced_only_by_a_newer_one_and_a_replay_changes_nothing(spark):
+    first = status_batch(spark, ("A", "NEW", 0), ("B", "CANCELLED", 5), ("C", "NEW", 0))
+    table = ensure_status_table(spark, first.schema)
+    merge_batch(table, first, 0, "query-1")
+    second = status_batch(spark, ("A", "CANCELLED", 3), ("B", "NEW", 1), ("C", "NEW", 0))
+    merge_batch(table, second, 1, "query-1")
+    merge_batch(table, status_batch(spark, ("A", "RETURNED", 3)), 2, "query-1")  # same time: later in life
+    expected = [("A", "RETURNED"), ("B", "CANCELLED"), ("C", "NEW")]
+    assert iceberg_read.rows(STATUS_TABLE, "order_id, current_status") == expected
+    snapshot = iceberg_read.snapshot_id(STATUS_TABLE)
+
+    # Batch 2 again, whatever it holds: recorded in the table's snapshots, so skipped.
+    merge_batch(table, status_batch(spark, ("A", "NEW", 9)), 2, "query-1")
+    assert iceberg_read.snapshot_id(STATUS_TABLE) == snapshot
+    # A replay whose record maintenance expired: merged, and no row changes.
+    merge_batch(table, second, 1, "query-2")
+    assert iceberg_read.rows(STATUS_TABLE, "order_id, current_status") == expected
+    # A new checkpoint's query starts again at batch 0: not a replay.
+    merge_batch(table, status_batch(spark, ("D", "NEW", 0)), 0, "query-3")
+    assert iceberg_read.rows(STATUS_TABLE, "order_id, current_status") == [*expected, ("D", "NEW")]
 
 
 def test_a_gap_in_either_topic_stops_the_join_before_it_starts(kafka_broker, topic, tmp_path):
@@ -177,8 +195,8 @@ def test_a_gap_in_either_topic_stops_the_join_before_it_starts(kafka_broker, top
     updates_end = retention_deletes_everything_up_to_now(kafka_broker.bootstrap, updates_topic)
     assert sum(updates_end.values()) > 0
     stream = StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True)
-    settings = StatusSettings(stream=stream, updates_topic=updates_topic, output_dir=tmp_path / "out",
-                              quarantine_dir=tmp_path / "bad", checkpoint_dir=tmp_path / "cp")  # fmt: skip
+    settings = StatusSettings(stream=stream, updates_topic=updates_topic, quarantine_dir=tmp_path / "bad",
+                              checkpoint_dir=tmp_path / "cp")  # fmt: skip
     # The join committed a first batch before any event: offset 0 of both topics, a line each.
     orders_at, updates_at = ({t: dict.fromkeys(map(str, updates_end), 0)} for t in (topic, updates_topic))
     write_batch(settings.checkpoint_dir / "status", 0, orders_at, updates_at, committed=True)

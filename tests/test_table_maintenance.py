@@ -12,6 +12,7 @@ import pytest
 from shopstream import daily_tables
 from shopstream.spark import table_maintenance
 from shopstream.spark.output_tables import ensure_namespace, ensure_table, write_to_branch
+from shopstream.spark.status_table import STATUS_TABLE, ensure_status_table, merge_batch
 from tests import iceberg_read
 
 pytestmark = pytest.mark.integration
@@ -50,3 +51,22 @@ def test_a_republished_date_is_compacted_to_one_snapshot_and_file_and_orphans_go
     assert not os.path.exists(orphan)
     assert sum(len(names) for _, _, names in os.walk(data)) < files_before
     assert iceberg_read.rows("hourly_sales", order="hour") == published, "readers see the same rows"
+
+
+def test_the_status_tables_upserts_are_compacted_without_their_deletes(spark, fresh_lake_namespace):
+    from tests.test_order_status_stream import status_batch
+
+    first = status_batch(spark, *((f"O{n}", "NEW", 0) for n in range(20)))
+    table = ensure_status_table(spark, first.schema)
+    merge_batch(table, first, 0, "query")
+    for batch, status in enumerate(("CANCELLED", "RETURNED"), start=1):  # each replaces rows: deletes
+        merge_batch(table, status_batch(spark, *((f"O{n}", status, batch) for n in range(0, 20, 3))), batch,
+                    "query")  # fmt: skip
+    current = iceberg_read.rows(STATUS_TABLE, "order_id, current_status")
+    assert spark.sql(f"SELECT count(*) FROM {table}.delete_files").first()[0] > 0
+
+    done = table_maintenance.maintain(spark, STATUS_TABLE, retain=dt.timedelta(0))
+
+    assert spark.sql(f"SELECT count(*) FROM {table}.delete_files").first()[0] == 0
+    assert (done.snapshots, done.data_files) == (1, 1), done
+    assert iceberg_read.rows(STATUS_TABLE, "order_id, current_status") == current

@@ -25,20 +25,15 @@ of the last `max_update_delay + lateness` of event time.
 
 Updates that fail validation go to `quarantine_updates/` with the reason, like orders do.
 
-Output: `order_status/`, **one row per order**, its newest status by `status_time` (an order
-cancelled and then returned is RETURNED; an update that arrived before its order still wins over
-the order's NEW). Each micro-batch's join rows are upserted by order id in `foreachBatch`
-(`StatusTable`): the dates it touches are rewritten as a new version and one atomic pointer
-(`_current.json`) switches to them, recording the batch id, so a replayed batch (a restart after a
-crash) is skipped and readers never see half a batch. Read it with `StatusTable.files()` (or
-`read_status`).
+Output: the Iceberg table `order_status` (`shopstream.spark.status_table`), **one row per order**,
+its newest status by `status_time` (an order cancelled and then returned is RETURNED; an update
+that arrived before its order still wins over the order's NEW), upserted by `MERGE INTO` once per
+micro-batch; a replayed batch (a restart after a crash) changes nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +42,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
-from shopstream.contract import CANCELLED, NEW, RETURNED, UPDATE_STATUSES, update_spark_schema
-from shopstream.files import write_json_atomically
+from shopstream.contract import NEW, UPDATE_STATUSES, update_spark_schema
 from shopstream.sink_log import DATA_LOSS_LEDGER
 from shopstream.spark.orders import (
     CORRUPT,
@@ -59,6 +53,7 @@ from shopstream.spark.orders import (
     with_parsed_value,
 )
 from shopstream.spark.session import exit_after, get_spark, job_logger
+from shopstream.spark.status_table import STATUS_RANK, ensure_status_table, merge_batch, query_id
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
@@ -90,7 +85,6 @@ class StatusSettings:
     # Bootstrap, trigger mode and Kafka options; its topic is the orders topic.
     stream: StreamSettings
     updates_topic: str = UPDATES_TOPIC
-    output_dir: Path = field(default_factory=lambda: paths().order_status)
     quarantine_dir: Path = field(default_factory=lambda: paths().quarantine_updates)
     checkpoint_dir: Path = field(default_factory=lambda: paths().order_status_checkpoints)
     lateness: str = DEFAULT_LATENESS
@@ -174,10 +168,6 @@ def current_status(orders: DataFrame, updates: DataFrame, max_update_delay: str)
     )  # fmt: skip
 
 
-# Of two statuses at the same time, the later in an order's life wins.
-STATUS_RANK = {NEW: 0, CANCELLED: 1, RETURNED: 2}
-
-
 def newest_per_order(rows: DataFrame) -> DataFrame:
     """One row per order id: the one with the newest status (time, then life-cycle rank)."""
     rank = F.lit(0)
@@ -187,100 +177,21 @@ def newest_per_order(rows: DataFrame) -> DataFrame:
     return rows.withColumn("_n", F.row_number().over(newest_first)).where(F.col("_n") == 1).drop("_n")
 
 
-class StatusTable:
-    """The current status of each order as Parquet partitioned by the order's date, upserted one
-    micro-batch at a time. `_current.json` names the committed batch and, per date, the version
-    folder holding that date's rows; it is replaced atomically, after the new folders are
-    complete. Plain file I/O for the pointer: local or mounted storage."""
-
-    POINTER = "_current.json"
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def state(self) -> dict:
-        pointer = self.root / self.POINTER
-        return json.loads(pointer.read_text()) if pointer.exists() else {"batch_id": -1, "dates": {}}
-
-    def files(self) -> list[str]:
-        """Every data file of the current table."""
-        return sorted(
-            str(f)
-            for date, version in self.state()["dates"].items()
-            for f in (self.root / version / f"date={date}").glob("*.parquet")
-        )
-
-    def upsert(self, batch: DataFrame, batch_id: int) -> None:
-        """Merges a micro-batch's join rows into the table, newest status per order. A batch id
-        already committed is a replay: skipped, so the table is the same as after its first run."""
-        state = self.state()
-        if batch_id <= state["batch_id"]:
-            log.info("order_status batch %d was committed before: a replay, skipped", batch_id)
-            # Still run the batch through (to nowhere): the join's state stores commit only when
-            # every partition is processed, and Spark refuses a batch that left them uncommitted.
-            batch.write.format("noop").mode("overwrite").save()
-            return
-        batch = newest_per_order(batch).persist()
-        try:
-            dates = sorted(str(r["date"]) for r in batch.select("date").distinct().collect())
-            if dates:
-                self._rewrite(batch, dates, state, batch_id)
-            else:
-                state["batch_id"] = batch_id
-                self._commit(state)
-        finally:
-            batch.unpersist()
-
-    def _rewrite(self, batch: DataFrame, dates: list[str], state: dict, batch_id: int) -> None:
-        spark = batch.sparkSession
-        merged = batch.select(*STATUS_COLUMNS)
-        # The rows these dates hold now, read version by version (each folder its own base path,
-        # so that `date` comes back as the partition column).
-        for version in sorted({state["dates"][d] for d in dates if d in state["dates"]}):
-            folders = [
-                str(self.root / version / f"date={d}") for d in dates if state["dates"].get(d) == version
-            ]
-            before = spark.read.option("basePath", str(self.root / version)).parquet(*folders)
-            merged = merged.unionByName(before.select(*STATUS_COLUMNS))
-        merged = newest_per_order(merged)
-        version = f"v{batch_id:012d}"
-        target = self.root / version
-        shutil.rmtree(target, ignore_errors=True)  # a replay of a batch cut short before its commit
-        merged.repartition("date").sortWithinPartitions("order_id").write.partitionBy("date").parquet(
-            str(target)
-        )
-        previous = json.loads(json.dumps(state))
-        state["dates"].update(dict.fromkeys(dates, version))
-        state["batch_id"] = batch_id
-        self._commit(state)
-        self._drop_unreferenced(state, previous)
-
-    def _commit(self, state: dict) -> None:
-        write_json_atomically(self.root / self.POINTER, state)
-
-    def _drop_unreferenced(self, state: dict, previous: dict) -> None:
-        """Date folders neither current nor of the pointer before (a reader may still be reading
-        those): their rows live on in a newer version. Then the version folders left without a
-        date (else one folder per batch ever run stays behind, and this scan grows with them)."""
-        live = {(v, d) for pointer in (state, previous) for d, v in pointer["dates"].items()}
-        for version in self.root.glob("v*"):
-            for folder in version.glob("date=*"):
-                if (version.name, folder.name.removeprefix("date=")) not in live:
-                    shutil.rmtree(folder, ignore_errors=True)
-            if not any(version.glob("date=*")):
-                shutil.rmtree(version, ignore_errors=True)
-
-
 STATUS_QUERY, QUARANTINE_QUERY = "status", "quarantine"  # their folders in the checkpoint folder
 
 
 def start_status_upserts(status: DataFrame, settings: StatusSettings):
-    """The join rows into the StatusTable, one foreachBatch upsert per micro-batch."""
-    table = StatusTable(settings.output_dir)
+    """The join rows into the status table, one MERGE per micro-batch (`spark.status_table`)."""
+    table = ensure_status_table(status.sparkSession, status.select(*STATUS_COLUMNS).schema)
+    checkpoint = settings.checkpoint_dir / STATUS_QUERY
+
+    def upsert(batch: DataFrame, batch_id: int) -> None:
+        merge_batch(table, newest_per_order(batch).select(*STATUS_COLUMNS), batch_id, query_id(checkpoint))
+
     writer = (
         status.writeStream.queryName("order_status")
-        .foreachBatch(table.upsert)
-        .option("checkpointLocation", str(settings.checkpoint_dir / STATUS_QUERY))
+        .foreachBatch(upsert)
+        .option("checkpointLocation", str(checkpoint))
         .outputMode("append")
     )
     return start_triggered(writer, status.sparkSession, settings.stream)
@@ -316,13 +227,13 @@ def run(settings: StatusSettings, spark=None) -> dict[str, int]:
         for source, stats in sources:
             check_source_continuity(source, stats, settings.checkpoint_dir / query,
                                     settings.checkpoint_dir / DATA_LOSS_LEDGER)  # fmt: skip
-    spark = spark or get_spark("shopstream-order-status", comet=False)
+    spark = spark or get_spark("shopstream-order-status", comet=False, lake=True)
     totals = run_queries(start_queries(spark, settings), ("order_status", "quarantine_updates"))
     log.info("order status run finished: %s", totals)
     return totals
 
 
-FOLDERS = ("output", "quarantine", "checkpoint")
+FOLDERS = ("quarantine", "checkpoint")
 
 
 def parse_args(argv: Sequence[str] | None) -> StatusSettings:

@@ -1,11 +1,14 @@
-"""Iceberg's own maintenance of shopstream's tables: the daily outputs and the publications record.
+"""Iceberg's own maintenance of shopstream's tables: the daily outputs, the publications record
+and the order status.
 
     spark-submit --properties-file config/spark/spark-defaults.conf \\
         shopstream/spark/table_maintenance.py [--retain-days 7]
 
 For each table, Iceberg's Spark procedures, in this order:
   rewrite_data_files   small files of a date into one (a date republished many times, the
-                       publications' one-row appends)
+                       publications' one-row appends), and every file with deletes rewritten
+                       without its deleted rows (the order status's merge-on-read upserts)
+  rewrite_position_delete_files   the delete files left, dropping those whose data files are gone
   rewrite_manifests    the metadata's manifests, one per date again
   expire_snapshots     snapshots older than the retention, and the files only they referenced;
                        a branch's snapshots stay while the branch does (`publication.vacuum` drops
@@ -31,10 +34,11 @@ from shopstream.daily_tables import OUTPUTS
 from shopstream.lake import CATALOG, spark_table, table_id
 from shopstream.publication import DEFAULT_RETENTION, PUBLICATIONS
 from shopstream.spark.session import exit_after, get_spark, job_logger
+from shopstream.spark.status_table import STATUS_TABLE
 
 log = job_logger("table_maintenance")
 
-TABLES = (*OUTPUTS, PUBLICATIONS)
+TABLES = (*OUTPUTS, PUBLICATIONS, STATUS_TABLE)
 ORPHAN_MIN_AGE = dt.timedelta(days=3)  # files of a write in flight are younger than this
 
 
@@ -64,14 +68,16 @@ def _before_now(age: dt.timedelta) -> str:
 def maintain(spark: SparkSession, name: str, retain: dt.timedelta = DEFAULT_RETENTION) -> Maintained:
     """Runs the procedures on one table (see the module's docstring)."""
     table = f"'{table_id(name)}'"
-    [rewritten] = _call(spark, "rewrite_data_files", table=table, options="map('min-input-files', '2')")
+    options = "map('min-input-files', '2', 'delete-file-threshold', '1')"
+    [rewritten] = _call(spark, "rewrite_data_files", table=table, options=options)
+    _call(spark, "rewrite_position_delete_files", table=table, options="map('rewrite-all', 'true')")
     _call(spark, "rewrite_manifests", table=table)
     [expired] = _call(spark, "expire_snapshots", table=table, older_than=_before_now(retain),
                       retain_last="1")  # fmt: skip
     orphans = _call(spark, "remove_orphan_files", table=table,
                     older_than=_before_now(max(retain, ORPHAN_MIN_AGE)))  # fmt: skip
     snapshots = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.snapshots").first()[0]
-    files = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.files").first()[0]
+    files = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.data_files").first()[0]
     return Maintained(name, rewritten.rewritten_data_files_count, expired.deleted_data_files_count,
                       len(orphans), snapshots, files)  # fmt: skip
 
