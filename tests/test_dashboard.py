@@ -53,7 +53,7 @@ def page(dashboard):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1250})
+        page = browser.new_page(viewport={"width": 1400, "height": 1250})  # a laptop
         page.errors = []
         page.on("pageerror", lambda error: page.errors.append(str(error)))
         yield page
@@ -67,6 +67,42 @@ def metrics(page) -> dict[str, str]:
         label = metric.get_by_test_id("stMetricLabel").inner_text().strip()
         shown[label] = metric.get_by_test_id("stMetricValue").inner_text().strip()
     return shown
+
+
+# A big shop's day: tiles must hold it whole (seven in a row cut off "2,448,08…").
+WIDEST_AMOUNT = "999,999,999.99"
+
+
+def cut_off_tiles(page) -> list[str]:
+    """Labels of the visible tiles whose label, value or note is cut off (wider than its box), an
+    amount tried at its widest (WIDEST_AMOUNT, put in and taken out within one layout pass)."""
+    return page.evaluate(
+        """widest => [...document.querySelectorAll('[data-testid="stMetric"]')]
+        .filter(tile => tile.offsetParent !== null)
+        .filter(tile => {
+            const label = tile.querySelector('[data-testid="stMetricLabel"]').innerText;
+            const value = tile.querySelector('[data-testid="stMetricValue"]');
+            const leaf = [...value.querySelectorAll('*')].filter(e => !e.children.length).pop() || value;
+            const shown = leaf.textContent;
+            if (label.includes('(USD)')) leaf.textContent = widest;
+            const cut = [...tile.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1);
+            leaf.textContent = shown;
+            return cut;
+        })
+        .map(tile => tile.querySelector('[data-testid="stMetricLabel"]').innerText)""",
+        WIDEST_AMOUNT,
+    )
+
+
+def each_tab_shows_whole_tiles(page) -> dict[str, list[str]]:
+    """Per tab of the page: the tiles it cuts off."""
+    cut = {}
+    for tab in page.get_by_role("tab").all():
+        tab.click()
+        page.wait_for_timeout(500)
+        cut[tab.inner_text().strip()] = cut_off_tiles(page)
+    page.get_by_role("tab").first.click()
+    return cut
 
 
 def number(text: str) -> Decimal:
@@ -120,6 +156,8 @@ def test_dashboard_shows_the_events_kpis_and_follows_new_events(
     assert re.fullmatch(r"\d+\.\d%", shown["Quarantine rate, last 60 min"])
     assert page.get_by_text("Top products, last 60 minutes").count() == 1
     assert page.get_by_test_id("stException").count() == 0 and not page.errors
+    # Every tile whole at 1,400 px, its amounts tried at their widest.
+    assert each_tab_shows_whole_tiles(page) == {"Live": [], "Closed days": [], "Health": []}
 
     produce(kafka_broker, topic, "--count", "1000", "--seed", "52", "--start", minutes_ago(5), "--span", "4m")
     run(settings, spark, store)

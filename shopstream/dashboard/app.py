@@ -52,14 +52,19 @@ def store() -> psycopg.Connection | None:
 
 def kpi_row(title: str, kpis: q.Kpis, suffix: str) -> None:
     st.markdown(f"**{title}**")
-    cols = st.columns(7)
+    # Two rows, so that a tile is wide enough for a whole amount (seven in a row cut off millions).
+    cols = st.columns(4)
     cols[0].metric(f"Orders {suffix}", f"{kpis.orders:,}")
     cols[1].metric(f"Units {suffix}", f"{kpis.units:,}")
-    cols[2].metric(f"Gross {suffix} ({CURRENCY})", money(kpis.gross))
-    cols[3].metric(f"Reversals {suffix} ({CURRENCY})", money(kpis.reversals))
-    cols[4].metric(f"Net revenue {suffix} ({CURRENCY})", money(kpis.net))
-    cols[5].metric(f"Cancellation rate {suffix}", rate(kpis.cancellation_rate))
-    cols[6].metric(f"Return rate {suffix}", rate(kpis.return_rate))
+    cols[2].metric(f"Cancellation rate {suffix}", rate(kpis.cancellation_rate))
+    cols[3].metric(f"Return rate {suffix}", rate(kpis.return_rate))
+    money_tiles({"Gross": kpis.gross, "Reversals": kpis.reversals, "Net revenue": kpis.net}, f" {suffix}")
+
+
+def money_tiles(amounts: dict[str, Decimal], suffix: str = "") -> None:
+    """One row of tiles, one per amount, labelled with the currency."""
+    for col, (label, amount) in zip(st.columns(len(amounts)), amounts.items(), strict=True):
+        col.metric(f"{label}{suffix} ({CURRENCY})", money(amount))
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -103,7 +108,7 @@ def health_panel() -> None:
         return
     now = q.now_utc()
     health = q.store_health(conn, now)
-    cols = st.columns(4)
+    cols = st.columns(3)
     if health.queries:
         live = health.queries[0]
         age = (now - live.committed_at).total_seconds()
@@ -118,8 +123,7 @@ def health_panel() -> None:
     share = rate(quarantined / records if records else None)
     cols[2].metric(f"Quarantine rate, last {q.WINDOW_MINUTES} min", share,
                    f"{quarantined:,} of {records:,} records", delta_color="off")  # fmt: skip
-    lags = q.ingest_lag()
-    cols[3].metric("Offsets behind the topic's end", ", ".join(f"{k}: {v}" for k, v in lags.items()))
+    lag_tiles(q.ingest_lag())
     failing = q.failing_dates()
     if failing:
         dates = ", ".join(r["date"] for r in failing)
@@ -134,6 +138,18 @@ def health_panel() -> None:
         st.info("No date published yet: the DAG publishes each closed day (`make run`).")
 
 
+def lag_tiles(lags: dict[str, int | str]) -> None:
+    """Offsets behind the topic's end: a tile per query that knows its number, a warning for each
+    that does not (the message would not fit a tile)."""
+    numbers = {name: lag for name, lag in lags.items() if isinstance(lag, int)}
+    if numbers:
+        for col, (name, lag) in zip(st.columns(len(numbers)), numbers.items(), strict=True):
+            col.metric(f"Offsets behind the topic's end: {name}", f"{lag:,}")
+    for name, message in lags.items():
+        if name not in numbers:
+            st.warning(f"Offsets behind the topic's end, {name}: {message}")
+
+
 def closed_days_panel() -> None:
     from shopstream import publication, report
 
@@ -144,12 +160,11 @@ def closed_days_panel() -> None:
     date = st.selectbox("Date (UTC)", dates)
     data = report.collect(date)
     totals = data["totals"]
-    cols = st.columns(5)
+    cols = st.columns(2)
     cols[0].metric("Orders", f"{totals['orders']:,}")
-    cols[1].metric(f"Gross ({CURRENCY})", money(totals["gross_revenue"]))
-    cols[2].metric(f"Reversals ({CURRENCY})", money(totals["reversals"]))
-    cols[3].metric(f"Net revenue ({CURRENCY})", money(totals["net_revenue"]))
-    cols[4].metric("Quarantined", f"{totals['quarantined']:,}")
+    cols[1].metric("Quarantined", f"{totals['quarantined']:,}")
+    money_tiles({"Gross": totals["gross_revenue"], "Reversals": totals["reversals"],
+                 "Net revenue": totals["net_revenue"]})  # fmt: skip
     validation = data["validation"]
     later = f" · a later run failed: {validation['later_run']}" if "later_run" in validation else ""
     st.caption(
