@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from shopstream.dashboard.queries import Kpis, day_start, failing_dates, last_validation, window_start
+from shopstream.publication import Publication
 
 
 def test_the_last_hour_is_the_current_minute_and_the_59_before_it():
@@ -32,17 +33,25 @@ def test_last_validation_names_a_version_that_is_not_the_published_one(passed, v
     assert last_validation(newest, "v1") == shown
 
 
-def test_the_dates_whose_latest_validation_failed_are_named_newest_first(tmp_path):
-    from shopstream.validation import Report, write_report
+def validation(date: str, passed: bool, minute: int) -> Publication:
+    """A publications record: `date` validated at `minute` past 10:00, passing or not."""
+    failed = "" if passed else "reconciles_with_raw"
+    at = dt.datetime(2026, 12, 1, 10, minute, tzinfo=dt.UTC)
+    return Publication(dt.date.fromisoformat(date), f"v-{date}-{minute}", at, passed, 9, 9 - (not passed),
+                       failed, "fingerprint", {})  # fmt: skip
 
-    for date, passed in (("2026-11-28", False), ("2026-11-29", True), ("2026-11-30", False)):
-        report = Report(date, version=f"v-{date}")
-        report.add("reconciles_with_raw", passed, "outputs vs raw")
-        report.add("top_products_ranked", True, "ranks 1..10")
-        write_report(report, tmp_path)
 
-    assert failing_dates(tmp_path) == [
-        {"date": "2026-11-30", "version": "v-2026-11-30", "failed checks": "reconciles_with_raw"},
-        {"date": "2026-11-28", "version": "v-2026-11-28", "failed checks": "reconciles_with_raw"},
+def test_the_dates_whose_latest_validation_failed_are_named_newest_first():
+    entries = [  # newest first, as the publications table returns them
+        validation("2026-11-28", True, 50),  # failed before, published since: not named
+        validation("2026-11-30", False, 40),
+        validation("2026-11-29", True, 30),
+        validation("2026-11-30", True, 20),  # published before, but its latest run failed: named
+        validation("2026-11-28", False, 10),
+        validation("2026-11-27", False, 5),
     ]
-    assert failing_dates(tmp_path / "nothing-yet") == []
+    assert failing_dates(entries) == [
+        {"date": "2026-11-30", "version": "v-2026-11-30-40", "failed checks": "reconciles_with_raw"},
+        {"date": "2026-11-27", "version": "v-2026-11-27-5", "failed checks": "reconciles_with_raw"},
+    ]
+    assert failing_dates([]) == []

@@ -8,11 +8,9 @@ Times are UTC. Money is Decimal in the shop's currency (`shopstream.metrics.CURR
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 
@@ -203,22 +201,20 @@ def dag_runs(limit: int = 14) -> list[dict]:
     return rows
 
 
-def failing_dates(transformed: Path | None = None, limit: int = 14) -> list[dict]:
-    """The dates whose latest validation failed, newest first: a run transformed them and could
-    not publish them (the other dates of that run were published; an earlier version of these
-    stays what readers see). The next run tries them again; until one passes, they are named here."""
-    from shopstream.validation import report_file
-
-    folder = report_file("-", transformed).parent
-    rows = []
-    for file in sorted(folder.glob("*.json"), reverse=True)[:limit]:
-        report = json.loads(file.read_text())
-        if not report.get("passed"):
-            failed = [c["name"] for c in report.get("checks", []) if not c["passed"]]
-            rows.append(
-                {"date": report["date"], "version": report.get("version"), "failed checks": ", ".join(failed)}
-            )
-    return rows
+def failing_dates(entries: list[publication.Publication] | None = None, limit: int = 14) -> list[dict]:
+    """The dates whose latest validation failed, newest first, from the publications table (or
+    `entries`, newest first): a run transformed them and could not publish them (the other dates
+    of that run were published; an earlier version of these stays what readers see). The next run
+    tries them again; until one passes, they are named here."""
+    entries = publication.history() if entries is None else entries
+    latest: dict[dt.date, publication.Publication] = {}
+    for entry in entries:
+        latest.setdefault(entry.date, entry)
+    failing = [e for date, e in sorted(latest.items(), reverse=True) if not e.passed]
+    return [
+        {"date": e.date.isoformat(), "version": e.version, "failed checks": e.failed_checks}
+        for e in failing[:limit]
+    ]
 
 
 def last_validation(newest: publication.Publication, published_version: str) -> str:
