@@ -7,7 +7,10 @@ beside the serving store, made by `make db-up`), files under `data/warehouse`. C
 alone points it elsewhere:
 
 - `SHOPSTREAM_LAKE_CATALOG`: the catalog database as a libpq URI
-  (postgresql://user:pass@host:port/db), or the Airflow Connection `AIRFLOW_CONN_SHOPSTREAM_LAKE`;
+  (postgresql://user:pass@host:port/db), or the Airflow Connection `shopstream_lake` (a
+  `postgres` Connection; its extra `warehouse` names the warehouse). The DAGs' tasks resolve that
+  Connection when they run (`shopstream.airflow.connections.use_lake_connection`, and the Spark
+  jobs' environment), so a deployment defines it once like the others;
 - `SHOPSTREAM_WAREHOUSE`: the warehouse URI (file:///..., s3a://bucket/path, hdfs://...);
 - `SHOPSTREAM_LAKE_NAMESPACE`: the namespace of the tables (default `shopstream`; the tests give
   each module its own).
@@ -17,6 +20,7 @@ alone points it elsewhere:
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -29,6 +33,7 @@ CATALOG = "lake"  # the catalog's name in Spark SQL: lake.shopstream.<table>
 NAMESPACE = "shopstream"  # the default of `namespace()`
 CATALOG_DATABASE = "shopstream_catalog"
 LAKE_CONN_ID = "shopstream_lake"  # an Airflow `postgres` Connection id
+LAKE_CONN_ENV = f"AIRFLOW_CONN_{LAKE_CONN_ID.upper()}"  # where Airflow passes it to a process
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 
 
@@ -57,7 +62,7 @@ class LakeSettings:
 def _catalog_dsn() -> str:
     if os.environ.get("SHOPSTREAM_LAKE_CATALOG"):
         return os.environ["SHOPSTREAM_LAKE_CATALOG"]
-    airflow_conn = os.environ.get(f"AIRFLOW_CONN_{LAKE_CONN_ID.upper()}")
+    airflow_conn = os.environ.get(LAKE_CONN_ENV)
     if airflow_conn:
         return airflow_connection_uri(airflow_conn)
     # The serving store's server, its catalog database.
@@ -65,10 +70,20 @@ def _catalog_dsn() -> str:
     return urlunsplit(parts._replace(path=f"/{CATALOG_DATABASE}"))
 
 
+def _connection_warehouse() -> str | None:
+    """The `warehouse` in the extra of the Airflow Connection `shopstream_lake` (JSON form), if any."""
+    value = os.environ.get(LAKE_CONN_ENV, "")
+    if not value.lstrip().startswith("{"):
+        return None
+    extra = json.loads(value).get("extra") or {}
+    return (json.loads(extra) if isinstance(extra, str) else extra).get("warehouse")
+
+
 def lake_settings() -> LakeSettings:
     """The catalog by configuration (see the module's docstring)."""
     parts = urlsplit(_catalog_dsn())
-    warehouse = os.environ.get("SHOPSTREAM_WAREHOUSE") or paths().warehouse.resolve().as_uri()
+    warehouse = (os.environ.get("SHOPSTREAM_WAREHOUSE") or _connection_warehouse()
+                 or paths().warehouse.resolve().as_uri())  # fmt: skip
     return LakeSettings(
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/"),
         user=unquote(parts.username or ""), password=unquote(parts.password or ""), warehouse=warehouse,
@@ -100,6 +115,14 @@ def spark_conf(settings: LakeSettings) -> dict[str, str]:
         # PyIceberg commits too (publication): a session never plans on a table state it cached.
         f"{prefix}.cache-enabled": "false",
     }
+
+
+def airflow_connection(settings: LakeSettings) -> dict:
+    """The Airflow Connection `shopstream_lake` (JSON form) of these settings: the catalog's
+    PostgreSQL database, the warehouse URI in its extra."""
+    return {"conn_type": "postgres", "host": settings.host, "port": settings.port, "login": settings.user,
+            "password": settings.password, "schema": settings.database,
+            "extra": {"warehouse": settings.warehouse}}  # fmt: skip
 
 
 def pyiceberg_properties(settings: LakeSettings) -> dict[str, str]:

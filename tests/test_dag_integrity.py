@@ -97,6 +97,11 @@ def test_connections_and_run_date_parameters(dag):
     for task_id in ("run_streaming_job", "run_rdd_etl", "run_df_etl"):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"
+    # The job that writes the tables gets the catalog's Connection too, rendered at run time.
+    lake = {task_id: tasks[task_id].env_vars.get("AIRFLOW_CONN_SHOPSTREAM_LAKE") for task_id in tasks
+            if hasattr(tasks[task_id], "env_vars")}  # fmt: skip
+    assert lake == {"run_streaming_job": None, "run_rdd_etl": None,
+                    "run_df_etl": "{{ conn.shopstream_lake.as_json() }}"}  # fmt: skip
     run_date = "{{ params.run_date or data_interval_start | ds }}"
     accept = "{{ '--accept-data-loss' if params.accept_data_loss else '--no-accept-data-loss' }}"
     assert tasks["run_streaming_job"].application_args == [
@@ -182,9 +187,10 @@ def test_backfill_dag_follows_its_config_file(tmp_path):
         pipeline.backfill_dates(config)
 
 
-def test_the_backfills_plans_find_the_raw_sink_through_the_fs_connection(tmp_path, monkeypatch):
+def test_the_backfills_plans_find_the_raw_sink_through_the_fs_connection(tmp_path, monkeypatch, lake_catalog):
     """The backfill's plan tasks and the main DAG's sensor read the data root from one place, the
-    `fs_default` Connection: a deployment that moves the data sets it once."""
+    `fs_default` Connection: a deployment that moves the data sets it once. (The plan reads the
+    publications table: `lake_catalog`, else the test passed only after another had started it.)"""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from shopstream.airflow import tasks
@@ -205,4 +211,5 @@ def test_the_maintenance_dag_runs_icebergs_procedures_daily_beside_the_pipeline(
     task = maintenance.get_task("maintain_tables")
     assert task.application.endswith("shopstream/spark/table_maintenance.py")
     assert "iceberg-spark-runtime" in task.jars, "the job reaches the catalog"
+    assert task.env_vars["AIRFLOW_CONN_SHOPSTREAM_LAKE"] == "{{ conn.shopstream_lake.as_json() }}"
     assert maintenance.timetable.expression == "0 3 * * *" and not maintenance.catchup

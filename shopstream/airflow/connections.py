@@ -7,10 +7,13 @@ secrets backend or AIRFLOW_CONN_* variables) with the cluster's addresses; no co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 
 from shopstream.config import kafka_client_config, paths
 from shopstream.config import spark_master as config_spark_master
+from shopstream.lake import LAKE_CONN_ENV, LAKE_CONN_ID, airflow_connection, lake_settings
 
 KAFKA_CONN_ID = "kafka_default"  # apache-kafka provider type: client config in the extras
 SPARK_CONN_ID = "spark_default"  # apache-spark provider type: master in host (+ port)
@@ -27,7 +30,21 @@ def local_connections(spark_master: str | None = None) -> dict[str, dict]:
             "extra": {"deploy-mode": "client"},
         },
         FS_CONN_ID: {"conn_type": "fs", "extra": {"path": str(paths().data)}},
+        LAKE_CONN_ID: airflow_connection(lake_settings()),
     }
+
+
+def use_lake_connection() -> None:
+    """Points this task's process at the catalog of the Connection `shopstream_lake` (looked up at
+    run time, wherever the deployment keeps it), unless the environment names one already; without
+    that Connection, the local defaults of `shopstream.lake` hold."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    if os.environ.get("SHOPSTREAM_LAKE_CATALOG") or os.environ.get(LAKE_CONN_ENV):
+        return
+    with contextlib.suppress(AirflowNotFoundException):  # none defined: the local defaults
+        os.environ[LAKE_CONN_ENV] = Connection.get(LAKE_CONN_ID).as_json()
 
 
 def as_environment(connections: dict[str, dict]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from shopstream.airflow import tasks
 from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, SPARK_CONN_ID
 from shopstream.airflow.sensors import RawDateSensor
 from shopstream.config import ORDERS_TOPIC, REPO_ROOT
-from shopstream.lake import iceberg_jars
+from shopstream.lake import LAKE_CONN_ENV, LAKE_CONN_ID, iceberg_jars
 from shopstream.spark.session import job_conf, kafka_connector_jars
 
 DAG_ID = "ecommerce_pipeline"
@@ -100,13 +100,16 @@ run with it true records the gap in `raw/_data_loss.json` and goes on).
 """
 
 
-def _spark_env() -> dict[str, str]:
-    return {
+def _spark_env(lake: bool = False) -> dict[str, str]:
+    env = {
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
         # The Kafka Connection's client settings, resolved at run time; never on a command line.
         "SHOPSTREAM_KAFKA_CONFIG": "{{ conn.%s.extra }}" % KAFKA_CONN_ID,  # noqa: UP031 - Jinja braces
     }
+    if lake:  # the catalog's Connection, the same way (`shopstream.lake` reads it)
+        env[LAKE_CONN_ENV] = "{{ conn.%s.as_json() }}" % LAKE_CONN_ID  # noqa: UP031 - Jinja braces
+    return env
 
 
 def spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, comet: bool = True,
@@ -121,7 +124,7 @@ def spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, come
         name=f"shopstream-{job}",
         jars=",".join(jars),
         conf=job_conf(comet, required=False),
-        env_vars=_spark_env(),
+        env_vars=_spark_env(lake),
         execution_timeout=timeout,
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from airflow.sdk.bases.sensor import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
+from shopstream.airflow.connections import use_lake_connection
 from shopstream.airflow.tasks import data_paths
 from shopstream.config import QUARANTINED, VALID, verdict_dir
 from shopstream.sink_log import committed_files
@@ -57,6 +58,7 @@ class RawDateSensor(BaseSensorOperator):
             arrived = True
         except AirflowSensorTimeout:
             arrived = False
+        use_lake_connection()  # the plan reads the publications table
         layers = data_paths(self.fs_conn_id)
         plan = plan_run(layers.raw_sink, layers.transformed, self.run_date, new_version(self.version))
         if not plan["dates"]:

@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID
+from shopstream.airflow.connections import FS_CONN_ID, KAFKA_CONN_ID, use_lake_connection
 from shopstream.config import INGEST_QUERY, ORDERS_TOPIC, Paths, paths, split_client_config
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 
@@ -77,6 +77,7 @@ def plan_date(date: str, label: str, fs_conn_id: str = FS_CONN_ID) -> dict:
     """A plan of one date (the backfill DAG's): its raw files pinned in a new version."""
     from shopstream.publication import new_version, plan_run
 
+    use_lake_connection()
     layers = data_paths(fs_conn_id)
     plan = plan_run(layers.raw_sink, layers.transformed, date, new_version(label), lookback=0)
     if not plan["dates"]:
@@ -103,6 +104,7 @@ def validate_output(
 
     from shopstream.validation import publish_validated, validate, write_report
 
+    use_lake_connection()
     transformed = Path(transformed_dir) if transformed_dir else None
     plan = ti.xcom_pull(task_ids=plan_task) if ti is not None and plan_task else None
     dates, version = (plan["dates"], plan["version"]) if plan else ([date], version)
