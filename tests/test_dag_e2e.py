@@ -3,14 +3,18 @@ spark-submit of all three jobs, real sensor and validation; then a run on corrup
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 
 import duckdb
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -19,6 +23,7 @@ from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC
 from shopstream.kafka_admin import topic_stats
+from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
 from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
@@ -319,12 +324,50 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
     assert any(c["name"] == "reconciles_with_raw" and c["passed"] for c in report["checks"])
 
 
-def test_a_publication_cut_short_is_seen_and_completed_by_the_next_run(first_run, local_stack, kafka_broker):
-    """validate_output dying between two outputs' publication: late events of a published date are
-    transformed by a run's jobs (validation and publication left out), then only two of its tables
-    are published, as a crash after their commits leaves them. No publication is recorded, the
-    date's tables now disagree (the published check names it), and the next run transforms the
-    date again (its raw rows changed since its publication) and publishes every output."""
+def catalog_connection(**options) -> psycopg.Connection:
+    settings = lake_settings()
+    return psycopg.connect(host=settings.host, port=settings.port, dbname=settings.database,
+                           user=settings.user, password=settings.password, **options)  # fmt: skip
+
+
+@contextlib.contextmanager
+def catalog_row_locked(table: str) -> Iterator[None]:
+    """A transaction holding the catalog's row of `table` (its `FOR UPDATE` lock): a commit to
+    that table waits until the transaction ends (rolled back, changing nothing)."""
+    with catalog_connection() as conn:
+        held = conn.execute("SELECT 1 FROM iceberg_tables WHERE table_namespace = %s AND table_name = %s "
+                            "FOR UPDATE", (namespace(), table)).fetchall()  # fmt: skip
+        assert held, f"{table} not in the catalog"
+        yield
+        conn.rollback()
+
+
+def wait_until_a_commit_waits(process: subprocess.Popen, timeout: float = 180) -> None:
+    """Until a catalog commit (an UPDATE of iceberg_tables) waits for a lock; fails if `process`
+    ends first (its output shown). Polled from a connection of its own, in autocommit: within one
+    transaction PostgreSQL shows the same snapshot of pg_stat_activity each time."""
+    deadline = time.monotonic() + timeout
+    with catalog_connection(autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0][-3000:]
+            waiting = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND query LIKE 'UPDATE iceberg_tables%'").fetchone()[0]  # fmt: skip
+            if waiting:
+                return
+            time.sleep(0.2)
+    raise AssertionError("no catalog commit waited on the held table")
+
+
+def test_a_publication_killed_between_two_tables_is_seen_and_completed_by_the_next_run(
+    first_run, local_stack, kafka_broker
+):
+    """validate_output killed (SIGKILL) between two outputs' publication: late events of a
+    published date are transformed by a run's jobs (validation and publication left out); then the
+    README's `python -m shopstream.validation --publish` of that run is killed while its third
+    table's commit waits on a row lock the test holds in the catalog. Two tables are published, no
+    publication is recorded, the date's tables disagree (the published check names it), and the
+    next run transforms the date again (its raw rows changed since its publication) and publishes
+    every output."""
     assert first_run["state"] == "success"
     day, root = BACKFILL[2], local_stack / "transformed"
     before = publication.published(day)
@@ -334,10 +377,20 @@ def test_a_publication_cut_short_is_seen_and_completed_by_the_next_run(first_run
     assert jobs["state"] == "success", jobs
     [version] = [v for v in newest_versions(root) if day in publication.read_inputs(root, v)][:1]
     assert validate(day, root, version=version).passed, "the run's candidate is sound"
+    outputs = daily_tables.OUTPUTS
+    snapshots = {output: iceberg_read.snapshot_id(output) for output in outputs}
 
-    for output in daily_tables.OUTPUTS[:2]:  # the crash: after two tables' commits, before the record
-        daily_tables.publish_output(output, day, version)
+    with catalog_row_locked(outputs[2]):
+        publishing = subprocess.Popen(
+            [sys.executable, "-m", "shopstream.validation", "--date", day, "--version", version, "--publish"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        wait_until_a_commit_waits(publishing)
+        publishing.kill()
+        publishing.communicate(timeout=30)
 
+    changed = [output for output in outputs if iceberg_read.snapshot_id(output) != snapshots[output]]
+    assert changed == list(outputs[:2]), "killed after two tables' commits, the third one waiting"
     assert publication.published(day) == before, "no publication recorded"
     cut_short = validate(day, root)
     assert not cut_short.passed, "main mixes two runs' outputs of the date: named"
