@@ -8,6 +8,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from airflow.providers.standard.sensors.filesystem import FileSensor
 
 from shopstream.airflow import pipeline
 from shopstream.config import REPO_ROOT
@@ -111,6 +112,8 @@ def test_connections_and_run_date_parameters(dag):
     assert template.render(params=dag.params.dump()) == "--no-accept-data-loss"  # unless a run says so
     assert template.render(params={"accept_data_loss": True}) == "--accept-data-loss"
     sensor = tasks["wait_for_raw_data"]
+    assert isinstance(sensor, FileSensor), "the seed's operator"
+    assert sensor.filepath == f"raw/verdict=valid/date={run_date}"
     assert sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
     assert (sensor.run_date, sensor.version) == (run_date, "{{ run_id }}")

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.sdk.bases.sensor import BaseSensorOperator
+from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from shopstream.airflow.connections import use_lake_connection
 from shopstream.airflow.tasks import data_paths
-from shopstream.config import QUARANTINED, VALID, verdict_dir
+from shopstream.config import QUARANTINED, VALID, paths, verdict_dir
 from shopstream.sink_log import committed_files
 
 
@@ -33,19 +33,28 @@ def no_raw_data_message(date: str, raw_root: Path) -> str:
     )
 
 
-class RawDateSensor(BaseSensorOperator):
-    """Succeeds once the raw sink's commit log holds valid rows of `run_date` (a file in the
-    folder is not enough: an uncommitted batch leaves files there too). Then plans the run: its
-    date and every date of the lookback window whose raw rows changed since publication (late
-    data), pinned as the inputs of the run's version; the plan is its XCom. When no rows of the
-    run date come, the run still transforms the late dates if there are any, else its tasks
-    downstream are skipped with `no_raw_data_message`: an empty day is not an error."""
+def raw_date_folder(run_date: str) -> str:
+    """The folder of `run_date`'s valid raw rows, relative to the data root (the fs Connection's
+    path); `run_date` may be a template."""
+    layers = paths()
+    return str(verdict_dir(layers.raw_sink.relative_to(layers.data), VALID) / f"date={run_date}")
 
-    template_fields = ("run_date", "version")
+
+class RawDateSensor(FileSensor):
+    """The seed's FileSensor on the run date's folder of valid raw rows (`raw_date_folder`, under
+    the fs Connection's path). It succeeds once the raw sink's commit log holds rows of
+    `run_date`: a file in the folder is not enough (an uncommitted batch leaves files there too).
+    Then plans the run: its date and every date of the lookback window whose raw rows changed
+    since publication (late data), pinned as the inputs of the run's version; the plan is its
+    XCom. When no rows of the run date come, the run still transforms the late dates if there are
+    any, else its tasks downstream are skipped with `no_raw_data_message`: an empty day is not an
+    error."""
+
+    template_fields = (*FileSensor.template_fields, "run_date", "version")
 
     def __init__(self, *, fs_conn_id: str, run_date: str, version: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.fs_conn_id, self.run_date, self.version = fs_conn_id, run_date, version
+        super().__init__(filepath=raw_date_folder(run_date), fs_conn_id=fs_conn_id, **kwargs)
+        self.run_date, self.version = run_date, version
 
     def poke(self, context) -> bool:
         return bool(committed_files(data_paths(self.fs_conn_id).raw_sink, VALID, self.run_date))
