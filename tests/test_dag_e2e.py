@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email
+import email.policy
 import json
 import os
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from email.message import EmailMessage
 
 import duckdb
 import psycopg
@@ -22,6 +25,7 @@ from shopstream import daily_tables, publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC
+from shopstream.devstack.processes import free_port
 from shopstream.kafka_admin import topic_stats
 from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
@@ -141,7 +145,37 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
         assert (page.parent / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_corrupted_output_fails_validate_output_naming_the_check(first_run, local_stack):
+@pytest.fixture
+def mailbox(monkeypatch) -> Iterator[list[EmailMessage]]:
+    """A real SMTP server on loopback (aiosmtpd) as the DAG's `smtp_default`, alerts on: the
+    messages it receives."""
+    from aiosmtpd.controller import Controller
+
+    received: list[EmailMessage] = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            return "250 OK"
+
+    server = Controller(Keep(), hostname="127.0.0.1", port=free_port())
+    server.start()
+    plain = {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@shop.example"}
+    smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": server.port, "extra": plain}
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp))
+    monkeypatch.setenv("SHOPSTREAM_ALERT_EMAIL", ALERT_TO)
+    try:
+        yield received
+    finally:
+        server.stop()
+
+
+ALERT_TO = "data-team@shop.example"
+
+
+def test_corrupted_output_fails_validate_output_naming_the_check_and_mails_the_alert(
+    first_run, local_stack, mailbox
+):
     assert first_run["state"] == "success"
     # An 11th row with a null product, committed to what readers see: breaks two rules at once.
     table = iceberg_read.table("top_products")
@@ -160,6 +194,12 @@ def test_corrupted_output_fails_validate_output_naming_the_check(first_run, loca
     report = json.loads((local_stack / "transformed" / "_validation" / f"{DATE}.json").read_text())
     failed = {c["name"] for c in report["checks"] if not c["passed"]}
     assert failed == {"top_products.at_most_10_ranked", "top_products.no_null_keys"}
+    # The failure alert reached the SMTP server: to whom, which DAG, task and date, and why.
+    [alert] = mailbox
+    assert alert["To"] == ALERT_TO
+    assert alert["Subject"] == f"shopstream: ecommerce_pipeline.validate_output failed for {DATE}"
+    body = alert.get_body(("html",)).get_content()
+    assert "top_products.no_null_keys" in body and "try 1" in body, body
     # Iceberg's own undo: main back at the published snapshot, and the date validates again.
     iceberg_read.table("top_products").manage_snapshots().set_current_snapshot(good).commit()
     assert validate(DATE).passed

@@ -129,11 +129,24 @@ def spark_task(task_id: str, job: str, args: list[str], timeout: timedelta, come
     )
 
 
+# The failure alert's e-mail: which DAG, task and date, the try and the error (any shopstream DAG:
+# `params.get`, as the maintenance DAG has no run_date).
+ALERT_DATE = "{{ params.get('run_date') or data_interval_start | ds }}"
+ALERT_SUBJECT = "shopstream: {{ dag.dag_id }}.{{ ti.task_id }} failed for " + ALERT_DATE
+ALERT_BODY = (
+    "<p>Task <b>{{ ti.task_id }}</b> of DAG <b>{{ dag.dag_id }}</b> failed for the date "
+    + ALERT_DATE
+    + " (run {{ run_id }}, try {{ ti.try_number }}).</p><pre>{{ exception }}</pre>"
+    "<p>Its log is in the Airflow UI (the run's grid, this task).</p>"
+)
+
+
 def default_args() -> dict:
     alert_email = os.environ.get("SHOPSTREAM_ALERT_EMAIL")
     callbacks = [tasks.log_failure]
     if alert_email:
-        callbacks.append(SmtpNotifier(to=alert_email, smtp_conn_id="smtp_default"))
+        callbacks.append(SmtpNotifier(to=alert_email, smtp_conn_id="smtp_default", subject=ALERT_SUBJECT,
+                                      html_content=ALERT_BODY))  # fmt: skip
     return {
         "owner": "shopstream",
         "retries": int(os.environ.get("SHOPSTREAM_TASK_RETRIES", RETRIES)),
