@@ -7,7 +7,7 @@ COUNT ?= 500
 # each running whole test files (their module fixtures stay in one process), take ≈ 2/3 of the time.
 TEST_WORKERS ?= 2
 
-.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status db-up db-down db-status live-up live-down live-status dashboard dashboard-down unit integration lock clean
+.PHONY: help setup run test lint bench backfill cluster-up cluster-down test-cluster fmt broker-up broker-down broker-status stream-up stream-down stream-status db-up db-down db-status live-up live-down live-status dashboard dashboard-down airflow-up airflow-down airflow-status unit integration lock clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -93,6 +93,15 @@ dashboard: setup ## the live dashboard on http://127.0.0.1:8501 (background; db 
 dashboard-down: ## stop the dashboard
 	@$(PY) -m shopstream.devstack.dashboard_service down
 
+airflow-up: setup ## Airflow for real: API server + UI on http://127.0.0.1:8080, scheduler, dag-processor, triggerer (db + broker up)
+	@$(PY) -m shopstream.devstack.airflow_deployment up
+
+airflow-down: ## stop the Airflow deployment
+	@$(PY) -m shopstream.devstack.airflow_deployment down
+
+airflow-status:
+	@$(PY) -m shopstream.devstack.airflow_deployment status
+
 lock: ## re-resolve requirements.txt into requirements.lock
 	rm -rf .state/lock-venv && python3 -m venv .state/lock-venv
 	.state/lock-venv/bin/pip install --quiet -r requirements.txt
@@ -100,5 +109,5 @@ lock: ## re-resolve requirements.txt into requirements.lock
 	 .state/lock-venv/bin/pip freeze --exclude-editable) > requirements.lock
 	rm -rf .state/lock-venv
 
-clean: dashboard-down live-down stream-down broker-down db-down ## remove data layers and state (keeps .venv and target/)
+clean: airflow-down dashboard-down live-down stream-down broker-down db-down ## remove data layers and state (keeps .venv and target/)
 	rm -rf data/raw data/quarantine data/transformed data/report .state/kafka .state/checkpoints .state/postgres

@@ -60,6 +60,16 @@ QUERIES = {
 }
 
 
+# The oracle's columns of each output, in its order.
+ORACLE_COLUMNS = {
+    "hourly_sales": "date, hour, orders, gross_revenue, reversals, net_revenue, avg_order_value",
+    "top_products": "date, rank, product_id, net_quantity, net_revenue",
+    "regional_revenue": "date, region_code, region_name, orders, net_revenue",
+    "sales_by_product": "date, product_id, net_quantity, net_revenue, orders",
+    "status_by_category": 'date, category, "NEW", "CANCELLED", "RETURNED"',
+}
+
+
 def connect(events: list[dict]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute(EVENTS_DDL)

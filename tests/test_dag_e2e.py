@@ -31,6 +31,7 @@ from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
 from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
+from tests.duckdb_oracle import ORACLE_COLUMNS
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.sink_files import copies_in_raw
 
@@ -482,15 +483,6 @@ def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equ
             assert sorted(map(tuple, got[output])) == want[output], (reader[:40], output)
         assert got["imported_shopstream"] is False
 
-
-# The oracle's columns of each output, in its order.
-ORACLE_COLUMNS = {
-    "hourly_sales": "date, hour, orders, gross_revenue, reversals, net_revenue, avg_order_value",
-    "top_products": "date, rank, product_id, net_quantity, net_revenue",
-    "regional_revenue": "date, region_code, region_name, orders, net_revenue",
-    "sales_by_product": "date, product_id, net_quantity, net_revenue, orders",
-    "status_by_category": 'date, category, "NEW", "CANCELLED", "RETURNED"',
-}
 
 # Plain PySpark with the catalog's settings file as spark-sql's --properties-file reads it.
 SPARK_SQL_READER = """

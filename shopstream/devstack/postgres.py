@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopstream.config import DEFAULT_SERVING_DB_PORT, SERVING_DB_FILE, paths
+from shopstream.devstack.airflow_deployment import AIRFLOW_DATABASE
 from shopstream.devstack.kafka_security import write_private_json
 from shopstream.devstack.processes import free_port, port_is_open, service_main
 from shopstream.lake import CATALOG_DATABASE
@@ -220,8 +221,9 @@ class LocalPostgres:
                         sql.Identifier(self.role), sql.Literal(passwords[self.role])
                     )
                 )
-            # The serving store's database, and the Iceberg catalog's beside it (shopstream.lake).
-            for database in (self.database, CATALOG_DATABASE):
+            # The serving store's database, and beside it the Iceberg catalog's (shopstream.lake)
+            # and the Airflow deployment's metadata (devstack.airflow_deployment).
+            for database in (self.database, CATALOG_DATABASE, AIRFLOW_DATABASE):
                 if (
                     admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
                     is None
