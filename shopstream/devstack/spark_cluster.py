@@ -24,6 +24,7 @@ from shopstream.devstack import service_log
 from shopstream.devstack.processes import ManagedProcess, port_is_open, service_main
 
 DEFAULT_MASTER_PORT = 7077
+DEFAULT_UI_PORT = 8090
 READY_TIMEOUT_S = 90.0
 
 
@@ -44,7 +45,9 @@ class LocalSparkCluster:
     workers: int = 2
     worker_cores: int = 1
     worker_memory: str = "2g"
-    ui_port: int = 8080  # the master's web UI, whose JSON status page is the readiness check
+    # The master's web UI, whose JSON status page is the readiness check: not Spark's 8080, which
+    # is the Airflow deployment's UI (`make airflow-up`), up at the same time in the cluster profile.
+    ui_port: int = DEFAULT_UI_PORT
     # A finished application's folder on a worker (the jars it shipped, ≈ 10 MB per executor: a
     # year of daily DAG runs left ≈ 20 GB) is deleted this long after its last write.
     app_data_ttl_seconds: int = 7 * 86400
@@ -137,7 +140,7 @@ class LocalSparkCluster:
 
 def default_spark_cluster() -> LocalSparkCluster:
     port = int(os.environ.get("SHOPSTREAM_CLUSTER_SPARK_PORT", DEFAULT_MASTER_PORT))
-    ui_port = int(os.environ.get("SHOPSTREAM_CLUSTER_SPARK_UI_PORT", 8080))
+    ui_port = int(os.environ.get("SHOPSTREAM_CLUSTER_SPARK_UI_PORT", DEFAULT_UI_PORT))
     return LocalSparkCluster(home=paths().state / "cluster" / "spark", master_port=port, ui_port=ui_port)
 
 
