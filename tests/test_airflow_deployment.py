@@ -2,23 +2,30 @@
 server, the scheduler, the dag-processor and the triggerer as processes on free ports, LocalExecutor,
 the metadata in PostgreSQL. Nobody triggers a run: the deployment unpauses `ecommerce_pipeline`,
 the scheduler itself creates the closed day's run and the executor completes it; the published
-analytics equal the DuckDB oracle over the events read back from Kafka."""
+analytics equal the DuckDB oracle over the events read back from Kafka. A task that fails once is
+retried by the scheduler after the (shortened) delay; one that keeps failing fails the run and its
+alert arrives at a real SMTP server."""
 
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from email.message import EmailMessage
 
+import psycopg
 import pytest
 
 from shopstream.airflow.pipeline import DAG_ID, TASK_IDS
-from shopstream.config import ORDERS_TOPIC
+from shopstream.config import ORDERS_TOPIC, paths
 from shopstream.devstack.airflow_deployment import AirflowDeployment, metadata_database_uri
 from shopstream.devstack.kafka_broker import throwaway_broker
 from shopstream.devstack.processes import free_port
+from shopstream.spark.ingest_guard import AVAILABLE_NOW, WriterLock
 from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.duckdb_oracle import ORACLE_COLUMNS
@@ -29,6 +36,8 @@ pytestmark = pytest.mark.integration
 DATE = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()  # the closed day
 COUNT = 1000
 RUN_TIMEOUT_S = 900
+RETRY_DELAY_S = 10
+ALERT_TO = "data-team@shop.example"
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +49,50 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def deployment(broker, serving_db, lake_catalog, tmp_path_factory) -> Iterator[AirflowDeployment]:
+def mailbox() -> Iterator[tuple[list[EmailMessage], int]]:
+    """A real SMTP server on loopback (aiosmtpd): the messages it receives, and its port."""
+    from aiosmtpd.controller import Controller
+
+    received: list[EmailMessage] = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            return "250 OK"
+
+    server = Controller(Keep(), hostname="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        yield received, server.port
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(broker, serving_db, lake_catalog, mailbox, tmp_path_factory) -> Iterator[AirflowDeployment]:
+    from shopstream.airflow.connections import local_connections
+
     home = tmp_path_factory.mktemp("airflow")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
         mp.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
         mp.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", broker.bootstrap)
         mp.setenv("SHOPSTREAM_SERVING_DB", serving_db.dsn)
-        mp.setenv("SHOPSTREAM_TASK_RETRIES", "0")
+        mp.setenv("SHOPSTREAM_TASK_RETRIES", "1")
+        mp.setenv("SHOPSTREAM_RETRY_DELAY_SECONDS", str(RETRY_DELAY_S))
+        mp.setenv("SHOPSTREAM_ALERT_EMAIL", ALERT_TO)
         mp.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
         # The day's events are in the topic before the scheduler may start its run.
         produce(broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "61", "--malformed-ratio", "0.03",
                 "--start", DATE, "--span", "24h")  # fmt: skip
+        smtp = {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": mailbox[1],
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@shop.example"},
+        }
         airflow = AirflowDeployment(home / "airflow", free_port(), metadata_database_uri(serving_db.dsn),
+                                    connections={**local_connections(), "smtp_default": smtp},
                                     unpaused=(DAG_ID,))  # fmt: skip
         airflow.start()
         try:
@@ -61,11 +101,11 @@ def deployment(broker, serving_db, lake_catalog, tmp_path_factory) -> Iterator[A
             airflow.stop()
 
 
-def finished_run(airflow: AirflowDeployment, timeout: float = RUN_TIMEOUT_S) -> dict:
-    """The DAG's first run once it has finished (success or failed)."""
+def finished_run(airflow: AirflowDeployment, run_id: str | None = None, timeout=RUN_TIMEOUT_S) -> dict:
+    """The DAG's run `run_id` (else its first) once it has finished (success or failed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = airflow.dag_runs(DAG_ID)
+        runs = [r for r in airflow.dag_runs(DAG_ID) if run_id in (None, r["run_id"])]
         if runs and runs[-1]["state"] in ("success", "failed"):
             return runs[-1]
         time.sleep(5)
@@ -104,3 +144,65 @@ def test_the_admin_logs_in_and_the_deployments_secrets_are_its_owners_alone(depl
     assert {"kafka_default", "spark_default", "fs_default", "shopstream_lake"} <= set(
         c["conn_id"] for c in json.loads(connections[connections.index("[") :])
     ), "the profile's Connections are in the metadata database"
+
+
+def wait_for_task_state(airflow: AirflowDeployment, run_id: str, task_id: str, state: str) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while (states := airflow.task_states(DAG_ID, run_id)).get(task_id) != state:
+        assert time.monotonic() < deadline, states
+        time.sleep(2)
+
+
+def tries(metadata_db: str, run_id: str, task_id: str) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """(try number, start, end) of each try of a task instance, from the metadata database."""
+    with psycopg.connect(metadata_db) as conn:
+        return conn.execute(
+            "SELECT try_number, start_date, end_date FROM task_instance_history WHERE dag_id = %s AND "
+            "run_id = %s AND task_id = %s UNION ALL SELECT try_number, start_date, end_date FROM "
+            "task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s ORDER BY 1",
+            (DAG_ID, run_id, task_id) * 2,
+        ).fetchall()
+
+
+def test_a_task_that_fails_once_is_retried_after_the_delay_and_the_run_succeeds(deployment, serving_db):
+    """Someone's ingest run holds the raw sink while the DAG's starts: its first try fails naming
+    that writer; the scheduler retries it after the delay, the sink is free, the run succeeds."""
+    finished_run(deployment)  # the scheduler's own run first (one run at a time)
+    someone = WriterLock(paths().ingest_checkpoints)
+    assert someone.acquire(AVAILABLE_NOW)
+    try:
+        run_id = deployment.trigger(DAG_ID, {"run_date": DATE})
+        wait_for_task_state(deployment, run_id, "run_streaming_job", "up_for_retry")
+    finally:
+        someone.release()
+
+    run = finished_run(deployment, run_id)
+
+    assert run["state"] == "success", deployment.task_states(DAG_ID, run_id)
+    (first, _, failed_at), (second, retried_at, _) = tries(
+        metadata_database_uri(serving_db.dsn), run_id, "run_streaming_job"
+    )
+    assert (first, second) == (1, 2)
+    assert (retried_at - failed_at).total_seconds() >= RETRY_DELAY_S, "retried after the delay"
+
+
+def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(deployment, mailbox):
+    finished_run(deployment)
+    received, _ = mailbox
+    someone = WriterLock(paths().ingest_checkpoints)
+    assert someone.acquire(AVAILABLE_NOW)
+    try:  # held through every try
+        run_id = deployment.trigger(DAG_ID, {"run_date": DATE})
+        run = finished_run(deployment, run_id)
+    finally:
+        someone.release()
+
+    assert run["state"] == "failed"
+    assert deployment.task_states(DAG_ID, run_id)["run_streaming_job"] == "failed"
+    deadline = time.monotonic() + 60
+    while not received and time.monotonic() < deadline:
+        time.sleep(1)
+    [alert] = received
+    assert alert["To"] == ALERT_TO
+    assert alert["Subject"] == f"shopstream: {DAG_ID}.run_streaming_job failed for {DATE}"
+    assert "try 2" in alert.get_body(("html",)).get_content(), "sent once, after the last try"

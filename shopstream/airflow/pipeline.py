@@ -150,7 +150,9 @@ def default_args() -> dict:
     return {
         "owner": "shopstream",
         "retries": int(os.environ.get("SHOPSTREAM_TASK_RETRIES", RETRIES)),
-        "retry_delay": RETRY_DELAY,
+        "retry_delay": timedelta(
+            seconds=float(os.environ.get("SHOPSTREAM_RETRY_DELAY_SECONDS", RETRY_DELAY.total_seconds()))
+        ),
         "on_failure_callback": callbacks,
     }
 

@@ -18,6 +18,7 @@ UI's port (default 8080).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -174,6 +175,12 @@ class AirflowDeployment:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(2)
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """A manual run of `dag_id` (with `conf`, e.g. {"run_date": "2026-12-04"}); its run id."""
+        run_id = f"manual__{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%S.%f}"
+        self.airflow("dags", "trigger", dag_id, "-c", json.dumps(conf or {}), "-r", run_id)
+        return run_id
 
     def dag_runs(self, dag_id: str) -> list[dict]:
         """The DAG's runs (run_id, state, logical_date, run_type, ...), newest first."""
