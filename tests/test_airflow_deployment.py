@@ -9,13 +9,10 @@ alert arrives at a real SMTP server."""
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import json
 import time
 import urllib.request
 from collections.abc import Iterator
-from email.message import EmailMessage
 
 import psycopg
 import pytest
@@ -30,6 +27,7 @@ from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.duckdb_oracle import ORACLE_COLUMNS
 from tests.kafka_read import distinct_events, read_topic
+from tests.smtp_sink import Mailbox, smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -49,23 +47,9 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mailbox() -> Iterator[tuple[list[EmailMessage], int]]:
-    """A real SMTP server on loopback (aiosmtpd): the messages it receives, and its port."""
-    from aiosmtpd.controller import Controller
-
-    received: list[EmailMessage] = []
-
-    class Keep:
-        async def handle_DATA(self, server, session, envelope):
-            received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-            return "250 OK"
-
-    server = Controller(Keep(), hostname="127.0.0.1", port=free_port())
-    server.start()
-    try:
-        yield received, server.port
-    finally:
-        server.stop()
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +69,8 @@ def deployment(broker, serving_db, lake_catalog, mailbox, tmp_path_factory) -> I
         # The day's events are in the topic before the scheduler may start its run.
         produce(broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "61", "--malformed-ratio", "0.03",
                 "--start", DATE, "--span", "24h")  # fmt: skip
-        smtp = {
-            "conn_type": "smtp",
-            "host": "127.0.0.1",
-            "port": mailbox[1],
-            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@shop.example"},
-        }
         airflow = AirflowDeployment(home / "airflow", free_port(), metadata_database_uri(serving_db.dsn),
-                                    connections={**local_connections(), "smtp_default": smtp},
+                                    connections={**local_connections(), "smtp_default": mailbox.connection()},
                                     unpaused=(DAG_ID,))  # fmt: skip
         airflow.start()
         try:
@@ -188,7 +166,7 @@ def test_a_task_that_fails_once_is_retried_after_the_delay_and_the_run_succeeds(
 
 def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(deployment, mailbox):
     finished_run(deployment)
-    received, _ = mailbox
+    received = mailbox.received
     someone = WriterLock(paths().ingest_checkpoints)
     assert someone.acquire(AVAILABLE_NOW)
     try:  # held through every try

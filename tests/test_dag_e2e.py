@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import email
-import email.policy
 import json
 import os
 import subprocess
@@ -25,7 +23,6 @@ from shopstream import daily_tables, publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
 from shopstream.config import ORDERS_TOPIC
-from shopstream.devstack.processes import free_port
 from shopstream.kafka_admin import topic_stats
 from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
@@ -34,6 +31,7 @@ from tests.conftest import produce
 from tests.duckdb_oracle import ORACLE_COLUMNS
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.sink_files import copies_in_raw
+from tests.smtp_sink import smtp_server
 
 pytestmark = pytest.mark.integration
 
@@ -148,27 +146,11 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
 
 @pytest.fixture
 def mailbox(monkeypatch) -> Iterator[list[EmailMessage]]:
-    """A real SMTP server on loopback (aiosmtpd) as the DAG's `smtp_default`, alerts on: the
-    messages it receives."""
-    from aiosmtpd.controller import Controller
-
-    received: list[EmailMessage] = []
-
-    class Keep:
-        async def handle_DATA(self, server, session, envelope):
-            received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-            return "250 OK"
-
-    server = Controller(Keep(), hostname="127.0.0.1", port=free_port())
-    server.start()
-    plain = {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@shop.example"}
-    smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": server.port, "extra": plain}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp))
-    monkeypatch.setenv("SHOPSTREAM_ALERT_EMAIL", ALERT_TO)
-    try:
-        yield received
-    finally:
-        server.stop()
+    """A real SMTP server on loopback as the DAG's `smtp_default`, alerts on: what it receives."""
+    with smtp_server() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(server.connection()))
+        monkeypatch.setenv("SHOPSTREAM_ALERT_EMAIL", ALERT_TO)
+        yield server.received
 
 
 ALERT_TO = "data-team@shop.example"
