@@ -210,7 +210,7 @@ def failing_dates(entries: list[publication.Publication] | None = None, limit: i
     latest: dict[dt.date, publication.Publication] = {}
     for entry in entries:
         latest.setdefault(entry.date, entry)
-    failing = [e for date, e in sorted(latest.items(), reverse=True) if not e.passed]
+    failing = [e for _, e in sorted(latest.items(), reverse=True) if not e.passed]
     return [
         {"date": e.date.isoformat(), "version": e.version, "failed checks": e.failed_checks}
         for e in failing[:limit]
