@@ -166,14 +166,19 @@ def history(date: dt.date | str | None = None, catalog=None) -> list[Publication
     return sorted(found, key=lambda p: p.recorded_at, reverse=True)
 
 
-def published_by_date(entries: list[Publication]) -> dict[str, Publication]:
-    """Of `entries` (newest first, as `history` gives them), each date's newest publication that
-    passed: what readers of the date see. Keyed by ISO date."""
-    current: dict[str, Publication] = {}
+def latest_by_date(entries: list[Publication]) -> dict[str, Publication]:
+    """Of `entries` (newest first, as `history` gives them), each date's newest one. Keyed by ISO
+    date."""
+    latest: dict[str, Publication] = {}
     for entry in entries:
-        if entry.passed:
-            current.setdefault(entry.date.isoformat(), entry)
-    return current
+        latest.setdefault(entry.date.isoformat(), entry)
+    return latest
+
+
+def published_by_date(entries: list[Publication]) -> dict[str, Publication]:
+    """Of `entries` (newest first), each date's newest publication that passed: what readers of the
+    date see. Keyed by ISO date."""
+    return latest_by_date([entry for entry in entries if entry.passed])
 
 
 def published(date: dt.date | str, catalog=None) -> Publication | None:

@@ -186,11 +186,10 @@ def dag_runs(limit: int = 14) -> list[dict]:
     """The newest published dates: the version the DAG published, when, and its validation (the
     catalog's publications table)."""
     entries = publication.history()  # newest first
-    current = publication.published_by_date(entries)
+    current, latest = publication.published_by_date(entries), publication.latest_by_date(entries)
     rows = []
     for date in sorted(current, reverse=True)[:limit]:
-        record = current[date]
-        newest = next(e for e in entries if e.date == record.date)
+        record, newest = current[date], latest[date]
         rows.append({
             "date": date,
             "published version": record.version,
@@ -207,10 +206,8 @@ def failing_dates(entries: list[publication.Publication] | None = None, limit: i
     of that run were published; an earlier version of these stays what readers see). The next run
     tries them again; until one passes, they are named here."""
     entries = publication.history() if entries is None else entries
-    latest: dict[dt.date, publication.Publication] = {}
-    for entry in entries:
-        latest.setdefault(entry.date, entry)
-    failing = [e for _, e in sorted(latest.items(), reverse=True) if not e.passed]
+    latest = publication.latest_by_date(entries)
+    failing = [latest[date] for date in sorted(latest, reverse=True) if not latest[date].passed]
     return [
         {"date": e.date.isoformat(), "version": e.version, "failed checks": e.failed_checks}
         for e in failing[:limit]

@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from shopstream.config import REPO_ROOT, paths, serving_db_dsn
+from shopstream.devstack.kafka_security import write_private_json
 from shopstream.devstack.processes import ManagedProcess, port_is_open, service_main
 
 AIRFLOW_DATABASE = "shopstream_airflow"  # beside the serving store's, made by `make db-up`
@@ -40,6 +41,7 @@ DEFAULT_PORT = 8080
 READY_TIMEOUT = 180.0
 ADMIN = "admin"
 DAGS_FOLDER = REPO_ROOT / "dags"
+AIRFLOW_CLI = Path(sys.executable).parent / "airflow"  # this environment's, beside its python
 UNPAUSED = ("ecommerce_pipeline", "shopstream_maintenance")
 PARSE_TIMEOUT = 120.0
 
@@ -80,8 +82,6 @@ class AirflowDeployment:
     def _secrets(self) -> dict[str, str]:
         """The keys every component must share (the API's JWT signing, the Connections'
         encryption), made once and kept in a file of mode 600."""
-        from shopstream.devstack.kafka_security import write_private_json
-
         file = self.home / "secrets.json"
         if not file.exists():
             from cryptography.fernet import Fernet
@@ -118,7 +118,7 @@ class AirflowDeployment:
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
         """Runs the `airflow` CLI against this deployment; its output, or an error naming it."""
-        command = [str(Path(sys.executable).parent / "airflow"), *args]
+        command = [str(AIRFLOW_CLI), *args]
         env = self.environment()
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
@@ -129,7 +129,6 @@ class AirflowDeployment:
         """The profile's Connections into the metadata database (replacing older values), through a
         file of mode 600 that is removed after."""
         from shopstream.airflow.connections import local_connections
-        from shopstream.devstack.kafka_security import write_private_json
 
         connections = self._connections if self._connections is not None else local_connections()
         fields = {name: {**c, "extra": json.dumps(c.get("extra") or {})} for name, c in connections.items()}
@@ -152,9 +151,8 @@ class AirflowDeployment:
         self.airflow("db", "migrate")
         self.write_connections()
         env = self.environment()
-        airflow = str(Path(sys.executable).parent / "airflow")
         for component in COMPONENTS:
-            self.process(component).launch([airflow, component], env=env)
+            self.process(component).launch([str(AIRFLOW_CLI), component], env=env)
         self.process("api-server").wait_until(self.running, AirflowDeploymentError, "Airflow", READY_TIMEOUT)
         if self.passwords_file.exists():  # Airflow writes it readable by all
             self.passwords_file.chmod(0o600)

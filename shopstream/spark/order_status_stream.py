@@ -53,7 +53,7 @@ from shopstream.spark.orders import (
     with_parsed_value,
 )
 from shopstream.spark.session import exit_after, get_spark, job_logger
-from shopstream.spark.status_table import STATUS_RANK, ensure_status_table, merge_batch, query_id
+from shopstream.spark.status_table import ensure_status_table, merge_batch, query_id, rank_sql
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
@@ -170,9 +170,7 @@ def current_status(orders: DataFrame, updates: DataFrame, max_update_delay: str)
 
 def newest_per_order(rows: DataFrame) -> DataFrame:
     """One row per order id: the one with the newest status (time, then life-cycle rank)."""
-    rank = F.lit(0)
-    for status, value in STATUS_RANK.items():
-        rank = F.when(F.col("current_status") == status, F.lit(value)).otherwise(rank)
+    rank = F.expr(rank_sql())
     newest_first = Window.partitionBy("order_id").orderBy(F.col("status_time").desc(), rank.desc())
     return rows.withColumn("_n", F.row_number().over(newest_first)).where(F.col("_n") == 1).drop("_n")
 

@@ -43,15 +43,15 @@ TABLE_PROPERTIES = {
 STATUS_RANK = {NEW: 0, CANCELLED: 1, RETURNED: 2}
 
 
-def rank_sql(alias: str) -> str:
-    """A row's life-cycle rank (STATUS_RANK) in SQL."""
-    cases = " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in STATUS_RANK.items())
-    return f"(CASE {alias}.current_status {cases} ELSE 0 END)"
+def rank_sql(status: str = "current_status") -> str:
+    """The life-cycle rank (STATUS_RANK) of the status in column `status`, in SQL."""
+    cases = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in STATUS_RANK.items())
+    return f"(CASE {status} {cases} ELSE 0 END)"
 
 
 # Of two statuses of an order, the newer wins (by time, then rank).
-NEWER = (f"(s.status_time > t.status_time OR "
-         f"(s.status_time = t.status_time AND {rank_sql('s')} > {rank_sql('t')}))")  # fmt: skip
+NEWER = (f"(s.status_time > t.status_time OR (s.status_time = t.status_time AND "
+         f"{rank_sql('s.current_status')} > {rank_sql('t.current_status')}))")  # fmt: skip
 
 
 def ensure_status_table(spark: SparkSession, schema) -> str:
