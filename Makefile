@@ -36,9 +36,9 @@ fmt: ## format Python and Rust in place
 bench: setup ## every stage next to its reference -> docs/benchmarks.md (~30 min); SMOKE=1: small sizes, ~4 min
 	$(PY) -m bench.run $(if $(SMOKE),--smoke)
 
-backfill: setup ## run the DAG once per date: make backfill FROM=2026-11-20 TO=2026-11-22 (broker up)
+backfill: setup ## an Airflow backfill, oldest first: make backfill FROM=2026-11-20 TO=2026-11-22 (airflow-up)
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
-	$(PY) -m shopstream.airflow.run_local --backfill $(FROM) $(TO)
+	$(PY) -m shopstream.devstack.airflow_runs backfill $(FROM) $(TO)
 
 cluster-up: setup ## 3-node Kafka (KRaft, RF 3, min.insync 2) + Spark master with 2 workers, on loopback
 	@$(PY) -m shopstream.devstack.kafka_cluster up

@@ -5,7 +5,8 @@ from Airflow's task instances.
 
 Runs scripts/run_pipeline.sh with its state, data, broker, database and dashboard in a temp dir on
 free ports, so the user's own stack and data are never touched. It includes the live side that
-`make run` starts (PostgreSQL, the live aggregation, the dashboard, a 10-s live feed).
+`make run` starts (PostgreSQL, the live aggregation, the dashboard, a 10-s live feed) and the
+Airflow deployment whose scheduler runs the DAG (its start is part of the figure).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def measure(count: int = 500, live_feed: int = 2000) -> dict:
             # The live side (PostgreSQL, the dashboard) on free ports too.
             "SHOPSTREAM_SERVING_DB_PORT": str(free_port()),
             "SHOPSTREAM_DASHBOARD_PORT": str(free_port()),
+            "SHOPSTREAM_AIRFLOW_PORT": str(free_port()),
         }
         # The run's own database and catalog (the script starts them), never the caller's.
         for name in ("SHOPSTREAM_KAFKA_CONFIG", "SHOPSTREAM_SERVING_DB", "AIRFLOW_CONN_SHOPSTREAM_SERVING",

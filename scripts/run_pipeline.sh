@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: start the local Kafka broker, produce COUNT order events of the day
-# that closed at the last midnight UTC (nothing timestamped in the future), run the DAG run the
-# scheduler creates at that midnight (it transforms that day) with an embedded Airflow, print what
-# it produced, and stop the broker again (also on failure or Ctrl-C).
+# that closed at the last midnight UTC (nothing timestamped in the future), start the Airflow
+# deployment, whose scheduler runs the DAG for that day, print what it produced, and stop what it
+# started again (also on failure or Ctrl-C).
 # The live side runs alongside: PostgreSQL, the live aggregation and the dashboard start first (its
 # URL is printed), a live feed of today's events follows, and at the end an interactive terminal
 # keeps everything running until Ctrl-C (SHOPSTREAM_KEEP_RUNNING=0: stop at once, as CI does).
@@ -12,8 +12,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-500}
 DATE=${SHOPSTREAM_RUN_DATE:-$(date -u -d yesterday +%F)}
-RUN=(--scheduled)
-[ -n "${SHOPSTREAM_RUN_DATE:-}" ] && RUN=(--date "$DATE")
 PY=.venv/bin/python
 started_at=$(date +%s)
 
@@ -63,21 +61,26 @@ if [ "$LIVE" = 1 ]; then
   echo "    live feed: ${LIVE_COUNT:=2000} events of today at 200/s"
   target/release/order-sim --brokers "$BROKERS" --count "$LIVE_COUNT" --rate 200 --start now 2>/dev/null | tail -1
 fi
-# Beside the run's other state (SHOPSTREAM_STATE_DIR, as the bench's end-to-end stage sets it): the
-# Airflow log and the run's result as JSON (its tasks' states and seconds).
+# The DAG runs in a real Airflow deployment (scheduler, LocalExecutor, API server and UI), started
+# here unless one runs already: unpaused, the scheduler makes the closed day's run by itself (a run
+# of that day that finished earlier is cleared and runs again); SHOPSTREAM_RUN_DATE triggers a manual
+# run naming the date. The run's result (its tasks' states and seconds) lands beside the run's state.
 STATE_DIR=$($PY -c 'from shopstream.config import paths; print(paths().state)')
-AIRFLOW_LOG=$STATE_DIR/airflow-run.log
 mkdir -p "$STATE_DIR"
-echo "==> [2/3] running the ecommerce_pipeline DAG (${RUN[*]}) for $DATE (Airflow log: $AIRFLOW_LOG)"
-$PY -m shopstream.airflow.run_local "${RUN[@]}" --expected-events "$COUNT" \
-  --result-file "$STATE_DIR/dag-run.json" 2> "$AIRFLOW_LOG" \
-  || { echo "DAG run failed; last log lines:"; tail -40 "$AIRFLOW_LOG"; exit 1; }
+echo "==> [2/3] the Airflow deployment's scheduler runs the ecommerce_pipeline DAG for $DATE"
+SHOPSTREAM_AIRFLOW_UNPAUSED=ecommerce_pipeline start_service airflow_deployment
+AIRFLOW_URL=$($PY -c 'from shopstream.devstack.airflow_deployment import AirflowDeployment as A; print(A().url)')
+WHICH=(closed-day)
+[ -n "${SHOPSTREAM_RUN_DATE:-}" ] && WHICH=(date "$DATE")
+$PY -m shopstream.devstack.airflow_runs --result-file "$STATE_DIR/dag-run.json" "${WHICH[@]}" \
+  || { echo "DAG run failed: its task logs are in the UI, $AIRFLOW_URL"; exit 1; }
 echo "==> [3/3] outputs"
 $PY -m shopstream.report --date "$DATE" --summary
 $PY -m shopstream.lake --date "$DATE"
 echo "done in $(( $(date +%s) - started_at )) s"
+echo "Airflow UI: $AIRFLOW_URL (user admin; make airflow-status says where its password is)"
 if [ "$LIVE" = 1 ] && [ -t 0 ] && [ "${SHOPSTREAM_KEEP_RUNNING:-1}" != 0 ]; then
-  echo "dashboard still running at $URL: feed it with 'target/release/order-sim --rate 200 --start now';"
+  echo "dashboard still running at $URL, Airflow at $AIRFLOW_URL: feed it with 'target/release/order-sim --rate 200 --start now';"
   echo "Ctrl-C stops everything this run started"
   while true; do sleep 3600; done
 fi

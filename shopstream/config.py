@@ -14,8 +14,7 @@ from pathlib import Path
 # Topic names and the default broker address are part of the event contract (shared with the
 # Rust producer); here with the rest of the configuration.
 from shopstream.contract import DEFAULT_KAFKA_BOOTSTRAP, ORDERS_TOPIC, UPDATES_TOPIC  # noqa: F401
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from shopstream.home import REPO_ROOT
 
 DEFAULT_KAFKA_CONTROLLER_PORT = 9093
 # In the loopback cluster's folder: the Spark jobs' client login, written by `make cluster-up`.
@@ -318,26 +317,38 @@ def serving_db_dsn() -> str:
         return airflow_connection_uri(airflow_conn)
     local = paths().serving_db_dir / SERVING_DB_FILE
     if local.exists():
-        return airflow_connection_uri(local.read_text())
+        return json.loads(local.read_text())["uri"]
     raise ServingDbNotConfigured(
         "no serving database: run `make db-up` (a local PostgreSQL), or set SHOPSTREAM_SERVING_DB "
         f"or AIRFLOW_CONN_{SERVING_CONN_ID.upper()} to a managed one (postgresql://user:pass@host:port/db)"
     )
 
 
-def airflow_connection_uri(value: str) -> str:
-    """An Airflow Connection (URI, or JSON with conn_type/host/port/login/password/schema) as a
-    libpq URI. Airflow's `postgres://` scheme is one libpq accepts too."""
-    if not value.lstrip().startswith("{"):
-        return value.strip()
-    from urllib.parse import quote
+def _airflow_uri(value: str) -> str:
+    """An Airflow Connection in either form `AIRFLOW_CONN_*` may hold, as Airflow's URI form: the
+    JSON form is turned into it by Airflow's own `Connection`. (Only then is Airflow imported: it
+    reconfigures the process's logging, so the DAG hands the Spark jobs the URI form.)"""
+    value = value.strip()
+    if not value.startswith("{"):
+        return value
+    from airflow.sdk import Connection
 
-    conn = json.loads(value)
-    login = quote(conn.get("login") or "", safe="")
-    password = conn.get("password")
-    auth = f"{login}:{quote(password, safe='')}@" if password else (f"{login}@" if login else "")
-    port = f":{conn['port']}" if conn.get("port") else ""
-    return f"postgresql://{auth}{conn.get('host') or '127.0.0.1'}{port}/{conn.get('schema') or ''}"
+    return Connection.from_json(value, conn_id="shopstream").get_uri()
+
+
+def airflow_connection_uri(value: str) -> str:
+    """An Airflow Connection (its URI or JSON form) as a libpq URI: Airflow's `postgres://` scheme
+    is one libpq accepts; the extras Airflow puts in the query are left out (libpq refuses them)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(_airflow_uri(value))._replace(query=""))
+
+
+def airflow_connection_extra(value: str) -> dict[str, str]:
+    """The extras of an Airflow Connection (its URI or JSON form), as Airflow's URI carries them."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    return dict(parse_qsl(urlsplit(_airflow_uri(value)).query))
 
 
 REGIONS_CSV = REPO_ROOT / "data" / "regions.csv"

@@ -3,21 +3,28 @@ single source of field names, types, statuses, money precision, the event's iden
 `order_updates` record and the topic names, shared with the Rust producer (its build script
 reads the same file).
 
-Imports nothing of shopstream, so every module may import it. Spark types are built lazily so
-that importing this module (e.g. while Airflow parses a DAG) does not import pyspark.
+Imports nothing of shopstream but `home` (where the file is), so every module may import it.
+Spark types are built lazily so that importing this module (e.g. while Airflow parses a DAG)
+does not import pyspark.
 """
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from shopstream.home import REPO_ROOT
 
 if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
-CONTRACT_FILE = Path(__file__).resolve().parent.parent / "contracts" / "order_event.schema.json"
+CONTRACT_FILE = REPO_ROOT / "contracts" / "order_event.schema.json"
+if not CONTRACT_FILE.is_file():
+    raise FileNotFoundError(
+        f"the event contract {CONTRACT_FILE} is missing: an installed shopstream needs SHOPSTREAM_HOME, a "
+        "folder with its contracts/, config/ and data/ (a checkout; README, 'Deploy into your Airflow')"
+    )
 CONTRACT: dict = json.loads(CONTRACT_FILE.read_text())
 UPDATE_CONTRACT: dict = CONTRACT["$defs"]["order_update"]
 

@@ -20,14 +20,13 @@ alone points it elsewhere:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from shopstream.config import airflow_connection_uri, paths, serving_db_dsn
+from shopstream.config import airflow_connection_extra, airflow_connection_uri, paths, serving_db_dsn
 
 CATALOG = "lake"  # the catalog's name in Spark SQL: lake.shopstream.<table>
 NAMESPACE = "shopstream"  # the default of `namespace()`
@@ -71,12 +70,9 @@ def _catalog_dsn() -> str:
 
 
 def _connection_warehouse() -> str | None:
-    """The `warehouse` in the extra of the Airflow Connection `shopstream_lake` (JSON form), if any."""
-    value = os.environ.get(LAKE_CONN_ENV, "")
-    if not value.lstrip().startswith("{"):
-        return None
-    extra = json.loads(value).get("extra") or {}
-    return (json.loads(extra) if isinstance(extra, str) else extra).get("warehouse")
+    """The `warehouse` in the extra of the Airflow Connection `shopstream_lake`, if any."""
+    value = os.environ.get(LAKE_CONN_ENV)
+    return airflow_connection_extra(value).get("warehouse") if value else None
 
 
 def lake_settings() -> LakeSettings:

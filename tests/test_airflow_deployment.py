@@ -4,12 +4,17 @@ the metadata in PostgreSQL. Nobody triggers a run: the deployment unpauses `ecom
 the scheduler itself creates the closed day's run and the executor completes it; the published
 analytics equal the DuckDB oracle over the events read back from Kafka. A task that fails once is
 retried by the scheduler after the (shortened) delay; one that keeps failing fails the run and its
-alert arrives at a real SMTP server."""
+alert arrives at a real SMTP server. `airflow backfill create` makes the scheduler run three past
+dates, oldest first; the admin finds the run's eight tasks successful in the UI's grid (Debian's
+Chromium)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import os
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +23,8 @@ import psycopg
 import pytest
 
 from shopstream.airflow.pipeline import DAG_ID, TASK_IDS
-from shopstream.config import ORDERS_TOPIC, paths
+from shopstream.config import ORDERS_TOPIC, REPO_ROOT, paths
+from shopstream.devstack import airflow_runs
 from shopstream.devstack.airflow_deployment import AirflowDeployment, metadata_database_uri
 from shopstream.devstack.kafka_broker import throwaway_broker
 from shopstream.devstack.processes import free_port
@@ -36,6 +42,10 @@ COUNT = 1000
 RUN_TIMEOUT_S = 900
 RETRY_DELAY_S = 10
 ALERT_TO = "data-team@shop.example"
+PAST = tuple((dt.date.fromisoformat(DATE) - dt.timedelta(days=n)) for n in (4, 3, 2))
+PAST_COUNT = 600
+CHROMIUM = "/usr/bin/chromium"
+README_SCREENSHOT = REPO_ROOT / "docs" / "images" / "airflow_grid.png"
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +90,11 @@ def deployment(broker, serving_db, lake_catalog, mailbox, tmp_path_factory) -> I
 
 
 def finished_run(airflow: AirflowDeployment, run_id: str | None = None, timeout=RUN_TIMEOUT_S) -> dict:
-    """The DAG's run `run_id` (else its first) once it has finished (success or failed)."""
+    """The DAG's run `run_id` (else the scheduler's) once it has finished (success or failed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = [r for r in airflow.dag_runs(DAG_ID) if run_id in (None, r["run_id"])]
+        runs = [r for r in airflow.dag_runs(DAG_ID) if r["run_id"] == run_id
+                or (run_id is None and r["run_id"].startswith("scheduled__"))]  # fmt: skip
         if runs and runs[-1]["state"] in ("success", "failed"):
             return runs[-1]
         time.sleep(5)
@@ -98,14 +109,23 @@ def test_the_scheduler_creates_and_completes_the_closed_days_run(deployment, bro
     assert deployment.task_states(DAG_ID, run["run_id"]) == dict.fromkeys(TASK_IDS, "success")
     assert deployment.running(), "every component still healthy"
 
-    delivered = [json.loads(m.value) for m in read_topic(broker.bootstrap, ORDERS_TOPIC, COUNT)
+    assert_published_equals_the_oracle(broker, COUNT, [DATE])
+
+
+def assert_published_equals_the_oracle(broker, events: int, dates: list[str]) -> None:
+    """Every output's published rows of `dates` equal the DuckDB oracle over the topic's first
+    `events` events, read back from Kafka."""
+    delivered = [json.loads(m.value) for m in read_topic(broker.bootstrap, ORDERS_TOPIC, events)
                  if not oracle.problems(m.value)]  # fmt: skip
     truth = duckdb_oracle.connect(distinct_events(delivered))
-    for output, columns in ORACLE_COLUMNS.items():
-        columns = columns.replace("hour,", "strftime(timezone('UTC', hour), '%Y-%m-%d %H:%M:%S') AS hour,")
-        got = iceberg_read.rows(output, columns, where=f"date = DATE '{DATE}'")
-        want = [row for row in duckdb_oracle.expected(truth, output) if str(row[0]) == DATE]
-        assert sorted(tuple(map(str, r)) for r in got) == sorted(tuple(map(str, r)) for r in want), output
+    for date in dates:
+        for output, columns in ORACLE_COLUMNS.items():
+            columns = columns.replace(
+                "hour,", "strftime(timezone('UTC', hour), '%Y-%m-%d %H:%M:%S') AS hour,"
+            )
+            got = iceberg_read.rows(output, columns, where=f"date = DATE '{date}'")
+            want = [row for row in duckdb_oracle.expected(truth, output) if str(row[0]) == date]
+            assert sorted(tuple(map(str, r)) for r in got) == sorted(tuple(map(str, r)) for r in want), output
 
 
 def test_the_admin_logs_in_and_the_deployments_secrets_are_its_owners_alone(deployment):
@@ -184,3 +204,64 @@ def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(d
     assert alert["To"] == ALERT_TO
     assert alert["Subject"] == f"shopstream: {DAG_ID}.run_streaming_job failed for {DATE}"
     assert "try 2" in alert.get_body(("html",)).get_content(), "sent once, after the last try"
+
+
+def test_an_airflow_backfill_runs_three_past_dates_oldest_first_each_published_and_correct(
+    deployment, broker
+):
+    finished_run(deployment)
+    before = outputs_of(DATE)
+    produced = produce(broker, ORDERS_TOPIC, "--count", str(PAST_COUNT), "--seed", "67",
+                       "--start", PAST[0].isoformat(), "--span", "72h")  # fmt: skip
+
+    results = airflow_runs.backfill(deployment, PAST[0], PAST[-1], timeout=RUN_TIMEOUT_S)
+
+    assert [(r.date, r.state) for r in results] == [(d.isoformat(), "success") for d in PAST]
+    assert all(r.run_id.startswith("backfill__") for r in results)
+    assert all(task.state == "success" for r in results for task in r.tasks.values())
+    spans = [run_span(deployment, r.run_id) for r in results]
+    assert all(done <= next_start for (_, done), (next_start, _) in itertools.pairwise(spans)), "oldest first"
+    assert outputs_of(DATE) == before, "a backfill never touches another date"
+    assert_published_equals_the_oracle(broker, COUNT + produced["generated"], [d.isoformat() for d in PAST])
+
+
+def outputs_of(date: str) -> dict[str, list[tuple]]:
+    return {
+        output: sorted(iceberg_read.rows(output, "*", where=f"date = DATE '{date}'"))
+        for output in ORACLE_COLUMNS
+    }
+
+
+def run_span(airflow: AirflowDeployment, run_id: str) -> tuple[dt.datetime, dt.datetime]:
+    [run] = [r for r in airflow.dag_runs(DAG_ID) if r["run_id"] == run_id]
+    return dt.datetime.fromisoformat(run["start_date"]), dt.datetime.fromisoformat(run["end_date"])
+
+
+def test_the_admin_finds_the_runs_eight_tasks_successful_in_the_uis_grid(deployment, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    run = finished_run(deployment)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(deployment.url)
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(deployment.admin_password())
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{deployment.url}/")
+            page.goto(f"{deployment.url}/dags/{DAG_ID}/runs/{run['run_id']}")
+
+            expect(page.get_by_text(f"{len(TASK_IDS)} Task Instances")).to_be_visible(timeout=60_000)
+            for task_id in TASK_IDS:
+                cell = page.get_by_test_id(f"grid-{run['run_id']}-{task_id}")
+                expect(cell).to_have_count(1)
+                row = page.get_by_role("row").filter(has=page.get_by_role("link", name=task_id, exact=True))
+                expect(row).to_contain_text("Success")
+            shot = tmp_path / "airflow_grid.png"
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 50_000
+    if os.environ.get("SHOPSTREAM_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(shot, README_SCREENSHOT)

@@ -225,7 +225,7 @@ def test_the_no_data_message_says_why_and_what_to_do(tmp_path):
     assert "all went to quarantine" in all_bad and "1 files" in all_bad
 
 
-BACKFILL = tuple(days_before(n) for n in (5, 4, 3))
+PAST = tuple(days_before(n) for n in (5, 4, 3))
 
 
 def outputs_of(data, date: str) -> dict[str, object]:
@@ -237,27 +237,29 @@ def outputs_of(data, date: str) -> dict[str, object]:
     return found
 
 
-def test_backfill_of_three_past_dates_gives_each_date_its_own_correct_outputs(
+def test_a_run_naming_a_past_date_also_transforms_the_unpublished_dates_before_it(
     first_run, local_stack, kafka_broker
 ):
-    from shopstream.airflow.run_local import backfill
-
+    """A manual run for the last of three past dates whose events were never transformed: its
+    lookback window finds the two before it too (new since no publication), and the run publishes
+    each date's own outputs. (Airflow's backfills run in the deployment's tests.)"""
     assert first_run["state"] == "success"
     before = outputs_of(local_stack, DATE)
     produced = produce(kafka_broker, ORDERS_TOPIC, "--count", "1500", "--seed", "61",
-                       "--start", BACKFILL[0], "--span", "72h")  # fmt: skip
+                       "--start", PAST[0], "--span", "72h")  # fmt: skip
     # Issue 33: records no date's jobs may stop on, among the first date's events.
-    hostile = hostile_records(kafka_broker.bootstrap, BACKFILL[0])
+    hostile = hostile_records(kafka_broker.bootstrap, PAST[0])
 
-    results = backfill(BACKFILL[0], BACKFILL[-1], expected_events=COUNT, retries=0, quiet=True)
+    result = run_dag(PAST[-1], expected_events=COUNT, retries=0, quiet=True)
 
-    assert [(r["date"], r["state"]) for r in results] == [(d, "success") for d in BACKFILL]
-    assert outputs_of(local_stack, DATE) == before, "a backfill never touches another date"
+    assert result["state"] == "success", result
+    assert len({publication.published(day).version for day in PAST}) == 1, "one run published all three"
+    assert outputs_of(local_stack, DATE) == before, "a run never touches a date outside its window"
     total = COUNT + produced["generated"] + len(hostile)
     events = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, total)
               if not oracle.problems(m.value)]  # fmt: skip
     sign = {"NEW": 1, "CANCELLED": -1, "RETURNED": -1}
-    for day in BACKFILL:
+    for day in PAST:
         mine = [e for e in events if e["timestamp"].startswith(day)]
         expected = sum(sign[e["order_status"]] * e["quantity"] * Decimal(str(e["unit_price"])) for e in mine)
         [(orders, revenue)] = published_rows("hourly_sales", day, "sum(orders), sum(net_revenue)")
@@ -301,12 +303,12 @@ LATE, REDELIVERED = 300, 100
 def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_scheduled_run(
     first_run, local_stack, kafka_broker
 ):
-    # Runs after the backfill: its three dates are published. Now 300 more events of the middle
+    # Runs after the past dates' run: its three dates are published. Now 300 more events of the middle
     # one arrive late, and 100 of its events a second time.
     assert first_run["state"] == "success"
     root = local_stack / "transformed"
-    late_day = BACKFILL[1]
-    before = {day: publication.published(day) for day in BACKFILL}
+    late_day = PAST[1]
+    before = {day: publication.published(day) for day in PAST}
     already = topic_stats(ORDERS_TOPIC, kafka_broker.bootstrap).messages
     produce(
         kafka_broker, ORDERS_TOPIC, "--count", str(LATE), "--seed", "43", "--start", late_day, "--span", "24h"
@@ -327,7 +329,7 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
     after = publication.published(late_day)
     assert after.version != before[late_day].version
     assert [p.version for p in publication.history(late_day)][:2] == [after.version, before[late_day].version]
-    for untouched in (BACKFILL[0], BACKFILL[2]):
+    for untouched in (PAST[0], PAST[2]):
         assert publication.published(untouched) == before[untouched], f"{untouched} had no late events"
     # Every event of the late day counts, each once: the published outputs equal the events' own.
     topic = read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, already + LATE + REDELIVERED)
@@ -392,7 +394,7 @@ def test_a_publication_killed_between_two_tables_is_seen_and_completed_by_the_ne
     next run transforms the date again (its raw rows changed since its publication) and publishes
     every output."""
     assert first_run["state"] == "success"
-    day, root = BACKFILL[2], local_stack / "transformed"
+    day, root = PAST[2], local_stack / "transformed"
     before = publication.published(day)
     produce(kafka_broker, ORDERS_TOPIC, "--count", "80", "--seed", "47", "--start", day, "--span", "2h")
     jobs = run_dag(None, expected_events=COUNT, retries=0, quiet=True,
@@ -443,7 +445,7 @@ def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equ
     folder = local_stack.parent / "state" / "lake"
     write_client_settings(lake_settings(), folder)
     dates = publication.published_dates()
-    assert set(dates) >= {DATE, *BACKFILL}
+    assert set(dates) >= {DATE, *PAST}
     delivered = [
         json.loads(m.value) for m in read_all(kafka_broker.bootstrap) if not oracle.problems(m.value)
     ]

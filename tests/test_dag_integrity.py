@@ -102,7 +102,7 @@ def test_connections_and_run_date_parameters(dag):
     lake = {task_id: tasks[task_id].env_vars.get("AIRFLOW_CONN_SHOPSTREAM_LAKE") for task_id in tasks
             if hasattr(tasks[task_id], "env_vars")}  # fmt: skip
     assert lake == {"run_streaming_job": None, "run_rdd_etl": None,
-                    "run_df_etl": "{{ conn.shopstream_lake.as_json() }}"}  # fmt: skip
+                    "run_df_etl": "{{ conn.shopstream_lake.get_uri() }}"}  # fmt: skip
     run_date = "{{ params.run_date or data_interval_start | ds }}"
     accept = "{{ '--accept-data-loss' if params.accept_data_loss else '--no-accept-data-loss' }}"
     assert tasks["run_streaming_job"].application_args == [
@@ -214,5 +214,5 @@ def test_the_maintenance_dag_runs_icebergs_procedures_daily_beside_the_pipeline(
     task = maintenance.get_task("maintain_tables")
     assert task.application.endswith("shopstream/spark/table_maintenance.py")
     assert "iceberg-spark-runtime" in task.jars, "the job reaches the catalog"
-    assert task.env_vars["AIRFLOW_CONN_SHOPSTREAM_LAKE"] == "{{ conn.shopstream_lake.as_json() }}"
+    assert task.env_vars["AIRFLOW_CONN_SHOPSTREAM_LAKE"] == "{{ conn.shopstream_lake.get_uri() }}"
     assert maintenance.timetable.expression == "0 3 * * *" and not maintenance.catchup

@@ -75,9 +75,11 @@ def test_a_table_spark_writes_is_read_by_pyiceberg_and_duckdb_without_shopstream
     assert list((tmp_path / "warehouse").rglob("*.parquet")), "the data files are Parquet in the warehouse"
 
 
-def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_warehouse(monkeypatch):
+@pytest.mark.parametrize("form", ["get_uri", "as_json"])
+def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_warehouse(form, monkeypatch):
     """The DAGs' tasks get the catalog as Airflow renders the Connection `shopstream_lake`
-    (`{{ conn.shopstream_lake.as_json() }}`): the same settings come back out of it."""
+    (`{{ conn.shopstream_lake.get_uri() }}`; a user's AIRFLOW_CONN_* may hold the JSON form): the
+    same settings come back out of either."""
     from airflow.sdk import Connection
 
     from shopstream.lake import LAKE_CONN_ENV, LAKE_CONN_ID, LakeSettings, airflow_connection
@@ -85,7 +87,8 @@ def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_wa
     wanted = LakeSettings(host="catalog.internal", port=6432, database="lake", user="etl@shop",
                           password="p@ss:/word", warehouse="s3a://analytics/warehouse")  # fmt: skip
     fields = airflow_connection(wanted)
-    rendered = Connection(conn_id=LAKE_CONN_ID, **{**fields, "extra": json.dumps(fields["extra"])}).as_json()
+    connection = Connection(conn_id=LAKE_CONN_ID, **{**fields, "extra": json.dumps(fields["extra"])})
+    rendered = getattr(connection, form)()
     for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(LAKE_CONN_ENV, rendered)

@@ -44,7 +44,7 @@ def use_lake_connection() -> None:
     if os.environ.get("SHOPSTREAM_LAKE_CATALOG") or os.environ.get(LAKE_CONN_ENV):
         return
     with contextlib.suppress(AirflowNotFoundException):  # none defined: the local defaults
-        os.environ[LAKE_CONN_ENV] = Connection.get(LAKE_CONN_ID).as_json()
+        os.environ[LAKE_CONN_ENV] = Connection.get(LAKE_CONN_ID).get_uri()
 
 
 def as_environment(connections: dict[str, dict]) -> dict[str, str]:

@@ -107,8 +107,8 @@ def _spark_env(lake: bool = False) -> dict[str, str]:
         # The Kafka Connection's client settings, resolved at run time; never on a command line.
         "SHOPSTREAM_KAFKA_CONFIG": "{{ conn.%s.extra }}" % KAFKA_CONN_ID,  # noqa: UP031 - Jinja braces
     }
-    if lake:  # the catalog's Connection, the same way (`shopstream.lake` reads it)
-        env[LAKE_CONN_ENV] = "{{ conn.%s.as_json() }}" % LAKE_CONN_ID  # noqa: UP031 - Jinja braces
+    if lake:  # the catalog's Connection in Airflow's URI form (`shopstream.lake` reads it)
+        env[LAKE_CONN_ENV] = "{{ conn.%s.get_uri() }}" % LAKE_CONN_ID  # noqa: UP031 - Jinja braces
     return env
 
 

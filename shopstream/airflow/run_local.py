@@ -178,21 +178,6 @@ def run_dag(date: str | None, spark_master: str | None = None, expected_events: 
     raise RuntimeError(f"the DAG run did not report a result (exit code {child.returncode})")
 
 
-def backfill(first: str, last: str, **run_options) -> list[dict]:
-    """One DAG run per logical date from `first` to `last`, oldest first (what `airflow backfill`
-    does), each processing only its own date's partitions. Stops at the first failed run."""
-    day, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    if end < day:
-        raise ValueError(f"backfill range {first}..{last} is empty: the first date is after the last")
-    results = []
-    while day <= end:
-        results.append(run_dag(day.isoformat(), **run_options))
-        if results[-1]["state"] != "success":
-            break
-        day += dt.timedelta(days=1)
-    return results
-
-
 def print_result(result: dict) -> None:
     if result["state"] == "refused":
         print(f"\nDAG ecommerce_pipeline for {result['date']}: REFUSED: {result['error']}")
@@ -212,9 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     when.add_argument("--scheduled", nargs="?", const="now", metavar="DAY",
                       help="the run the scheduler creates now (it transforms the closed day), "
                       "or the one it created for DAY")  # fmt: skip
-    when.add_argument(
-        "--backfill", nargs=2, metavar=("FIRST", "LAST"), help="one run per date from FIRST to LAST"
-    )
     parser.add_argument("--spark-master", default=None, help="default: the profile's (local[2])")
     parser.add_argument("--expected-events", type=int, default=1)
     parser.add_argument("--retries", type=int, default=None, help="override the DAG's retries (tests use 0)")
@@ -231,11 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"spark_master": args.spark_master, "expected_events": args.expected_events,
                "retries": args.retries, "only": args.only}  # fmt: skip
     # --scheduled leaves args.date None: run_dag then runs the scheduler's run.
-    results = (
-        backfill(*args.backfill, **options)
-        if args.backfill
-        else [run_dag(args.date, scheduled_for=scheduled_for, **options)]
-    )
+    results = [run_dag(args.date, scheduled_for=scheduled_for, **options)]
     for result in results:
         print_result(result)
     if args.result_file:

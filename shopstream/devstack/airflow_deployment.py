@@ -13,7 +13,8 @@ DAGs it runs (`UNPAUSED`; every DAG is paused at creation, so a DAG nobody chose
 the scheduler creates and runs the closed day's run of `ecommerce_pipeline` by itself. Login:
 user `admin`, its password in `<home>/simple_auth_manager_passwords.json.generated` (Airflow's
 simple auth manager writes it once; `describe` prints where). `SHOPSTREAM_AIRFLOW_PORT` sets the
-UI's port (default 8080).
+UI's port (default 8080), `SHOPSTREAM_AIRFLOW_UNPAUSED` the DAGs to unpause (comma-separated; `make
+run` unpauses only `ecommerce_pipeline`, so no maintenance run competes with it for the cores).
 """
 
 from __future__ import annotations
@@ -61,12 +62,13 @@ class AirflowDeployment:
 
     def __init__(self, home: Path | None = None, port: int | None = None, metadata_db: str | None = None,
                  connections: dict[str, dict] | None = None,
-                 unpaused: Sequence[str] = UNPAUSED) -> None:  # fmt: skip
+                 unpaused: Sequence[str] | None = None) -> None:  # fmt: skip
         self.home = home or paths().state / "airflow-deployment"
         self.port = port or int(os.environ.get("SHOPSTREAM_AIRFLOW_PORT", DEFAULT_PORT))
         self._metadata_db = metadata_db
         self._connections = connections
-        self.unpaused = tuple(unpaused)
+        chosen = os.environ.get("SHOPSTREAM_AIRFLOW_UNPAUSED")
+        self.unpaused = tuple(unpaused if unpaused is not None else chosen.split(",") if chosen else UNPAUSED)
 
     @property
     def url(self) -> str:
@@ -184,10 +186,13 @@ class AirflowDeployment:
         """The DAG's runs (run_id, state, logical_date, run_type, ...), newest first."""
         return _json_rows(self.airflow("dags", "list-runs", dag_id, "-o", "json"))
 
+    def task_rows(self, dag_id: str, run_id: str) -> list[dict]:
+        """One run's task instances (task_id, state, start_date, end_date)."""
+        return _json_rows(self.airflow("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"))
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         """task_id -> state of one run's task instances."""
-        rows = _json_rows(self.airflow("tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"))
-        return {row["task_id"]: row["state"] for row in rows}
+        return {row["task_id"]: row["state"] for row in self.task_rows(dag_id, run_id)}
 
     def health(self) -> dict:
         try:

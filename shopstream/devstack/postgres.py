@@ -6,7 +6,7 @@ under `.state/postgres`, its own superuser and application role, and random pass
     python -m shopstream.devstack.postgres down
     python -m shopstream.devstack.postgres status
 
-`up` writes the application role's Connection (Airflow's JSON form, mode 600) to
+`up` writes the application role's libpq URI (`{"uri": ...}`, mode 600) to
 `.state/postgres/connection.json`; the product reads it when neither SHOPSTREAM_SERVING_DB nor
 AIRFLOW_CONN_SHOPSTREAM_SERVING points elsewhere (see `shopstream.config.serving_db_dsn`).
 """
@@ -233,13 +233,8 @@ class LocalPostgres:
                             sql.Identifier(database), sql.Identifier(self.role)
                         )
                     )
-        write_private_json(
-            self.connection_file,
-            {
-                "conn_type": "postgres", "host": "127.0.0.1", "port": self.port, "login": self.role,
-                "password": passwords[self.role], "schema": self.database,
-            },
-        )  # fmt: skip
+        uri = self._uri(self.role, passwords[self.role], self.database)
+        write_private_json(self.connection_file, {"uri": uri})
 
     def _uri(self, user: str, password: str, database: str) -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
