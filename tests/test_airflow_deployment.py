@@ -107,7 +107,7 @@ def test_the_scheduler_creates_and_completes_the_closed_days_run(deployment, bro
     assert run["run_id"].startswith("scheduled__") and run["logical_date"].startswith(DATE), run
     assert run["state"] == "success", deployment.task_states(DAG_ID, run["run_id"])
     assert deployment.task_states(DAG_ID, run["run_id"]) == dict.fromkeys(TASK_IDS, "success")
-    assert deployment.running(), "every component still healthy"
+    assert deployment.comes_up(), "every component still healthy"
 
     assert_published_equals_the_oracle(broker, COUNT, [DATE])
 

@@ -196,7 +196,7 @@ class AirflowDeployment:
 
     def health(self) -> dict:
         try:
-            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=3) as response:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=10) as response:
                 return json.load(response)
         except (OSError, ValueError):
             return {}
@@ -206,6 +206,16 @@ class AirflowDeployment:
             return False
         health = self.health()
         return all(health.get(key, {}).get("status") == "healthy" for key in HEALTH_KEYS.values())
+
+    def comes_up(self, timeout: float = 90.0) -> bool:
+        """Whether it runs, or its components' processes do and report healthy within `timeout`:
+        under load a component's heartbeat (or the API's answer) may lag a few seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.running():
+            if any(self.process(c).pid() is None for c in COMPONENTS) or time.monotonic() > deadline:
+                return False
+            time.sleep(2)
+        return True
 
     def stop(self) -> bool:
         return any([self.process(c).stop(timeout=30) for c in reversed(COMPONENTS)])

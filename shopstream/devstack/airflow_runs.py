@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result-file", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
     deployment = AirflowDeployment()
-    if not deployment.running():
+    if not deployment.comes_up():
         print(f"the Airflow deployment is not running: `make airflow-up` starts it ({deployment.describe()})")
         return 2
     if args.what == "backfill":
