@@ -110,4 +110,4 @@ lock: ## re-resolve requirements.txt into requirements.lock
 	rm -rf .state/lock-venv
 
 clean: airflow-down dashboard-down live-down stream-down broker-down db-down ## remove data layers and state (keeps .venv and target/)
-	rm -rf data/raw data/quarantine data/transformed data/report .state/kafka .state/checkpoints .state/postgres
+	rm -rf data/raw data/quarantine data/transformed data/report data/warehouse .state/kafka .state/checkpoints .state/postgres

@@ -1,15 +1,17 @@
 """Batch jobs on Spark alone and on Spark + Comet, next to DuckDB computing the same outputs
-from the same raw Parquet files.
+from the same raw Parquet files (the raw table's data files).
 
     .venv/bin/python -m bench.batch [--count 1000000]
 
 Builds the raw layer through the real path (order-sim -> own broker on free ports -> streaming
-job), then times the RDD job and the DataFrame job in a new Spark process per engine (Comet's
-settings are fixed when the JVM starts; 1 GB driver), and DuckDB running the reference SQL of
-tests/duckdb_oracle.py over the committed raw files. Both engines are timed warm, by one rule
-(`steady_state`): runs repeat until two in a row agree within 5% on every job, then the median of
-the next three counts. A fresh JVM's second run of a 5 s job still took 20% longer than its fourth
-(JIT), so a fixed single warm-up compared Spark half-warm with a warm DuckDB.
+job, into the stage's raw table), then times the RDD job and the DataFrame job in a new Spark
+process per engine (Comet's settings are fixed when the JVM starts; 1 GB driver), and DuckDB
+running the reference SQL of tests/duckdb_oracle.py over the table's valid data files (listed
+from its metadata by PyIceberg). The catalog must be set up (`bench_lake`). Both engines are
+timed warm, by one rule (`steady_state`): runs repeat until two in a row agree within 5% on every
+job, then the median of the next three counts. A fresh JVM's second run of a 5 s job still took
+20% longer than its fourth (JIT), so a fixed single warm-up compared Spark half-warm with a warm
+DuckDB.
 """
 
 from __future__ import annotations
@@ -28,47 +30,54 @@ from pathlib import Path
 import duckdb
 
 from bench.common import bench_lake, filled_topic, fresh_topic, stream_settings, temp_home
-from shopstream.config import VALID
+from shopstream import raw_table
+from shopstream.config import VALID, VERDICT
 from shopstream.devstack.kafka_broker import LocalBroker
-from shopstream.sink_log import writer_deduplicated
 from shopstream.spark import batch_df_etl, batch_rdd_etl
 from shopstream.spark.batch import read_valid_rows, run_inputs
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
 from tests import duckdb_oracle
 from tests.dates import days_ago
-from tests.sink_files import committed_files
 
 STREAM_BATCH = 2_000_000  # maxOffsetsPerTrigger while building the raw layer
 
 
-def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) -> tuple[Path, float]:
-    """The raw layer of `count` events through the real path; also the streaming job's seconds
-    (2M events per micro-batch: the ingest rate once the first batch has warmed the JVM up)."""
+def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) -> float:
+    """The raw table of `count` events through the real path; the streaming job's seconds (2M
+    events per micro-batch: the ingest rate once the first batch has warmed the JVM up)."""
     topic = fresh_topic()
     with filled_topic(home, count, topic, "--start", days_ago(4), "--span", "72h", shared=shared) as broker:
         settings = stream_settings(home, broker, topic, max_offsets_per_trigger=STREAM_BATCH)
-        stream_seconds = timed(lambda: run(settings, spark))
-    return settings.raw_dir, stream_seconds
+        return timed(lambda: run(settings, spark))
 
 
-def duckdb_reference(raw: Path, warm_up: bool = True) -> dict:
+def valid_data_files() -> list[str]:
+    """The raw table's data files of valid rows now, from its metadata (no data read)."""
+    from pyiceberg.expressions import EqualTo
+
+    scan = raw_table.load().scan(row_filter=EqualTo(VERDICT, VALID))
+    return [task.file.file_path.removeprefix("file://") for task in scan.plan_files()]
+
+
+def duckdb_reference(warm_up: bool = True) -> dict:
     """`duckdb_once` timed by `steady_state` (without `warm_up`, one run)."""
-    return steady_state(lambda: {"seconds": duckdb_once(raw)}, warm_up)
+    files = valid_data_files()
+    deduplicated = raw_table.DEDUPLICATED in raw_table.writer_properties()
+    return steady_state(lambda: {"seconds": duckdb_once(files, deduplicated)}, warm_up)
 
 
-def duckdb_once(raw: Path) -> float:
+def duckdb_once(files: list[str], deduplicated: bool) -> float:
     """Seconds for DuckDB to compute every output of both jobs from the raw files, each event
-    once as the jobs count them: with a de-duplication pass only where they make one (a raw layer
+    once as the jobs count them: with a de-duplication pass only where they make one (a raw table
     whose ingest did not drop re-deliveries)."""
     started = time.monotonic()
     con = duckdb.connect()
-    files = committed_files(raw, VALID)
-    once = "" if writer_deduplicated(raw) else "DISTINCT ON (order_id, order_status, timestamp) "
+    once = "" if deduplicated else "DISTINCT ON (order_id, order_status, timestamp) "
     con.execute(
         f"CREATE VIEW events AS SELECT {once}order_id, customer_id, "
         "product_id, product_name, category, quantity, unit_price, order_status, region, timestamp AS ts "
-        f"FROM read_parquet({files!r}, hive_partitioning=true)"
+        f"FROM read_parquet({files!r}, hive_partitioning=false)"
     )
     con.execute("CREATE TABLE regions AS SELECT * FROM read_csv_auto('data/regions.csv')")
     con.execute(duckdb_oracle.BASE)
@@ -125,24 +134,25 @@ def steady_state(run_once: Callable[[], dict[str, float]], warm_up: bool = True)
     return {**{k: statistics.median(run[k] for run in runs) for k in runs[0]}, "warm_up_runs": warm_up_runs}
 
 
-def time_jobs(raw: Path, home: Path, warm_up: bool = True) -> dict:
-    """Both jobs over every date of `raw` in this process's new session, timed by `steady_state`."""
+def time_jobs(home: Path, warm_up: bool = True) -> dict:
+    """Both jobs over every date of the raw table in this process's new session, timed by
+    `steady_state`."""
     spark = bench_session(home, lake=True)
     versions = itertools.count()
 
     def run_both() -> dict[str, float]:
-        inputs = run_inputs(raw, home / "out", None, f"run-{next(versions)}")
+        inputs = run_inputs(home / "out", None, f"run-{next(versions)}")
         return {"rdd_seconds": timed(lambda: batch_rdd_etl.run(inputs, spark)),
                 "df_seconds": timed(lambda: batch_df_etl.run(inputs, spark))}  # fmt: skip
 
     return steady_state(run_both, warm_up)
 
 
-def jobs_on(engine: str, raw: Path, home: Path, warm_up: bool = True) -> dict[str, float]:
+def jobs_on(engine: str, home: Path, warm_up: bool = True) -> dict[str, float]:
     """`time_jobs` in a new Python and JVM with Comet on or off."""
     env = {**os.environ, "SHOPSTREAM_COMET": ENGINES[engine], "SHOPSTREAM_STATE_DIR": str(home / "state")}
     result = subprocess.run(
-        [sys.executable, "-m", "bench.batch", "--time-jobs", str(raw), "--home", str(home),
+        [sys.executable, "-m", "bench.batch", "--time-jobs", "--home", str(home),
          *([] if warm_up else ["--no-warm-up"])],
         env=env, capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
@@ -153,13 +163,12 @@ def jobs_on(engine: str, raw: Path, home: Path, warm_up: bool = True) -> dict[st
 
 def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: bool = True) -> dict:
     with temp_home() as home:
-        spark = spark or bench_session(home, comet=False)
-        raw, stream_seconds = build_raw(home, count, spark, broker)
-        inputs = run_inputs(raw, home / "out", None, "bench")  # every date of the raw layer
+        spark = spark or bench_session(home, comet=False, lake=True)
+        stream_seconds = build_raw(home, count, spark, broker)
+        inputs = run_inputs(home / "out", None, "bench")  # every date of the raw table
         rows = read_valid_rows(spark, inputs, ["date"]).count()
-        with bench_lake(home):  # the DataFrame job's tables
-            engines = {engine: jobs_on(engine, raw, home / engine, warm_up) for engine in ENGINES}
-        reference = duckdb_reference(raw, warm_up)
+        engines = {engine: jobs_on(engine, home / engine, warm_up) for engine in ENGINES}
+        reference = duckdb_reference(warm_up)
     return {
         "rows": rows,
         "engines": engines,
@@ -172,14 +181,15 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--time-jobs", type=Path, default=None, help=argparse.SUPPRESS)  # a raw layer
+    parser.add_argument("--time-jobs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time_jobs:
-        print(json.dumps(time_jobs(args.time_jobs, args.home, warm_up=not args.no_warm_up)))
+        print(json.dumps(time_jobs(args.home, warm_up=not args.no_warm_up)))
         return
-    r = measure(args.count)
+    with temp_home() as home, bench_lake(home):
+        r = measure(args.count)
     print(f"raw rows              : {r['rows']:,}")
     for engine, seconds in r["engines"].items():
         rdd, df = seconds["rdd_seconds"], seconds["df_seconds"]

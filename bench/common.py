@@ -52,17 +52,18 @@ def fresh_topic() -> str:
 @contextmanager
 def bench_lake(home: Path) -> Iterator[None]:
     """An Iceberg catalog of the benchmark's own (a throwaway PostgreSQL, a warehouse under
-    `home`), named in this process's environment for the jobs and the processes it starts."""
+    `home`), named in this process's environment for the jobs and the processes it starts. Each
+    stage's tables live in a namespace of their own (`temp_home`)."""
     from urllib.parse import urlsplit, urlunsplit
 
     from shopstream.devstack.postgres import throwaway_postgres
     from shopstream.lake import CATALOG_DATABASE
 
-    settings = ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_NAMESPACE")
+    settings = ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE")
     before = {name: os.environ.get(name) for name in settings}
     with throwaway_postgres(Path(tempfile.gettempdir())) as server:
         catalog = urlunsplit(urlsplit(server.dsn)._replace(path=f"/{CATALOG_DATABASE}"))
-        os.environ.update(dict(zip(settings, (catalog, (home / "warehouse").as_uri(), "bench"), strict=True)))
+        os.environ.update(dict(zip(settings, (catalog, (home / "warehouse").as_uri()), strict=True)))
         try:
             yield
         finally:
@@ -92,9 +93,9 @@ def filled_topic(
 
 
 def stream_settings(home: Path, broker: LocalBroker, topic: str, **overrides) -> StreamSettings:
-    """The streaming job drained (--available-now) into folders under `home`."""
-    options = {"raw_dir": home / "raw", "checkpoint_dir": home / "checkpoints", "available_now": True,
-               **overrides}  # fmt: skip
+    """The streaming job drained (--available-now) into the stage's raw table, its checkpoint
+    under `home`."""
+    options = {"checkpoint_dir": home / "checkpoints", "available_now": True, **overrides}
     return StreamSettings(bootstrap=broker.bootstrap, topic=topic, **options)
 
 
@@ -145,11 +146,17 @@ def consumer_performance(broker: LocalBroker, topic: str, count: int) -> float:
 
 @contextmanager
 def temp_home() -> Iterator[Path]:
-    """A throwaway folder for one stage, removed after it."""
+    """A throwaway folder for one stage, removed after it, and a namespace of the catalog of its
+    own (`SHOPSTREAM_LAKE_NAMESPACE`): stages never share a raw table."""
     home = Path(tempfile.mkdtemp(prefix="shopstream-bench-"))
+    before = os.environ.get("SHOPSTREAM_LAKE_NAMESPACE")
+    os.environ["SHOPSTREAM_LAKE_NAMESPACE"] = f"bench_{uuid.uuid4().hex[:8]}"
     try:
         yield home
     finally:
+        os.environ.pop("SHOPSTREAM_LAKE_NAMESPACE") if before is None else os.environ.update(
+            SHOPSTREAM_LAKE_NAMESPACE=before
+        )
         remove_tree(home)
 
 

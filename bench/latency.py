@@ -1,11 +1,12 @@
 """Latency: order-sim producing live at a fixed rate while stream_consumer runs with a processing
--time trigger; per row, the time its micro-batch was committed to the raw layer minus its Kafka
+-time trigger; per row, the time its micro-batch was committed to the raw table minus its Kafka
 record timestamp, as p50 and p99.
 
     .venv/bin/python -m bench.latency [--rate 1000] [--seconds 300] [--trigger "1 minute"]
 
-The commit time of a row is the modification time of the sink's commit-log entry that first
-lists its file (`_spark_metadata/<batch>`), i.e. when the row became visible to readers.
+The commit time of a row is the time of the table's snapshot that added its data file (the
+snapshot id each manifest entry keeps), i.e. when the row became visible to readers. The catalog
+must be set up (`bench_lake`).
 """
 
 from __future__ import annotations
@@ -14,32 +15,32 @@ import argparse
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import duckdb
 
-from bench.common import bench_broker, fresh_topic, stream_settings, temp_home
+from bench.common import bench_broker, bench_lake, fresh_topic, stream_settings, temp_home
+from shopstream import raw_table
 from shopstream.config import order_sim_binary
 from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.kafka_admin import KafkaCheckError, topic_stats
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import start_queries
-from tests.sink_files import commit_log
+
+DELETED = 2  # a manifest entry's status: the file left the table
 
 
-def commit_times(sink: Path) -> dict[str, float]:
-    """Data file -> epoch seconds of the commit-log entry that added it (compactions repeat
-    earlier entries; the first sighting counts)."""
-    committed: dict[str, float] = {}
-    for entry, records in commit_log(sink):
-        for _, path in records:
-            committed.setdefault(path, entry.stat().st_mtime)
-    return committed
+def commit_times() -> dict[str, float]:
+    """Data file -> epoch seconds of the raw table's snapshot that added it."""
+    table = raw_table.load()
+    snapshots = {s.snapshot_id: s.timestamp_ms / 1000 for s in table.snapshots()}
+    entries = table.inspect.entries().to_pylist()
+    return {e["data_file"]["file_path"].removeprefix("file://"): snapshots[e["snapshot_id"]]
+            for e in entries if e["status"] != DELETED}  # fmt: skip
 
 
-def latencies(sink: Path) -> list[float]:
+def latencies() -> list[float]:
     result = []
-    for file, committed in commit_times(sink).items():
+    for file, committed in commit_times().items():
         stamps = duckdb.sql(f"SELECT epoch_ms(kafka_timestamp) FROM read_parquet('{file}')").fetchall()
         result.extend(committed - ms / 1000 for (ms,) in stamps)
     return sorted(result)
@@ -62,7 +63,7 @@ def wait_for_topic(bootstrap: str, topic: str, timeout: float = 30) -> None:
 
 
 def measure(rate: int, seconds: int, trigger: str, spark=None, broker: LocalBroker | None = None) -> dict:
-    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
+    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False, lake=True)
     count = rate * seconds
     topic = fresh_topic()
     with temp_home() as home, bench_broker(home, broker) as broker:
@@ -88,7 +89,7 @@ def measure(rate: int, seconds: int, trigger: str, spark=None, broker: LocalBrok
         finally:
             for query in queries:
                 query.stop()
-        values = latencies(settings.raw_dir)
+        values = latencies()
     assert len(values) == count, (len(values), count)
     return {"rate": rate, "seconds": seconds, "trigger": trigger, "rows": len(values),
             "p50": percentile(values, 50), "p99": percentile(values, 99)}  # fmt: skip
@@ -100,7 +101,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=300)
     parser.add_argument("--trigger", default="1 minute")
     args = parser.parse_args()
-    r = measure(args.rate, args.seconds, args.trigger)
+    with temp_home() as home, bench_lake(home):
+        r = measure(args.rate, args.seconds, args.trigger)
     print(f"{r['rows']:,} rows at {r['rate']}/s, trigger {r['trigger']}: "
           f"p50 {r['p50']:.1f} s, p99 {r['p99']:.1f} s")  # fmt: skip
 

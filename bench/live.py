@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import bench_broker, create_topic, fill, fresh_topic, temp_home
+from bench.common import bench_broker, bench_lake, create_topic, fill, fresh_topic, temp_home
 from bench.latency import percentile
 from shopstream import serving
 from shopstream.config import order_sim_binary
@@ -113,8 +113,7 @@ def throughput(count: int, spark, broker: LocalBroker) -> dict:
         fill(broker, topic, count)
         ingest = subprocess.Popen(
             [sys.executable, "-m", "shopstream.spark.stream_consumer", "--available-now", "--bootstrap",
-             broker.bootstrap, "--topic", topic, "--raw-dir", str(home / "raw"),
-             "--checkpoint-dir", str(home / "ingest")],
+             broker.bootstrap, "--topic", topic, "--checkpoint-dir", str(home / "ingest")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         settings = StreamSettings(bootstrap=broker.bootstrap, topic=topic, checkpoint_dir=home / "live",
@@ -203,8 +202,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     args = parser.parse_args()
     print(query_latency(args.days))
-    spark = get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
-    with temp_home() as home, bench_broker(home) as broker:
+    with temp_home() as home, bench_broker(home) as broker, bench_lake(home):  # the ingest's raw table
+        spark = get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
         print(throughput(args.count, spark, broker))
         print(latency(args.rate, args.seconds, spark, broker))
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import batch, e2e, latency, live, producer, streaming
-from bench.common import bench_broker, temp_home
+from bench.common import bench_broker, bench_lake, temp_home
 from shopstream.config import REPO_ROOT, paths
 from shopstream.devstack.kafka_broker import LocalBroker
 
@@ -238,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     # One broker for the stages that need one (the end-to-end stage runs `make run`'s own):
     # starting a broker per stage is not what any stage measures.
-    with temp_home() as home, bench_broker(home) as broker:
+    # One catalog too (a throwaway PostgreSQL): each stage's tables in a namespace of its own.
+    with temp_home() as home, bench_broker(home) as broker, bench_lake(home):
         session_started = time.monotonic()
-        spark = batch.bench_session(home, comet=False)  # the streaming stages' session
+        spark = batch.bench_session(home, comet=False, lake=True)  # the streaming stages' session
         rows.append(Row("Spark session start (JVM), reported apart from the stages",
                         f"{time.monotonic() - session_started:.1f} s"))  # fmt: skip
         stages: list[tuple[str, Callable[[], list[Row]]]] = [

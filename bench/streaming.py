@@ -1,5 +1,5 @@
-"""Streaming ingest: N events already in Kafka -> stream_consumer --available-now -> validated raw
-Parquet by date (+ quarantine), next to Kafka's ConsumerPerformance reading the same topic.
+"""Streaming ingest: N events already in Kafka -> stream_consumer --available-now -> the raw table
+(valid and quarantined rows by date), next to Kafka's ConsumerPerformance reading the same topic.
 
     .venv/bin/python -m bench.streaming [--count 1000000]
 
@@ -12,7 +12,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import consumer_performance, filled_topic, fresh_topic, stream_settings, temp_home
+from bench.common import (
+    bench_lake,
+    consumer_performance,
+    filled_topic,
+    fresh_topic,
+    stream_settings,
+    temp_home,
+)
 from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import run
@@ -20,7 +27,7 @@ from shopstream.spark.stream_consumer import run
 
 def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
     started = time.monotonic()
-    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False)
+    spark = spark or get_spark("shopstream-bench", {"spark.ui.enabled": "false"}, comet=False, lake=True)
     jvm_seconds = time.monotonic() - started
     topic = fresh_topic()
     with (
@@ -45,7 +52,8 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--count", type=int, default=1_000_000)
-    r = measure(parser.parse_args().count)
+    with temp_home() as home, bench_lake(home):
+        r = measure(parser.parse_args().count)
     print(f"spark session start : {r['session_seconds']:.1f} s")
     print(f"streaming ingest    : {r['per_s']:,.0f} events/s ({r['seconds']:.1f} s; raw {r['raw']:,}, "
           f"quarantine {r['quarantine']:,})")  # fmt: skip

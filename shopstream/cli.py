@@ -40,7 +40,9 @@ COMMANDS: dict[str, Command] = {
     "lake": Command("shopstream.lake", "where the tables are, and how to query them"),
     "lake-init": Command("shopstream.spark.lake_init", "create the tables' namespace in the catalog"),
     "publication": Command("shopstream.publication", "what is published, per date"),
-    "compact-raw": Command("shopstream.spark.raw_compaction", "compact the raw layer's closed dates"),
+    "migrate-raw": Command(
+        "shopstream.spark.migrate_raw", "move an earlier version's raw Parquet into the table"
+    ),
     "run-local": Command("shopstream.airflow.run_local", "one DAG run in this process (dag.test)"),
     # The embedded local stack (make broker-up, db-up, airflow-up, ...).
     "broker": Command("shopstream.devstack.kafka_broker", "the local Kafka broker: up/down/status"),

@@ -109,16 +109,6 @@ class Paths:
         return self.state / "postgres"
 
     @property
-    def raw_sink(self) -> Path:
-        """The ingest sink's root: its commit log and one partition per verdict (valid rows,
-        quarantined records), each partitioned by date. Readers start here (see `verdict_dir`)."""
-        return self.data / "raw"
-
-    @property
-    def quarantine(self) -> Path:
-        return verdict_dir(self.raw_sink, QUARANTINED)
-
-    @property
     def quarantine_updates(self) -> Path:
         return self.data / "quarantine_updates"
 
@@ -152,14 +142,9 @@ INGEST_QUERY = "orders"
 LIVE_QUERY = "query"
 
 
-# The ingest sink's first partition column: the validation verdict on each Kafka record.
+# The raw table's first partition column: the validation verdict on each Kafka record.
 VERDICT = "verdict"
 VALID, QUARANTINED = "valid", "quarantined"
-
-
-def verdict_dir(raw_root: Path, verdict: str) -> Path:
-    """`raw_root`'s folder of one verdict (its files only: read through the root's commit log)."""
-    return raw_root / f"{VERDICT}={verdict}"
 
 
 def paths() -> Paths:
@@ -259,28 +244,10 @@ LATENESS_DAYS = 7
 MAX_AHEAD_DAYS = 1
 
 
-# How much history the raw sink's commit log keeps (Spark's file sink option `retention`: older
-# entries are dropped when it compacts, every 10 batches). Their files stay listed in the sink's
-# seals (`shopstream.sink_log`), which the writer updates when it starts and every
-# SEAL_INTERVAL_SECONDS while it runs: far more often than this, so no entry leaves the log
-# unsealed. Without it the log grows forever and every compaction rewrites all of it.
-SINK_LOG_RETENTION = "7d"
-SEAL_INTERVAL_SECONDS = 3600
-
-
-def sink_log_retention() -> str:
-    """`SHOPSTREAM_SINK_LOG_RETENTION` (a Spark duration: 7d, 12h, 30s), else SINK_LOG_RETENTION."""
-    return os.environ.get("SHOPSTREAM_SINK_LOG_RETENTION", SINK_LOG_RETENTION)
-
-
-# A date's raw files are compacted once no event of it can still be valid (`lateness_days` after
-# it, plus the day an event may be stamped ahead and a day for the ingest to catch up), by the
-# sink's writer (`shopstream.spark.raw_compaction`), every date since its last run; the dates of
-# COMPACTION_SCAN_DAYS before that are looked at again each time (files that came after a run,
-# e.g. an outage's backlog written once the service is back).
-COMPACTION_SCAN_DAYS = 7
-
-
+# A date's raw files are compacted (the maintenance DAG's `rewrite_data_files`) once no event of
+# it can still be valid (`lateness_days` after it, plus the day an event may be stamped ahead and a
+# day for the ingest to catch up): a compaction changes the date's fingerprint, so a date still
+# open to late events would be transformed again for nothing.
 def compaction_after_days() -> int:
     """`SHOPSTREAM_COMPACTION_AFTER_DAYS`, else the lateness horizon + MAX_AHEAD_DAYS + 1."""
     return int(os.environ.get("SHOPSTREAM_COMPACTION_AFTER_DAYS", lateness_days() + MAX_AHEAD_DAYS + 1))

@@ -2,11 +2,12 @@
 
 A run (a DAG run, or one manual use of the jobs) has a version: the DataFrame job writes its dates
 into the version's branch of the daily tables (`shopstream.daily_tables`), the RDD job its text
-output into a folder of the version, and the raw files each date was computed from are pinned in
-the version, so that both jobs and the validation read the same rows while ingest goes on:
+output into a folder of the version, and the raw table's snapshot each date was computed from is
+pinned in the version, so that both jobs and the validation read the same rows while ingest goes
+on:
 
     <transformed>/_versions/<version>/rdd_revenue_by_product/date=<D>/   the RDD job's text
-    <transformed>/_versions/<version>/_inputs.json                       the pinned raw files
+    <transformed>/_versions/<version>/_inputs.json                       the pinned raw snapshots
 
 Only once validation has passed is a date published (`publish`): its outputs on the tables'
 `main` branch are swapped for the run's, and a row of the catalog's `publications` table records
@@ -16,16 +17,12 @@ branches of versions past the retention that readers no longer see.
 
     python -m shopstream.publication history --date 2026-11-25
     python -m shopstream.publication vacuum --retain-days 7
-
-`vacuum` also deletes the raw files that compactions of closed dates replaced
-(`shopstream.spark.raw_compaction`) once no kept version pins them.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import re
 import shutil
@@ -34,11 +31,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from shopstream import daily_tables
-from shopstream.config import VALID, lateness_days, paths
+from shopstream import daily_tables, raw_table
+from shopstream.config import lateness_days, paths
 from shopstream.files import write_json_atomically
 from shopstream.lake import namespace, open_catalog, table_id
-from shopstream.sink_log import REPLACED_GRACE, committed_files_by_date, delete_replaced, original_files
 
 VERSIONS, INPUTS = "_versions", "_inputs.json"
 DEFAULT_RETENTION = dt.timedelta(days=7)
@@ -66,30 +62,10 @@ def output_dir(root: Path, version: str, output: str, date: str) -> Path:
 # --- what a version was computed from -------------------------------------------------------
 
 
-def raw_inputs(raw: Path, dates: list[str]) -> dict[str, dict]:
-    """The committed valid raw files of each date now, with a fingerprint of the list: the input
-    of a run, pinned so that the jobs and the validation all read the same rows even while
-    ingest goes on, and compared later to tell whether a date has changed since."""
-    by_date = committed_files_by_date(raw, VALID, dates)  # the commit log read once for every date
-    result = {}
-    for date in dates:
-        files = by_date.get(date, [])
-        # Over the files as the sink committed them: a compaction rewrites files, not the date.
-        digest = hashlib.sha256("\n".join(original_files(raw, files)).encode()).hexdigest()[:16]
-        result[date] = {"files": files, "fingerprint": digest}
-    return result
-
-
 def write_inputs(root: Path, version: str, inputs: dict[str, dict]) -> Path:
     target = version_root(root, version) / INPUTS
     write_json_atomically(target, inputs)
     return target
-
-
-def pinned_files(root: Path) -> list[list[str]]:
-    """The raw files every kept version pinned, one list per version and date."""
-    pins = (root / VERSIONS).glob(f"*/{INPUTS}") if (root / VERSIONS).is_dir() else []
-    return [inputs["files"] for pin in pins for inputs in json.loads(pin.read_text()).values()]
 
 
 def read_inputs(root: Path, version: str) -> dict[str, dict]:
@@ -215,13 +191,13 @@ def record_failure(date: str, version: str, fingerprint: str, checks: int, faile
 # --- what to transform -----------------------------------------------------------------------
 
 
-def changed_dates(raw: Path, candidates: list[str]) -> dict[str, dict]:
-    """Of `candidates`, the dates whose committed raw files differ from those their published
+def changed_dates(candidates: list[str]) -> dict[str, dict]:
+    """Of `candidates`, the dates whose valid raw rows changed since the snapshot their published
     version was computed from (new or late events, re-deliveries), or that were never published
-    and have raw rows; with their current inputs (see `raw_inputs`)."""
+    and have raw rows; with their current inputs (`raw_table.date_inputs`)."""
     fresh = published_fingerprints()
-    inputs = raw_inputs(raw, candidates)
-    return {d: i for d, i in inputs.items() if i["files"] and fresh.get(d) != i["fingerprint"]}
+    inputs = raw_table.date_inputs(candidates)
+    return {d: i.as_dict() for d, i in inputs.items() if i.rows and fresh.get(d) != i.fingerprint}
 
 
 def published_fingerprints(catalog=None) -> dict[str, str]:
@@ -229,7 +205,7 @@ def published_fingerprints(catalog=None) -> dict[str, str]:
     return {date: p.raw_fingerprint for date, p in published_by_date(history(None, catalog)).items()}
 
 
-def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int | None = None) -> dict:
+def plan_run(root: Path, run_date: str, version: str, lookback: int | None = None) -> dict:
     """What a run transforms: its date if the raw layer has rows of it, and every date of the
     lookback window that changed since its publication (late events, re-deliveries). Pins their
     inputs in `version` and returns {"version", "dates", "late_dates", "raw_rows"}."""
@@ -237,23 +213,16 @@ def plan_run(raw: Path, root: Path, run_date: str, version: str, lookback: int |
     fresh = published_fingerprints()
     # The run date is transformed even when unchanged (asked for: a re-run); the others if changed.
     todo = {
-        d: i for d, i in raw_inputs(raw, window).items()
-        if i["files"] and (d == run_date or fresh.get(d) != i["fingerprint"])
+        d: i.as_dict() for d, i in raw_table.date_inputs(window).items()
+        if i.rows and (d == run_date or fresh.get(d) != i.fingerprint)
     }  # fmt: skip
     write_inputs(root, version, todo)
     return {
         "version": version,
         "dates": sorted(todo),
         "late_dates": sorted(d for d in todo if d != run_date),
-        "raw_rows": {d: parquet_rows(i["files"]) for d, i in sorted(todo.items())},
+        "raw_rows": {d: i["rows"] for d, i in sorted(todo.items())},
     }
-
-
-def parquet_rows(files: list[str]) -> int:
-    """Rows in Parquet files, from their footers (no data read)."""
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def lookback_dates(run_date: str, days: int) -> list[str]:
@@ -303,12 +272,6 @@ def vacuum(
     return deleted
 
 
-def vacuum_raw(raw: Path, root: Path, now: dt.datetime | None = None) -> list[str]:
-    """Deletes the raw files compactions replaced that no kept version of `root` pins any more
-    (`sink_log.delete_replaced`); run after `vacuum`, which drops versions and so their pins."""
-    return delete_replaced(raw, pinned_files(root), REPLACED_GRACE, now)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -333,8 +296,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path in vacuum(root, dt.timedelta(days=args.retain_days)):
         print(f"deleted {path}")
-    replaced = vacuum_raw(paths().raw_sink.resolve(), root)
-    print(f"deleted {len(replaced)} raw files that compactions replaced")
     return 0
 
 

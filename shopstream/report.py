@@ -16,11 +16,11 @@ from pathlib import Path
 
 import duckdb
 
-from shopstream import publication
+from shopstream import publication, raw_table
 from shopstream.config import QUARANTINED, paths
 from shopstream.daily_tables import read_output
+from shopstream.data_loss import DATA_LOSS_LEDGER, data_losses, ingest_ledger
 from shopstream.lake import open_catalog, table_id
-from shopstream.sink_log import DATA_LOSS_LEDGER, committed_files, data_losses
 from shopstream.summary import summarise
 
 
@@ -56,15 +56,12 @@ def collect(date: str) -> dict:
     rdd_folder = publication.output_dir(
         publication.transformed_root(), version, "rdd_revenue_by_product", date
     )
-    # Through the sink's commit log: never the orphan files of a crashed batch.
-    quarantined = committed_files(paths().raw_sink, QUARANTINED, date)
+    quarantined = raw_table.rows(date, QUARANTINED, columns=("reason",))
     reasons = (
-        con.execute(
-            "SELECT reason, count(*) FROM read_parquet(?, hive_partitioning=false) "
-            "GROUP BY 1 ORDER BY 2 DESC, 1",
-            [quarantined],
-        ).fetchall()
-        if quarantined
+        con.register("quarantined", quarantined)
+        .execute("SELECT reason, count(*) FROM quarantined GROUP BY 1 ORDER BY 2 DESC, 1")
+        .fetchall()
+        if quarantined is not None
         else []
     )
     money = lambda v: str(Decimal(v).quantize(Decimal("0.01")))  # noqa: E731
@@ -106,7 +103,7 @@ def lost_unread(date: str) -> int:
     began holds none of its events (Kafka had them before then, and an event is stamped at most a
     day ahead)."""
     earliest = (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
-    gaps = data_losses(paths().raw_sink / DATA_LOSS_LEDGER)
+    gaps = data_losses(ingest_ledger())
     return sum(g["events"] for g in gaps if g["accepted_at"][:10] >= earliest)
 
 
@@ -205,8 +202,8 @@ def _data_loss(events: int) -> str:
     if not events:
         return ""
     return (f" <b>{events} events were lost before the ingest read them</b> (Kafka's retention, or a "
-            f"topic created again: raw/{DATA_LOSS_LEDGER}); their dates are unknown: this day may "
-            f"miss some of them.")  # fmt: skip
+            f"topic created again: {DATA_LOSS_LEDGER} beside the ingest's checkpoint); their dates are "
+            f"unknown: this day may miss some of them.")  # fmt: skip
 
 
 def build(date: str, folder: Path | None = None, data: dict | None = None) -> Path:

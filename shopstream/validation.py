@@ -24,14 +24,13 @@ from pathlib import Path
 import duckdb
 from pyiceberg.exceptions import NoSuchTableError
 
-from shopstream import publication
+from shopstream import publication, raw_table
 from shopstream.config import VALID, paths
 from shopstream.contract import EVENT_IDENTITY, NEW, ORDER_STATUSES
 from shopstream.daily_tables import MAIN, BranchMissing, branch_for, read_output
 from shopstream.files import text_output_lines, write_json_atomically
 from shopstream.lake import table_id
 from shopstream.metrics import TOP_N_PRODUCTS
-from shopstream.sink_log import committed_files, resolve_compacted
 
 # Output -> (columns that must exist, key columns that must never be null).
 EXPECTED_OUTPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -94,38 +93,43 @@ def _rdd_total(folder: Path) -> tuple[int, Decimal]:
     return len(lines), sum((Decimal(line.split("\t")[1]) for line in lines), Decimal(0))
 
 
-def raw_truth(files: list[str]) -> tuple[int, int, Decimal]:
-    """(distinct events, orders placed, net revenue) of raw files' valid rows, each event once by
-    its identity, with the revenue rule spelled out in SQL: the validation's own reading,
-    independent of the Spark jobs."""
-    if not files:
+# The raw columns the reconciliation reads: the identity, and what the revenue rule needs.
+EVENT_COLUMNS = tuple(dict.fromkeys((*EVENT_IDENTITY, "product_id", "region", "quantity", "unit_price")))
+
+
+def raw_truth(rows) -> tuple[int, int, Decimal]:
+    """(distinct events, orders placed, net revenue) of a date's valid raw rows (Arrow, read from
+    the raw table by PyIceberg), each event once by its identity, with the revenue rule spelled
+    out in SQL: the validation's own reading, independent of the Spark jobs."""
+    if rows is None or rows.num_rows == 0:
         return 0, 0, Decimal(0)
     statuses = ", ".join(f"'{s}'" for s in ORDER_STATUSES)
     identity = ", ".join(f'"{c}"' for c in EVENT_IDENTITY)
     events, orders, net = (
         duckdb.connect()
+        .register("raw", rows)
         .execute(
             f"""
         WITH events AS (
             SELECT DISTINCT ON ({identity}) order_status, quantity, unit_price
-            FROM read_parquet(?, hive_partitioning=false)
+            FROM raw
             WHERE order_id IS NOT NULL AND product_id IS NOT NULL AND region IS NOT NULL
               AND "timestamp" IS NOT NULL AND order_status IN ({statuses})
               AND quantity > 0 AND unit_price > 0)
         SELECT count(*), count(*) FILTER (WHERE order_status = '{NEW}'),
                coalesce(sum(CASE WHEN order_status = '{NEW}' THEN 1 ELSE -1 END * quantity * unit_price), 0)
-        FROM events""",
-            [files],
+        FROM events"""
         )
         .fetchall()[0]
     )
     return events, orders, Decimal(net)
 
 
-def reconcile_with_raw(report: Report, con, present: set[str], raw_files: list[str], date: str) -> None:
-    """The outputs' events, orders and net revenue must be those of the raw files: the version's
-    pinned inputs when checking a run's candidate, the raw layer now when checking what is
-    published (events of the date that arrived since, or a cut-short write, make it stale)."""
+def reconcile_with_raw(report: Report, con, present: set[str], snapshot: int | None, date: str) -> None:
+    """The outputs' events, orders and net revenue must be those of the date's valid raw rows: at
+    the version's pinned snapshot when checking a run's candidate, the raw table now (None) when
+    checking what is published (events of the date that arrived since, or a cut-short write, make
+    it stale)."""
     if not {"hourly_sales", "status_by_category"} <= present:
         return
     orders, net = con.execute(
@@ -134,7 +138,7 @@ def reconcile_with_raw(report: Report, con, present: set[str], raw_files: list[s
     events = con.execute(
         'SELECT coalesce(sum("NEW" + "CANCELLED" + "RETURNED"), 0) FROM status_by_category'
     ).fetchall()[0][0]
-    truth = raw_truth(raw_files)
+    truth = raw_truth(raw_table.rows(date, VALID, snapshot, EVENT_COLUMNS))
     outputs = (events, orders, Decimal(net))
     detail = (
         f"outputs: {events} events, {orders} orders, net revenue {net}; raw layer: {truth[0]} events, "
@@ -148,16 +152,13 @@ def reconcile_with_raw(report: Report, con, present: set[str], raw_files: list[s
     report.add("reconciles_with_raw", outputs == truth, detail)
 
 
-def validate(
-    date: str, transformed: Path | None = None, raw: Path | None = None, version: str | None = None
-) -> Report:
+def validate(date: str, transformed: Path | None = None, version: str | None = None) -> Report:
     """Checks `version`'s outputs of `date` on its branch (None: the published outputs, on `main`),
-    reconciled with the raw files that version was computed from (the published ones: the raw
-    layer now)."""
+    reconciled with the raw rows that version was computed from (its pinned snapshot of the raw
+    table; for the published ones: the raw table now)."""
     root = publication.transformed_root(transformed)
-    raw = (raw or paths().raw_sink).resolve()
     pinned = publication.read_inputs(root, version).get(date) if version else None
-    raw_files = resolve_compacted(raw, pinned["files"]) if pinned else committed_files(raw, VALID, date)
+    snapshot = pinned["snapshot"] if pinned else None
     current = None if version else publication.published(date)
     version = version or (current.version if current else None)
     report = Report(date, version)
@@ -222,7 +223,7 @@ def validate(
         df_products = con.execute("SELECT count(*) FROM sales_by_product").fetchall()[0][0]
         report.add("products_agree_rdd_vs_dataframe", products == df_products,
                    f"rdd {products} products, dataframe {df_products}")  # fmt: skip
-    reconcile_with_raw(report, con, present, raw_files, date)
+    reconcile_with_raw(report, con, present, snapshot, date)
     return report
 
 
@@ -262,11 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--date", required=True)
     parser.add_argument("--transformed-dir", type=Path, default=None)
-    parser.add_argument("--raw-dir", type=Path, default=None)
     parser.add_argument("--version", default=None, help="a run's version (default: the published one)")
     parser.add_argument("--publish", action="store_true", help="publish --version if every check passes")
     args = parser.parse_args(argv)
-    report = validate(args.date, args.transformed_dir, args.raw_dir, args.version)
+    report = validate(args.date, args.transformed_dir, args.version)
     write_report(report, args.transformed_dir)
     print(report.text())
     if args.publish and args.version:

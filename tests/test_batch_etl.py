@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import shutil
 from collections import Counter
 from contextlib import contextmanager
 from decimal import Decimal
@@ -22,7 +21,7 @@ import pytest
 from shopstream import daily_tables, publication
 from shopstream.daily_tables import branch_for
 from shopstream.lake import spark_table
-from shopstream.sink_log import VALIDATED_MARKER, mark_deduplicated, writer_deduplicated, writer_validated
+from shopstream.raw_table import DEDUPLICATED, VALIDATED, writer_properties
 from shopstream.spark import batch_df_etl, batch_rdd_etl, comet
 from shopstream.spark.batch import MissingInputError, RunInputs, run_inputs
 from shopstream.spark.session import job_conf
@@ -32,7 +31,7 @@ from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
-from tests.sink_files import write_through_file_sink
+from tests.raw_rows import write_raw
 
 pytestmark = pytest.mark.integration
 
@@ -59,18 +58,18 @@ def pipeline(spark, kafka_broker, tmp_path_factory):
     events = distinct_events(delivered)
     assert len(events) == len(valid)
     settings = StreamSettings(
-        bootstrap=kafka_broker.bootstrap, topic=topic, raw_dir=home / "raw",
+        bootstrap=kafka_broker.bootstrap, topic=topic,
         checkpoint_dir=home / "checkpoints", available_now=True, deduplicate=False,
     )  # fmt: skip
     run(settings, spark)
-    assert not writer_deduplicated(home / "raw"), "copies kept: the jobs must do their own pass"
+    assert DEDUPLICATED not in writer_properties(), "copies kept: the jobs must do their own pass"
     root = home / "transformed"
-    inputs = run_inputs(settings.raw_dir, root, None, "v1")  # every date of the raw layer
+    inputs = run_inputs(root, None, "v1")  # every date of the raw table
     assert inputs.dates == list(DAYS)
     rdd_counts = batch_rdd_etl.run(inputs, spark)
     df_written = batch_df_etl.run(inputs, spark)
     return {
-        "raw": settings.raw_dir, "root": root, "out": inputs.out, "inputs": inputs, "events": events,
+        "root": root, "out": inputs.out, "inputs": inputs, "events": events,
         "settings": settings, "topic": topic,
         "oracle": duckdb_oracle.connect(events), "rdd_counts": rdd_counts, "df_written": df_written,
     }  # fmt: skip
@@ -167,7 +166,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_rerunning_a_date_is_identical_and_publishing_it_leaves_other_dates_alone(pipeline, spark):
-    root, raw, first = pipeline["root"], pipeline["raw"], pipeline["out"]
+    root, first = pipeline["root"], pipeline["out"]
     pinned = publication.read_inputs(root, "v1")
     for day in DAYS:
         publication.publish(day, "v1", pinned[day]["fingerprint"], checks=1)
@@ -176,7 +175,7 @@ def test_rerunning_a_date_is_identical_and_publishing_it_leaves_other_dates_alon
     ).snapshots
     published_first = {o: iceberg_read.rows(o) for o in daily_tables.OUTPUTS}
 
-    again = run_inputs(raw, root, [DAYS[0]], "v2")
+    again = run_inputs(root, [DAYS[0]], "v2")
     batch_rdd_etl.run(again, spark)
     batch_df_etl.run(again, spark)
 
@@ -206,31 +205,28 @@ def test_the_dataframe_jobs_roll_up_of_the_raw_rows_runs_natively_in_comet(pipel
     base = batch_df_etl.base_orders(spark, pipeline["inputs"])
     base.count()
     operators = comet.physical_operators(base)
-    assert {"CometNativeScan", "CometHashAggregate", "CometExchange"} <= set(operators), operators
+    assert {"CometIcebergNativeScan", "CometHashAggregate", "CometExchange"} <= set(operators), operators
     assert comet.non_native(base) == [], operators
 
 
 def scanned_columns(spark, inputs: RunInputs) -> str:
     plan = batch_df_etl.base_orders(spark, inputs)._jdf.queryExecution().executedPlan().toString()
-    [scan] = [line for line in plan.splitlines() if "Scan parquet" in line]
+    [scan] = [line for line in plan.splitlines() if "IcebergNativeScan" in line or "BatchScan" in line]
     return scan
 
 
 def test_a_layer_its_ingest_validated_is_rolled_up_without_reading_the_order_id(pipeline, spark, tmp_path):
-    """The ingest marks its sink validated: its rows then pass the guard of the batch jobs without
+    """The ingest marks its table validated: its rows then pass the guard of the batch jobs without
     a check (the guard's rules are a subset of the ingest's), and where the ingest also dropped
     re-deliveries the roll-up never scans the order id, the widest column. Without the mark the
-    guard reads it (a foreign layer: test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer)."""
-    assert writer_validated(pipeline["inputs"].raw_dir)
+    guard reads it (a foreign table: test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer)."""
     original = pipeline["inputs"]
-    raw = tmp_path / "raw"  # the same files, as a de-duplicating ingest would have marked them
-    shutil.copytree(original.raw_dir, raw)
-    mark_deduplicated(raw, 8)
-    files = [file.replace(str(original.raw_dir), str(raw)) for file in original.files]
-    inputs = dataclasses.replace(original, raw_dir=raw, files=files)
+    assert VALIDATED in original.properties
+    # The same rows, as a de-duplicating ingest would have marked them.
+    inputs = dataclasses.replace(original, properties={**original.properties, DEDUPLICATED: "8"})
     assert "order_id" not in scanned_columns(spark, inputs)
-    (raw / VALIDATED_MARKER).unlink()
-    assert "order_id" in scanned_columns(spark, inputs)
+    unvalidated = dataclasses.replace(inputs, properties={DEDUPLICATED: "8"})
+    assert "order_id" in scanned_columns(spark, unvalidated)
 
 
 # Comet's switches read per query (its plugin and shuffle manager stay loaded and pass through).
@@ -255,7 +251,7 @@ def test_both_jobs_write_the_same_outputs_with_comet_off(pipeline, spark):
     equals the Comet run's."""
     root, first = pipeline["root"], pipeline["out"]
     with comet_switched_off(spark):
-        inputs = run_inputs(pipeline["raw"], root, [DAYS[0]], "v-spark")
+        inputs = run_inputs(root, [DAYS[0]], "v-spark")
         base = batch_df_etl.base_orders(spark, inputs)
         base.count()
         assert not [op for op in comet.physical_operators(base) if op.startswith("Comet")]
@@ -285,23 +281,23 @@ def again_fingerprint(root: Path, day: str) -> str:
 
 def test_a_date_without_events_writes_nothing_and_says_so(pipeline, spark, caplog):
     empty_day = (dt.date.fromisoformat(DAYS[1]) + dt.timedelta(days=30)).isoformat()
-    inputs = run_inputs(pipeline["raw"], pipeline["root"], [empty_day], "v-empty")
-    assert inputs.files == []
+    inputs = run_inputs(pipeline["root"], [empty_day], "v-empty")
+    assert publication.read_inputs(pipeline["root"], "v-empty")[empty_day]["rows"] == 0
     assert batch_df_etl.run(inputs, spark) == dict.fromkeys(batch_df_etl.OUTPUTS, 0)
     counts = batch_rdd_etl.run(inputs, spark)
     assert counts[0]["records_seen"] == 0
     assert "no raw events" in caplog.text
 
 
-def test_missing_raw_layer_is_a_clear_error(spark, tmp_path):
+def test_missing_raw_layer_is_a_clear_error(spark, tmp_path, fresh_lake_namespace):
     with pytest.raises(MissingInputError, match="run the streaming job first"):
-        run_inputs(tmp_path / "nothing", tmp_path / "out", ["2026-11-20"], None)
-    assert batch_rdd_etl.main(["--date", "2026-11-20", "--raw-dir", str(tmp_path / "nothing")]) == 2
+        run_inputs(tmp_path / "out", ["2026-11-20"], None)
+    assert batch_rdd_etl.main(["--date", "2026-11-20", "--output-dir", str(tmp_path / "out")]) == 2
 
 
-def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_path):
-    # A raw layer written by something other than our stream job (still through a file sink,
-    # so it has the commit log): one good row, a null product and a non-positive quantity.
+def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_path, fresh_lake_namespace):
+    # A raw table written by something other than our stream job (unvalidated): one good row, a
+    # null product and a non-positive quantity.
     rows = [
         ("ORD-1", "C-1", "P-1", "Earbuds", "Electronics", 2, Decimal("10.50"), "NEW", "DE"),
         ("ORD-2", "C-1", None, "Earbuds", "Electronics", 1, Decimal("10.50"), "NEW", "DE"),
@@ -314,9 +310,9 @@ def test_rdd_job_counts_malformed_rows_that_reached_the_raw_layer(spark, tmp_pat
         "quantity int, unit_price decimal(12,2), order_status string, region string, "
         "timestamp timestamp, date date",
     )
-    write_through_file_sink(spark, frame, tmp_path)
+    write_raw(spark, frame)
 
-    inputs = run_inputs(tmp_path / "raw", tmp_path / "out", ["2026-11-20"], "v")
+    inputs = run_inputs(tmp_path / "out", ["2026-11-20"], "v")
     [counts] = batch_rdd_etl.run(inputs, spark)
 
     assert (counts["records_seen"], counts["malformed"], counts["products"]) == (3, 2, 1)
@@ -329,19 +325,19 @@ def test_published_outputs_that_miss_late_events_fail_validation_naming_the_reru
     # Last of the tests on the shared pipeline: it adds raw rows to a published date.
     from shopstream.validation import validate
 
-    root, raw, day = pipeline["root"], pipeline["raw"], DAYS[1]
+    root, day = pipeline["root"], DAYS[1]
     if publication.published(day) is None:  # run alone: publish the first version
         publication.publish(day, "v1", publication.read_inputs(root, "v1")[day]["fingerprint"], 1)
-    assert validate(day, root, raw).passed, "the published outputs equal the raw layer"
+    assert validate(day, root).passed, "the published outputs equal the raw layer"
 
     produce(kafka_broker, pipeline["topic"], "--count", "50", "--seed", "33", "--start", day, "--span", "1h")
     run(pipeline["settings"], spark)  # 50 late events of the day reach the raw layer
 
-    report = validate(day, root, raw)
+    report = validate(day, root)
     [stale] = report.failed
     assert stale.name == "reconciles_with_raw"
     assert "stale or partial" in stale.detail and f"make backfill FROM={day} TO={day}" in stale.detail
-    assert publication.changed_dates(raw, [day]).keys() == {day}, "the next run recomputes it"
+    assert publication.changed_dates([day]).keys() == {day}, "the next run recomputes it"
 
 
 def test_rdd_lines_print_cents_exactly_including_net_refunds():

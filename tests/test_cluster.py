@@ -26,7 +26,7 @@ from shopstream.validation import RDD_OUTPUT
 from tests import iceberg_read
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
-from tests.sink_files import read_sink, write_through_file_sink
+from tests.raw_rows import read_raw, write_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -94,7 +94,7 @@ def test_topics_are_replicated_three_times_with_two_in_sync_required(kafka_clust
 
 
 def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
-    kafka_cluster, spark, tmp_path, cluster_topic
+    kafka_cluster, spark, tmp_path, cluster_topic, fresh_lake_namespace
 ):
     topic = cluster_topic
     count = 200_000
@@ -112,12 +112,11 @@ def test_kill_one_kafka_node_while_producing_loses_and_duplicates_nothing(
         victim.start()
 
     settings = StreamSettings(
-        bootstrap=kafka_cluster.bootstrap, topic=topic, raw_dir=tmp_path / "raw",
-        checkpoint_dir=tmp_path / "cp", available_now=True,
+        bootstrap=kafka_cluster.bootstrap, topic=topic, checkpoint_dir=tmp_path / "cp", available_now=True,
         kafka_options=login(kafka_cluster, "spark"),
     )  # fmt: skip
     assert run(settings, spark) == {"raw": count, "quarantine": 0, "redelivered": 0}
-    copies = read_sink(settings.raw_dir).aggregate("order_id, order_status, count(*) AS n").fetchall()
+    copies = read_raw().aggregate("order_id, order_status, count(*) AS n").fetchall()
     assert len(copies) == count and max(n for *_, n in copies) == 1
 
 
@@ -154,7 +153,7 @@ def test_two_nodes_down_stops_the_producer_in_bounded_time_naming_the_cause(kafk
 
 def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark_cluster, spark, tmp_path,
                                                                          fresh_lake_namespace):  # fmt: skip
-    # A raw layer through the file sink (so the job reads it the production way), 300k rows.
+    # A raw table of 300k rows, read by the job the production way (the catalog, a snapshot).
     rows = spark.range(300_000).selectExpr(
         "concat('ORD-', id) AS order_id", "concat('CUST-', id % 977) AS customer_id",
         "concat('P-', 1000 + id % 37) AS product_id", "'Product' AS product_name", "'Toys' AS category",
@@ -163,7 +162,7 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
         "TIMESTAMP'2026-11-12 00:00:00' + make_interval(0, 0, 0, 0, 0, 0, id % 86400) AS timestamp",
         "DATE'2026-11-12' AS date",
     )  # fmt: skip
-    write_through_file_sink(spark, rows, tmp_path)
+    write_raw(spark, rows)
     env = {
         **os.environ,
         "SHOPSTREAM_SPARK_MASTER": spark_cluster.master_url,
@@ -171,7 +170,7 @@ def test_dataframe_job_survives_a_killed_spark_worker_with_correct_outputs(spark
     }  # its warehouse, not the user's
     job = subprocess.Popen(
         [sys.executable, "-m", "shopstream.spark.batch_df_etl", "--date", "2026-11-12",
-         "--raw-dir", str(tmp_path / "raw"), "--output-dir", str(tmp_path / "out")],
+         "--output-dir", str(tmp_path / "out")],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     time.sleep(12)  # executors are up and the cache build has started

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from email.message import EmailMessage
 
-import duckdb
 import psycopg
 import pyarrow as pa
 import pytest
@@ -22,7 +21,7 @@ import pytest
 from shopstream import daily_tables, publication
 from shopstream.airflow.pipeline import TASK_IDS
 from shopstream.airflow.run_local import run_dag
-from shopstream.config import ORDERS_TOPIC
+from shopstream.config import ORDERS_TOPIC, QUARANTINED
 from shopstream.kafka_admin import topic_stats
 from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
@@ -30,7 +29,7 @@ from tests import duckdb_oracle, iceberg_read, oracle
 from tests.conftest import produce
 from tests.duckdb_oracle import ORACLE_COLUMNS
 from tests.kafka_read import distinct_events, read_topic, redeliver
-from tests.sink_files import copies_in_raw
+from tests.raw_rows import copies_in_raw, read_raw
 from tests.smtp_sink import smtp_server
 
 pytestmark = pytest.mark.integration
@@ -103,9 +102,7 @@ def test_every_task_succeeds_and_outputs_validate(first_run, local_stack, kafka_
         Decimal(line.split("\t")[1]) for p in rdd_dir.glob("part-*") for line in p.read_text().splitlines()
     )
     assert rdd_total == expected
-    reasons = duckdb.sql(
-        f"SELECT reason FROM read_parquet('{local_stack}/raw/verdict=quarantined/*/*.parquet')"
-    ).fetchall()
+    reasons = read_raw(QUARANTINED).select("reason").fetchall()
     produced = first_run["produced"]
     assert len(reasons) == COUNT - len(events) == produced["malformed"] + produced["out_of_domain"]
     assert all(reason for (reason,) in reasons), "every quarantined record says why"
@@ -127,9 +124,7 @@ def test_report_shows_the_numbers_of_the_outputs(first_run, local_stack):
     top = published_rows("top_products", DATE, "product_name, net_quantity", "rank")
     assert [(t["product"], t["net_quantity"]) for t in data["top_products"]] == top
     # Records with no readable event time are filed under their arrival date, not this one.
-    quarantined = duckdb.sql(
-        f"SELECT count(*) FROM read_parquet('{local_stack}/raw/verdict=quarantined/date={DATE}/*.parquet')"
-    )
+    quarantined = read_raw(QUARANTINED).filter(f"date = DATE '{DATE}'").aggregate("count(*)")
     assert data["totals"]["quarantined"] == quarantined.fetchall()[0][0] > 0
     assert data["validation"]["passed"] is True
     shown = {r["reason"].split(":")[0].removesuffix(" SHIPPED") for r in data["quarantine_reasons"]}
@@ -215,14 +210,11 @@ def test_a_date_before_the_start_date_is_refused_not_an_empty_success(local_stac
 def test_the_no_data_message_says_why_and_what_to_do(tmp_path):
     from shopstream.airflow.sensors import no_raw_data_message
 
-    nothing = no_raw_data_message("2026-11-10", tmp_path / "raw")
+    nothing = no_raw_data_message("2026-11-10", 0)
     assert "no raw events for 2026-11-10" in nothing and "held no events of that date" in nothing
     assert "produce them and clear this DAG run" in nothing
-    quarantined = tmp_path / "raw" / "verdict=quarantined" / "date=2026-11-10"
-    quarantined.mkdir(parents=True)
-    (quarantined / "part-0.parquet").write_bytes(b"")
-    all_bad = no_raw_data_message("2026-11-10", tmp_path / "raw")
-    assert "all went to quarantine" in all_bad and "1 files" in all_bad
+    all_bad = no_raw_data_message("2026-11-10", 3)
+    assert "all went to quarantine" in all_bad and "3 records" in all_bad
 
 
 PAST = tuple(days_before(n) for n in (5, 4, 3))
@@ -265,10 +257,8 @@ def test_a_run_naming_a_past_date_also_transforms_the_unpublished_dates_before_i
         [(orders, revenue)] = published_rows("hourly_sales", day, "sum(orders), sum(net_revenue)")
         assert (orders, revenue) == (sum(e["order_status"] == "NEW" for e in mine), expected), day
         assert json.loads((local_stack / "transformed" / "_validation" / f"{day}.json").read_text())["passed"]
-    quarantined = duckdb.sql(
-        f"SELECT value_bytes, reason FROM read_parquet('{local_stack}/raw/verdict=quarantined/*/*.parquet', "
-        "union_by_name=true) WHERE value_bytes IS NOT NULL"
-    ).fetchall()
+    quarantined = read_raw(QUARANTINED).filter("value_bytes IS NOT NULL").select("value_bytes, reason")
+    quarantined = quarantined.fetchall()
     assert {bytes(value): reason for value, reason in quarantined if bytes(value) in hostile} == hostile
 
 
@@ -343,7 +333,7 @@ def test_late_and_redelivered_events_of_a_closed_day_are_recomputed_by_the_next_
     ]  # fmt: skip
     counts = json.loads((published_rdd(local_stack, late_day) / "_counts.json").read_text())
     # The DAG's ingest dropped the copies already; the batch jobs found none left to drop.
-    assert copies_in_raw(local_stack / "raw") == 0 and counts["duplicates_dropped"] == 0
+    assert copies_in_raw() == 0 and counts["duplicates_dropped"] == 0
     report = json.loads((root / "_validation" / f"{late_day}.json").read_text())
     assert report["passed"] and report["version"] == after.version
     assert any(c["name"] == "reconciles_with_raw" and c["passed"] for c in report["checks"])

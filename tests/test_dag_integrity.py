@@ -98,11 +98,11 @@ def test_connections_and_run_date_parameters(dag):
     for task_id in ("run_streaming_job", "run_rdd_etl", "run_df_etl"):
         assert tasks[task_id]._conn_id == "spark_default"
         assert tasks[task_id].env_vars["SHOPSTREAM_KAFKA_CONFIG"] == "{{ conn.kafka_default.extra }}"
-    # The job that writes the tables gets the catalog's Connection too, rendered at run time.
+    # Every job reads or writes the catalog's tables: each gets its Connection, rendered at run time.
     lake = {task_id: tasks[task_id].env_vars.get("AIRFLOW_CONN_SHOPSTREAM_LAKE") for task_id in tasks
             if hasattr(tasks[task_id], "env_vars")}  # fmt: skip
-    assert lake == {"run_streaming_job": None, "run_rdd_etl": None,
-                    "run_df_etl": "{{ conn.shopstream_lake.get_uri() }}"}  # fmt: skip
+    assert lake == dict.fromkeys(("run_streaming_job", "run_rdd_etl", "run_df_etl"),
+                                 "{{ conn.shopstream_lake.get_uri() }}")  # fmt: skip
     run_date = "{{ params.run_date or data_interval_start | ds }}"
     accept = "{{ '--accept-data-loss' if params.accept_data_loss else '--no-accept-data-loss' }}"
     assert tasks["run_streaming_job"].application_args == [
@@ -113,7 +113,7 @@ def test_connections_and_run_date_parameters(dag):
     assert template.render(params={"accept_data_loss": True}) == "--accept-data-loss"
     sensor = tasks["wait_for_raw_data"]
     assert isinstance(sensor, FileSensor), "the seed's operator"
-    assert sensor.filepath == f"raw/verdict=valid/date={run_date}"
+    assert sensor.filepath == f"warehouse/*/raw_events/data/verdict=valid/date={run_date}"
     assert sensor.fs_conn_id == "fs_default"
     assert sensor.mode == "reschedule" and sensor.poke_interval == 30 and sensor.timeout == 1200
     assert (sensor.run_date, sensor.version) == (run_date, "{{ run_id }}")
@@ -190,10 +190,13 @@ def test_backfill_dag_follows_its_config_file(tmp_path):
         pipeline.backfill_dates(config)
 
 
-def test_the_backfills_plans_find_the_raw_sink_through_the_fs_connection(tmp_path, monkeypatch, lake_catalog):
+def test_the_backfills_plans_find_the_transformed_layer_through_the_fs_connection(
+    tmp_path, monkeypatch, lake_catalog
+):
     """The backfill's plan tasks and the main DAG's sensor read the data root from one place, the
     `fs_default` Connection: a deployment that moves the data sets it once. (The plan reads the
-    publications table: `lake_catalog`, else the test passed only after another had started it.)"""
+    raw and publications tables: `lake_catalog`, else the test passed only after another had
+    started it.)"""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from shopstream.airflow import tasks
@@ -202,8 +205,8 @@ def test_the_backfills_plans_find_the_raw_sink_through_the_fs_connection(tmp_pat
     connection = {"conn_type": "fs", "extra": {"path": str(connection_root)}}
     monkeypatch.setenv("AIRFLOW_CONN_FS_DEFAULT", json.dumps(connection))
     monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(environment_root))
-    assert tasks.data_paths().raw_sink == connection_root / "raw"
-    expected = f"no raw events for 2026-01-01 in {connection_root / 'raw'}"
+    assert tasks.data_paths().transformed == connection_root / "transformed"
+    expected = "no raw events for 2026-01-01 in the raw table"
     with pytest.raises(AirflowSkipException, match=re.escape(expected)):
         tasks.plan_date("2026-01-01", "manual__test")
 

@@ -26,7 +26,7 @@ from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
 from tests import contract_oracle
 from tests.hostile_records import records
-from tests.sink_files import committed_files, read_sink
+from tests.raw_rows import data_files, read_raw
 
 pytestmark = pytest.mark.integration
 
@@ -70,15 +70,19 @@ def produce_all(bootstrap: str, topic: str, values: list[bytes | None], at: date
     assert offsets == {i: i for i in range(len(values))}
 
 
-def ingest(spark, bootstrap: str, topic: str, home: Path) -> Path:
-    settings = StreamSettings(bootstrap=bootstrap, topic=topic, raw_dir=home / "raw",
-                              checkpoint_dir=home / "checkpoints", available_now=True)  # fmt: skip
+@pytest.fixture(autouse=True)
+def own_raw_table(fresh_lake_namespace) -> None:
+    """Each test ingests into a raw table of its own."""
+
+
+def ingest(spark, bootstrap: str, topic: str, home: Path) -> None:
+    settings = StreamSettings(bootstrap=bootstrap, topic=topic, checkpoint_dir=home / "checkpoints",
+                              available_now=True)  # fmt: skip
     run(settings, spark)
-    return settings.raw_dir
 
 
-def landed_events(raw: Path) -> dict[int, tuple]:
-    rows = read_sink(raw, VALID).select(f"kafka_offset, {', '.join(EVENT_COLUMNS)}").fetchall()
+def landed_events() -> dict[int, tuple]:
+    rows = read_raw(VALID).select(f"kafka_offset, {', '.join(EVENT_COLUMNS)}").fetchall()
     return {offset: tuple(values) for offset, *values in rows}
 
 
@@ -88,12 +92,12 @@ def expected(event: contract_oracle.Event) -> tuple:
     return tuple(values)
 
 
-def check_parity(values: list[bytes | None], raw: Path, at: datetime) -> tuple[int, int, int]:
+def check_parity(values: list[bytes | None], at: datetime) -> tuple[int, int, int]:
     """Asserts the ingest's verdicts equal the oracle's on every record; returns the counts of
     valid records, of rows landed (one per identity) and of records quarantined."""
     verdicts = [contract_oracle.verdict(v, at) for v in values]
-    landed = landed_events(raw)
-    quarantined = dict(read_sink(raw, QUARANTINED).select("kafka_offset, reason").fetchall())
+    landed = landed_events()
+    quarantined = dict(read_raw(QUARANTINED).select("kafka_offset, reason").fetchall())
     # A valid event landed once per identity (re-delivered copies dropped): the first copy.
     first_of_identity: dict[tuple, int] = {}
     for offset, event in enumerate(verdicts):
@@ -120,8 +124,8 @@ def test_every_verdict_is_the_contracts(spark, kafka_broker, topic, tmp_path, re
     values = draw_records(RECORDS, ARRIVED)
     drawn = time.monotonic()
     produce_all(kafka_broker.bootstrap, topic, values, ARRIVED)
-    raw = ingest(spark, kafka_broker.bootstrap, topic, tmp_path)
-    valid, landed, quarantined = check_parity(values, raw, ARRIVED)
+    ingest(spark, kafka_broker.bootstrap, topic, tmp_path)
+    valid, landed, quarantined = check_parity(values, ARRIVED)
     took = time.monotonic() - started
     record_property("records", len(values))
     print(f"property test: {len(values)} records (seed {SEED}), {valid} valid ({landed} identities), "
@@ -139,9 +143,10 @@ def test_quarantined_records_come_back_byte_for_byte_from_every_reader(spark, ka
 
     values = [NOT_UTF8, TOMBSTONE, LARGE, b'{"order_id": "\xc3\xa9", "x": 1}']
     produce_all(kafka_broker.bootstrap, topic, values, ARRIVED)
-    raw = ingest(spark, kafka_broker.bootstrap, topic, tmp_path)
+    ingest(spark, kafka_broker.bootstrap, topic, tmp_path)
 
-    files = committed_files(raw, QUARANTINED)
+    # The table's own Parquet files, as any Parquet reader opens them.
+    files = [file.removeprefix("file://") for file in data_files(QUARANTINED)]
     assert files
     rows = []
     for file in files:

@@ -15,8 +15,8 @@ from shopstream.spark.streaming import StreamSettings
 from tests import iceberg_read, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
+from tests.file_sink import read_sink
 from tests.kafka_read import read_topic
-from tests.sink_files import read_sink
 
 pytestmark = pytest.mark.integration
 

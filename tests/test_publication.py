@@ -1,18 +1,19 @@
 """The plan of a run and the record of publications (the catalog's `publications` table, in the
-session's PostgreSQL), on a fake sink commit log (plain files: no Spark needed to decide what
-changed). Publishing the tables themselves: tests/test_batch_etl.py, tests/test_lake_outputs.py."""
+session's PostgreSQL), on a raw table that PyIceberg writes (no Spark needed to decide what
+changed: the plan reads the table's metadata). Publishing the tables themselves:
+tests/test_batch_etl.py, tests/test_dag_e2e.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from shopstream import publication
+from shopstream import publication, raw_table
+from shopstream.config import VALID, VERDICT
+from shopstream.lake import namespace, open_catalog, table_id
 
 DAY, LATE_DAY, OLD_DAY = "2026-11-27", "2026-11-25", "2026-11-15"
 
@@ -23,24 +24,27 @@ def own_catalog_namespace(lake_catalog, fresh_lake_namespace):
 
 
 @pytest.fixture
-def raw(tmp_path):
-    """An empty raw sink: a commit log and no batch yet."""
-    (tmp_path / "raw" / "_spark_metadata").mkdir(parents=True)
-    return tmp_path / "raw"
+def raw():
+    """An empty raw table: a verdict, a date and an order id, partitioned as the ingest's is."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import DateType, NestedField, StringType
+
+    catalog = open_catalog()
+    catalog.create_namespace_if_not_exists(namespace())
+    schema = Schema(NestedField(1, "order_id", StringType()), NestedField(2, VERDICT, StringType()),
+                    NestedField(3, "date", DateType()))  # fmt: skip
+    spec = PartitionSpec(PartitionField(2, 1000, IdentityTransform(), VERDICT),
+                         PartitionField(3, 1001, IdentityTransform(), "date"))  # fmt: skip
+    return catalog.create_table(table_id(raw_table.RAW_EVENTS), schema, partition_spec=spec)
 
 
 def commit_batch(raw, batch: int, dates: list[str]) -> None:
-    """One committed batch writing one file of valid rows per date, as Spark's file sink logs it."""
-    records = []
-    for day in dates:
-        folder = raw / "verdict=valid" / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        file = folder / f"part-{batch:05d}.parquet"
-        pq.write_table(pa.table({"order_id": [f"ORD-{batch}-1", f"ORD-{batch}-2"]}), file)
-        records.append({"path": file.as_uri(), "size": 1, "isDir": False, "modificationTime": 0,
-                        "blockReplication": 1, "blockSize": 1, "action": "add"})  # fmt: skip
-    lines = ["v1", *map(json.dumps, records)]
-    (raw / "_spark_metadata" / str(batch)).write_text("\n".join(lines))
+    """One ingest commit of two valid rows per date."""
+    rows = [{"order_id": f"ORD-{batch}-{n}", VERDICT: VALID, "date": dt.date.fromisoformat(day)}
+            for day in dates for n in (1, 2)]  # fmt: skip
+    raw.append(pa.Table.from_pylist(rows, schema=raw.schema().as_arrow()))
 
 
 def publish_plan(root, plan: dict) -> None:
@@ -56,7 +60,7 @@ def publish_plan(root, plan: dict) -> None:
 def test_a_run_plans_its_date_then_only_dates_whose_raw_rows_changed(raw, tmp_path):
     root = tmp_path / "transformed"
     commit_batch(raw, 0, [DAY, LATE_DAY, OLD_DAY])
-    first = publication.plan_run(raw, root, DAY, publication.new_version("run1"))
+    first = publication.plan_run(root, DAY, publication.new_version("run1"))
     # Its date and the unpublished dates of the 7-day window; the old day is out of it.
     assert first["dates"] == [LATE_DAY, DAY] and first["late_dates"] == [LATE_DAY]
     assert first["raw_rows"] == {LATE_DAY: 2, DAY: 2}
@@ -65,23 +69,19 @@ def test_a_run_plans_its_date_then_only_dates_whose_raw_rows_changed(raw, tmp_pa
     # Nothing changed: the next day's run transforms only its own date.
     next_day = "2026-11-28"
     commit_batch(raw, 1, [next_day])
-    assert publication.plan_run(raw, root, next_day, publication.new_version("run2"))["dates"] == [next_day]
+    assert publication.plan_run(root, next_day, publication.new_version("run2"))["dates"] == [next_day]
 
-    # Late rows of a published date (and rows of an orphan file no batch committed: ignored).
+    # Late rows of a published date: planned again, pinned at the table's snapshot now.
     commit_batch(raw, 2, [LATE_DAY])
-    (raw / "verdict=valid" / f"date={DAY}" / "part-orphan.parquet").write_bytes(b"not committed")
-    late = publication.plan_run(raw, root, next_day, publication.new_version("run3"))
+    late = publication.plan_run(root, next_day, publication.new_version("run3"))
     assert late["dates"] == [LATE_DAY, next_day] and late["raw_rows"][LATE_DAY] == 4
     pinned = publication.read_inputs(root, late["version"])
-    assert (
-        len(pinned[LATE_DAY]["files"]) == 2 and all("orphan" not in f for f in pinned[DAY]["files"])
-        if DAY in pinned
-        else True
-    )
+    current = raw_table.load().current_snapshot().snapshot_id
+    assert {pinned[d]["snapshot"] for d in late["dates"]} == {current}
 
 
 def test_a_day_without_rows_has_nothing_to_plan(raw, tmp_path):
-    plan = publication.plan_run(raw, tmp_path / "transformed", DAY, publication.new_version())
+    plan = publication.plan_run(tmp_path / "transformed", DAY, publication.new_version())
     assert plan["dates"] == [] and plan["late_dates"] == []
 
 
@@ -90,7 +90,7 @@ def test_publications_are_recorded_newest_first_and_vacuum_keeps_what_readers_se
     commit_batch(raw, 0, [DAY])
     versions = []
     for n in range(3):
-        plan = publication.plan_run(raw, root, DAY, publication.new_version(f"run{n}"))
+        plan = publication.plan_run(root, DAY, publication.new_version(f"run{n}"))
         out = publication.output_dir(root, plan["version"], "rdd_revenue_by_product", DAY)
         out.mkdir(parents=True)
         (out / "part-00000").write_text(f"version {n}")

@@ -1,5 +1,6 @@
-"""The streaming job on a real broker: every record lands exactly once, in raw or quarantine,
-also across a SIGKILL and restart. Checked against the records read back from Kafka."""
+"""The streaming job on a real broker: every record lands in the raw table exactly once, valid or
+quarantined, also across a SIGKILL and restart. Checked against the records read back from Kafka,
+the table read by PyIceberg. Each test has a raw table of its own (a namespace per test)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from shopstream import sink_log
-from shopstream.config import QUARANTINED, VALID, verdict_dir
+from shopstream.config import QUARANTINED, VALID
+from shopstream.data_loss import DATA_LOSS_LEDGER, data_losses
 from shopstream.devstack.processes import free_port
 from shopstream.kafka_admin import topic_stats
-from shopstream.sink_log import unmark_deduplicated, writer_deduplicated
+from shopstream.raw_table import DEDUPLICATED, partition_stats, writer_properties
+from shopstream.raw_table import load as load_raw_table
+from shopstream.spark.raw_events import set_properties
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import (
     AGED_OUT,
@@ -38,19 +40,19 @@ from tests import oracle
 from tests.conftest import produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
-from tests.sink_files import commit_log, committed_files, read_sink
+from tests.raw_rows import commits, read_raw
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def own_raw_table(fresh_lake_namespace) -> None:
+    """Each test ingests into a raw table of its own."""
+
+
 def settings_for(tmp_path: Path, bootstrap: str, topic: str, **overrides) -> StreamSettings:
-    return StreamSettings(
-        bootstrap=bootstrap,
-        topic=topic,
-        raw_dir=tmp_path / "raw",
-        checkpoint_dir=tmp_path / "checkpoints",
-        **overrides,
-    )
+    checkpoints = tmp_path / "checkpoints"
+    return StreamSettings(bootstrap=bootstrap, topic=topic, checkpoint_dir=checkpoints, **overrides)
 
 
 def expected_from_kafka(bootstrap: str, topic: str, count: int):
@@ -66,8 +68,8 @@ def expected_from_kafka(bootstrap: str, topic: str, count: int):
 
 
 def landed(settings: StreamSettings):
-    raw = read_sink(settings.raw_dir, VALID)
-    quarantine = read_sink(settings.raw_dir, QUARANTINED)
+    raw = read_raw(VALID)
+    quarantine = read_raw(QUARANTINED)
     raw_rows = raw.select("kafka_partition, kafka_offset, order_id, order_status, date").fetchall()
     bad_rows = quarantine.select("kafka_partition, kafka_offset, reason").fetchall()
     return raw_rows, bad_rows
@@ -89,24 +91,29 @@ def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topi
     assert all(reason for *_, reason in bad_rows)
     assert 100 < len(bad) < 300
 
-    assert {p.name for p in settings.raw_dir.glob("*=*")} == {"verdict=valid", "verdict=quarantined"}
-    partitions = {p.name for p in verdict_dir(settings.raw_dir, VALID).glob("date=*")}
+    # The table's partitions: a verdict, then the event's date (Iceberg's own partition metadata).
+    table = load_raw_table()
     event_dates = {e["timestamp"][:10] for e in valid.values()}
-    assert partitions == {f"date={d}" for d in event_dates} == {f"date={days_ago(n)}" for n in (4, 3, 2)}
+    assert set(partition_stats(table, VALID)) == event_dates == {days_ago(n) for n in (4, 3, 2)}
+    assert set(partition_stats(table, QUARANTINED)) <= event_dates | {days_ago(0)}
     # Money survives to the cent: the raw layer's revenue equals the events' own.
-    raw_revenue = read_sink(settings.raw_dir, VALID).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
+    raw_revenue = read_raw(VALID).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
     oracle_cents = sum(e["quantity"] * round(e["unit_price"] * 100) for e in valid.values())
     assert round(raw_revenue * 100) == oracle_cents
 
-    # A new sink written with the stream's de-duplication says so: the batch jobs skip their pass.
-    assert writer_deduplicated(settings.raw_dir)
-    # A second run finds nothing new and writes nothing twice; a sink that has batches but no
-    # such record (an older writer's) is not marked later: only a sink's first writer can vouch.
-    unmark_deduplicated(settings.raw_dir)
+    # A new table written with the stream's de-duplication says so: the batch jobs skip their pass.
+    assert DEDUPLICATED in writer_properties()
+    # A second run finds nothing new and commits nothing; a table that has commits but no such
+    # property (an older writer's) is not marked later: only a table's first writer can vouch.
+    set_properties(spark, {DEDUPLICATED: None})
+    before = commits()
     assert run(settings, spark) == {"raw": 0, "quarantine": 0, "redelivered": 0}
-    assert not writer_deduplicated(settings.raw_dir)
+    assert DEDUPLICATED not in writer_properties()
+    assert [c["id"] for c in commits() if c["operation"] == "append"] == [
+        c["id"] for c in before if c["operation"] == "append"
+    ]
     assert len(landed(settings)[0]) == len(valid)
-    # The sink with a checkpoint that is not its own would skip batches: refused up front.
+    # The table with a checkpoint that is not its own would read the topic again: refused.
     settings.checkpoint_dir = tmp_path / "another-checkpoint"
     with pytest.raises(SinkCheckpointMismatch, match="belong together"):
         run(settings, spark)
@@ -119,8 +126,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kaf
     command = [
         sys.executable, "-m", "shopstream.spark.stream_consumer",
         "--bootstrap", kafka_broker.bootstrap, "--topic", topic, "--trigger", "1s",
-        "--max-offsets-per-trigger", "2000", "--raw-dir", str(settings.raw_dir),
-        "--checkpoint-dir", str(settings.checkpoint_dir),
+        "--max-offsets-per-trigger", "2000", "--checkpoint-dir", str(settings.checkpoint_dir),
     ]  # fmt: skip
     log_file = (tmp_path / "stream.log").open("w")
     stream = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -135,7 +141,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kaf
     finally:
         os.killpg(stream.pid, signal.SIGKILL)
         stream.wait()
-    before = len(committed_files(settings.raw_dir))
+    before = len(commits())
     raw_so_far, _ = landed(settings)
     assert 0 < len(raw_so_far) < 20000, "killed after the first batches, before the end"
 
@@ -145,7 +151,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(spark, kaf
     run(settings, spark)
 
     raw_rows, bad_rows = landed(settings)
-    assert len(committed_files(settings.raw_dir)) > before
+    assert len(commits()) > before
     raw_offsets = [(p, o) for p, o, *_ in raw_rows]
     assert len(raw_offsets) == len(set(raw_offsets)), "duplicated records in raw"
     assert set(raw_offsets) == set(valid), "lost or extra records in raw"
@@ -224,40 +230,6 @@ def test_available_now_runs_keep_ten_state_versions_unless_the_session_keeps_few
     assert MIN_BATCHES_TO_RETAIN not in run_conf(StreamSettings(bootstrap="b", topic="t"))
 
 
-def test_the_raw_logs_retention_drops_entries_the_seals_keep_every_committed_file(
-    spark, kafka_broker, topic, tmp_path, monkeypatch
-):
-    # A year of the live service's batches is millions of log entries, all rewritten at each
-    # compaction: the raw sink's log keeps only a retention, its writer's seals the rest. Here the
-    # retention is 3 s and Spark compacts every 2nd batch, so the second run's batch (a
-    # compaction) drops the first run's entries.
-    monkeypatch.setenv("SHOPSTREAM_SINK_LOG_RETENTION", "3s")
-    settings = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True)
-    with session_conf(spark, {"spark.sql.streaming.fileSink.log.compactInterval": "2"}):
-        produce(kafka_broker, topic, "--count", "400", "--seed", "81", "--malformed-ratio", "0.02",
-                "--start", days_ago(3), "--span", "48h")  # fmt: skip
-        run(settings, spark)
-        first_run = set(sink_log.committed_files(settings.raw_dir))
-        time.sleep(4)
-        produce(kafka_broker, topic, "--count", "400", "--seed", "82", "--malformed-ratio", "0.02",
-                "--start", days_ago(2), "--span", "24h")  # fmt: skip
-        run(settings, spark)
-
-    # What Spark's log holds now: its compaction (the batches before it are deleted minutes later).
-    compaction = dict(commit_log(settings.raw_dir))[settings.raw_dir / "_spark_metadata" / "1.compact"]
-    in_log_now = {path for _, path in compaction}
-    assert first_run and not first_run & in_log_now, "the compaction kept entries past the retention"
-    files = set(sink_log.committed_files(settings.raw_dir))
-    assert first_run | in_log_now == files
-    # Every record produced is in those files once, as the suite reads the topic.
-    valid, bad = expected_from_kafka(kafka_broker.bootstrap, topic, 800)
-    rows = duckdb.read_parquet(sorted(files), hive_partitioning=True, union_by_name=True)
-    landed = rows.select("verdict, kafka_partition, kafka_offset").fetchall()
-    assert len(landed) == 800
-    assert {(p, o) for v, p, o in landed if v == VALID} == set(valid)
-    assert {(p, o) for v, p, o in landed if v == QUARANTINED} == bad
-
-
 def run_stream_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     result = subprocess.run(
@@ -294,7 +266,7 @@ def retention_deletes_everything_up_to_now(bootstrap: str, topic: str) -> dict[i
 
 
 def raw_offsets(settings: StreamSettings) -> set[tuple[int, int]]:
-    return set(read_sink(settings.raw_dir, VALID).select("kafka_partition, kafka_offset").fetchall())
+    return set(read_raw(VALID).select("kafka_partition, kafka_offset").fetchall())
 
 
 def hour_of_events() -> tuple[str, ...]:
@@ -337,7 +309,7 @@ def test_events_the_retention_deleted_before_ingest_stop_it_until_the_gap_is_acc
     )
     assert run(accepted, spark)["raw"] == 100
     assert raw_offsets(settings) == ingested | after
-    gaps = sink_log.data_losses(settings.raw_dir / sink_log.DATA_LOSS_LEDGER)
+    gaps = data_losses(settings.checkpoint_dir / DATA_LOSS_LEDGER)
     assert {(g["topic"], g["partition"], g["first_offset"], g["end_offset"], g["cause"]) for g in gaps} == {
         (topic, p, first, starts[p], AGED_OUT) for p, first in committed.items()
     }
@@ -397,7 +369,7 @@ def test_a_topic_created_again_stops_the_ingest_naming_what_spark_would_skip(
     accepted = settings_for(tmp_path, kafka_broker.bootstrap, topic, available_now=True,
                             accept_data_loss=True)  # fmt: skip
     assert run(accepted, spark)["raw"] == 0
-    gaps = sink_log.data_losses(settings.raw_dir / sink_log.DATA_LOSS_LEDGER)
+    gaps = data_losses(settings.checkpoint_dir / DATA_LOSS_LEDGER)
     assert {(g["partition"], g["first_offset"], g["end_offset"], g["cause"]) for g in gaps} == {
         (p, 0, end, REWOUND) for p, end in ends.items() if end > 0
     }

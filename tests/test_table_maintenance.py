@@ -70,3 +70,32 @@ def test_the_status_tables_upserts_are_compacted_without_their_deletes(spark, fr
     assert spark.sql(f"SELECT count(*) FROM {table}.delete_files").first()[0] == 0
     assert (done.snapshots, done.data_files) == (1, 1), done
     assert iceberg_read.rows(STATUS_TABLE, "order_id, current_status") == current
+
+
+def test_the_raw_tables_closed_dates_are_compacted_and_its_open_dates_left_alone(spark, fresh_lake_namespace):
+    """The live ingest commits a file a minute into each date it receives: maintenance rewrites a
+    date once no event of it can still be valid (a rewrite changes the date's fingerprint, so an
+    open date would be transformed again for nothing), and readers see the same rows."""
+    from shopstream.config import compaction_after_days
+    from shopstream.raw_table import RAW_EVENTS, partition_stats
+    from shopstream.raw_table import load as load_raw_table
+    from tests.raw_rows import data_files, read_raw, write_raw
+
+    today = dt.datetime.now(dt.UTC).date()
+    closed, open_ = today - dt.timedelta(days=compaction_after_days() + 1), today - dt.timedelta(days=1)
+    for minute in range(4):  # four commits, a file per date each
+        write_raw(spark, spark.sql(
+            f"SELECT concat('ORD-{minute}-', id) AS order_id, CAST(1 AS INT) AS quantity, d AS date "
+            f"FROM range(5) CROSS JOIN (SELECT explode(array(DATE'{closed}', DATE'{open_}')) AS d)"
+        ))  # fmt: skip
+    rows = sorted(read_raw().fetchall())
+    before = partition_stats(load_raw_table())
+
+    done = table_maintenance.maintain(spark, RAW_EVENTS, retain=dt.timedelta(0))
+
+    files = {day: [f for f in data_files() if f"date={day}" in f] for day in (closed, open_)}
+    assert (len(files[closed]), len(files[open_])) == (1, 4), files
+    assert done.snapshots == 1 and sorted(read_raw().fetchall()) == rows
+    after = partition_stats(load_raw_table())
+    assert after[str(open_)] == before[str(open_)], "the open date's fingerprint is unchanged"
+    assert after[str(closed)][0] == before[str(closed)][0] == 20

@@ -198,6 +198,7 @@ def build_ecommerce_dag() -> DAG:
             ["--available-now", "--topic", ORDERS_TOPIC, "--complete-day", RUN_DATE, ACCEPT_DATA_LOSS],
             timeout=timedelta(minutes=60),
             comet=False,
+            lake=True,
         )
         wait_for_raw = RawDateSensor(
             task_id=PLAN_TASK,
@@ -208,7 +209,9 @@ def build_ecommerce_dag() -> DAG:
             timeout=int(os.environ.get("SHOPSTREAM_RAW_WAIT_SECONDS", timedelta(minutes=20).total_seconds())),
             mode="reschedule",
         )
-        rdd = spark_task("run_rdd_etl", "batch_rdd_etl", _job_args(PLAN_TASK), timeout=timedelta(minutes=30))
+        rdd = spark_task(
+            "run_rdd_etl", "batch_rdd_etl", _job_args(PLAN_TASK), timedelta(minutes=30), lake=True
+        )
         df = spark_task("run_df_etl", "batch_df_etl", _job_args(PLAN_TASK), timedelta(minutes=30), lake=True)
         validate = PythonOperator(
             task_id="validate_output",
@@ -260,7 +263,7 @@ def build_backfill_dag(config_path: Path = BACKFILL_CONFIG) -> DAG:
                         op_kwargs={"date": day, "label": "{{ run_id }}", "fs_conn_id": FS_CONN_ID},
                     )
                     args = _job_args(f"{name}.plan_{suffix}")
-                    rdd = spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30))
+                    rdd = spark_task(f"rdd_{suffix}", "batch_rdd_etl", args, timedelta(minutes=30), lake=True)
                     df = spark_task(f"df_{suffix}", "batch_df_etl", args, timedelta(minutes=30), lake=True)
                     check = PythonOperator(
                         task_id=f"validate_{suffix}",

@@ -55,14 +55,14 @@ def check_ingest_can_read_on(topic: str, bootstrap: str, stats) -> None:
     starts a JVM, and failing without retries: retrying will not bring deleted events back."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from shopstream.sink_log import DATA_LOSS_LEDGER
+    from shopstream.data_loss import ingest_ledger
     from shopstream.spark.ingest_guard import committed_offsets, source_gaps
     from shopstream.spark.streaming import refusal
 
     layers = paths()  # as the ingest job finds its checkpoint and sink
     gaps = source_gaps(committed_offsets(layers.ingest_checkpoints / INGEST_QUERY), topic, stats)
     if gaps:
-        raise AirflowFailException(str(refusal(topic, bootstrap, gaps, layers.raw_sink / DATA_LOSS_LEDGER)))
+        raise AirflowFailException(str(refusal(topic, bootstrap, gaps, ingest_ledger())))
 
 
 def data_paths(fs_conn_id: str = FS_CONN_ID) -> Paths:
@@ -74,16 +74,16 @@ def data_paths(fs_conn_id: str = FS_CONN_ID) -> Paths:
 
 
 def plan_date(date: str, label: str, fs_conn_id: str = FS_CONN_ID) -> dict:
-    """A plan of one date (the backfill DAG's): its raw files pinned in a new version."""
+    """A plan of one date (the backfill DAG's): its raw snapshot pinned in a new version."""
     from shopstream.publication import new_version, plan_run
 
     use_lake_connection()
     layers = data_paths(fs_conn_id)
-    plan = plan_run(layers.raw_sink, layers.transformed, date, new_version(label), lookback=0)
+    plan = plan_run(layers.transformed, date, new_version(label), lookback=0)
     if not plan["dates"]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        raise AirflowSkipException(f"no raw events for {date} in {layers.raw_sink}: nothing to transform")
+        raise AirflowSkipException(f"no raw events for {date} in the raw table: nothing to transform")
     log.info("version %s: %s (%s raw rows)", plan["version"], date, plan["raw_rows"].get(date, 0))
     return plan
 
@@ -131,21 +131,17 @@ def validate_output(
 def vacuum_versions(transformed: Path | None) -> None:
     """Every publication also deletes what readers no longer see past the retention (superseded
     and failed versions): else each daily run's version stays forever. A clean-up that fails
-    leaves a warning, not a failed run: the dates are published, the next run tries again. Also
-    the raw files that compactions of closed dates replaced, once no kept version pins them."""
+    leaves a warning, not a failed run: the dates are published, the next run tries again."""
     from shopstream import publication
 
     root = publication.transformed_root(transformed)
     try:
         deleted = publication.vacuum(root)
-        replaced = publication.vacuum_raw(paths().raw_sink.resolve(), root)
     except OSError as error:
         log.warning("vacuum of old versions failed (the next publication retries): %s", error)
         return
     if deleted:
         log.info("vacuumed %d folders of versions older than %s", len(deleted), publication.DEFAULT_RETENTION)
-    if replaced:
-        log.info("deleted %d raw files that compactions replaced", len(replaced))
 
 
 def log_failure(context) -> None:

@@ -1,6 +1,7 @@
-"""What both batch jobs share: the raw rows a run reads (pinned per version), the `--date(s)` and
-`--version` arguments, and file moves for the RDD job's text output (`shopstream.publication`:
-nothing a run writes is visible to readers until validation publishes it)."""
+"""What both batch jobs share: the raw rows a run reads (the raw table at the snapshot pinned in
+its version), the `--date(s)` and `--version` arguments, and file moves for the RDD job's text
+output (`shopstream.publication`: nothing a run writes is visible to readers until validation
+publishes it)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import argparse
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shopstream import publication
-from shopstream.config import paths
+from shopstream import publication, raw_table
+from shopstream.config import VALID, VERDICT
 from shopstream.contract import EVENT_IDENTITY, ORDER_STATUSES
-from shopstream.sink_log import committed_dates, resolve_compacted, writer_deduplicated, writer_validated
+from shopstream.lake import spark_table
 from shopstream.spark.orders import valid_rows
+from shopstream.spark.raw_events import read_raw
 
 
 class MissingInputError(RuntimeError):
@@ -47,62 +50,62 @@ def batch_arg_parser(description: str) -> argparse.ArgumentParser:
         "--version", default=None,
         help="the version of the transformed layer to write (default: a new one; the DAG passes its run's)",
     )  # fmt: skip
-    parser.add_argument("--raw-dir", type=Path, default=None, help="raw layer (default: data/raw)")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: data/transformed")
     return parser
 
 
 @dataclass(frozen=True)
 class RunInputs:
-    """What a run of a batch job reads and where it writes: its dates, the raw files of each
-    (pinned in the version, see `publication.raw_inputs`) and the version's folder."""
+    """What a run of a batch job reads and where it writes: its dates, the raw table's snapshot
+    each is read at (pinned in the version, see `publication.write_inputs`), what the ingest says
+    of the table's rows (`raw_table.VALIDATED`, `DEDUPLICATED`) and the version's folder."""
 
-    raw_dir: Path
     root: Path
     version: str
     dates: list[str]
-    files: list[str]
+    snapshots: dict[str, int | None]
+    properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def out(self) -> Path:
         return publication.version_root(self.root, self.version)
 
 
-def run_inputs(raw_dir: Path | None, output_dir: Path | None, dates: Sequence[str] | None,
-               version: str | None) -> RunInputs:  # fmt: skip
-    """The inputs of a run: the raw files of `dates` (None: every date of the raw layer) pinned
-    in the version when the version's first job starts, so that the other job and the validation
-    of the same version read exactly the same rows, whatever ingest commits meanwhile."""
-    raw_dir = (raw_dir or paths().raw_sink).resolve()
-    if not (raw_dir / "_spark_metadata").is_dir():
+def run_inputs(output_dir: Path | None, dates: Sequence[str] | None, version: str | None) -> RunInputs:
+    """The inputs of a run: the raw table's snapshot for `dates` (None: every date it holds)
+    pinned in the version when the version's first job starts, so that the other job and the
+    validation of the same version read exactly the same rows, whatever ingest commits meanwhile."""
+    table = raw_table.load()
+    if table is None:
         raise MissingInputError(
-            f"no raw layer at {raw_dir}: run the streaming job first "
-            "(python -m shopstream.spark.stream_consumer --available-now)"
+            f"no raw table {spark_table(raw_table.RAW_EVENTS)} in the catalog: run the streaming "
+            "job first (python -m shopstream.spark.stream_consumer --available-now)"
         )
     root = publication.transformed_root(output_dir)
     version = version or publication.new_version()
     pinned = publication.read_inputs(root, version)
-    dates = sorted(dates) if dates is not None else sorted(pinned) or committed_dates(raw_dir)
+    dates = sorted(dates) if dates is not None else sorted(pinned) or raw_table.committed_dates()
     missing = [d for d in dates if d not in pinned]
     if missing:
-        pinned |= publication.raw_inputs(raw_dir, missing)
+        pinned |= {d: i.as_dict() for d, i in raw_table.date_inputs(missing).items()}
         publication.write_inputs(root, version, pinned)
-    # Pinned files a compaction rewrote since are read in their new files (the same rows).
-    files = [f for d in dates for f in resolve_compacted(raw_dir, pinned[d]["files"])]
-    return RunInputs(raw_dir, root, version, list(dates), files)
+    snapshots = {d: pinned[d]["snapshot"] for d in dates}
+    return RunInputs(root, version, list(dates), snapshots, dict(table.properties))
 
 
 def read_valid_rows(
     spark: SparkSession, inputs: RunInputs, columns: Sequence[str] | None = None
 ) -> DataFrame:
-    """The valid rows of the run's pinned raw files (committed ones only, listed from the sink's
-    commit log, so never a file of an uncommitted batch). With no files, an empty frame of the
-    raw layer's schema (read from the sink's root, pruned to the dates)."""
-    if inputs.files:
-        sink = spark.read.option("basePath", str(inputs.raw_dir)).parquet(*inputs.files)
-    else:
-        sink = spark.read.parquet(str(inputs.raw_dir)).where(F.col("date").cast("string").isin(inputs.dates))
-    raw = valid_rows(sink)
+    """The valid rows of the run's dates, each at its pinned snapshot of the raw table (one read
+    per snapshot; a version's dates are pinned together, so usually one)."""
+    by_snapshot: dict[int | None, list[dt.date]] = {}
+    for date, snapshot in inputs.snapshots.items():
+        by_snapshot.setdefault(snapshot, []).append(dt.date.fromisoformat(date))
+    reads = [
+        read_raw(spark, snapshot).where((F.col(VERDICT) == VALID) & F.col("date").isin(days))
+        for snapshot, days in by_snapshot.items()
+    ] or [read_raw(spark).where(F.lit(False))]
+    raw = valid_rows(reduce(DataFrame.unionByName, reads))
     return raw.select(*columns) if columns else raw
 
 
@@ -121,13 +124,13 @@ def well_formed() -> Column:
     )
 
 
-def usable(raw_dir: Path) -> Column:
-    """`well_formed()` for the rows of the raw layer at `raw_dir`, or simply true where its writer
-    validated every row against the contract (`sink_log.writer_validated`: the ingest quarantines
-    whatever breaks a rule, and its rules include these). Then no column is read only to be
+def usable(inputs: RunInputs) -> Column:
+    """`well_formed()` for the run's raw rows, or simply true where their writer validated every
+    row against the contract (`raw_table.VALIDATED`: the ingest quarantines whatever breaks a
+    rule, and its rules include these). Then no column is read only to be
     checked: the order id, the widest, is not read at all (10M rows: 0.6 s of the DataFrame
     job's 2.6 s roll-up)."""
-    return F.lit(True) if writer_validated(raw_dir) else well_formed()
+    return F.lit(True) if raw_table.VALIDATED in inputs.properties else well_formed()
 
 
 COPIES = "copies"
@@ -161,13 +164,13 @@ def distinct_events(raw: DataFrame) -> DataFrame:
     return once.unionByName(merged)
 
 
-def events_once(raw: DataFrame, raw_dir: Path) -> DataFrame:
-    """`distinct_events` of `raw` (rows of the sink at `raw_dir`), or the rows as they are (copies
-    1) when the sink's ingest dropped re-deliveries from its first batch on (`sink_log.
-    writer_deduplicated`): its rows are each event once already, and the pass costs a shuffle."""
-    if writer_deduplicated(raw_dir):
+def events_once(raw: DataFrame, inputs: RunInputs) -> DataFrame:
+    """`distinct_events` of `raw` (the run's raw rows), or the rows as they are (copies 1) when
+    the table's ingest dropped re-deliveries from its first commit on (`raw_table.DEDUPLICATED`):
+    its rows are each event once already, and the pass costs a shuffle."""
+    if raw_table.DEDUPLICATED in inputs.properties:
         logging.getLogger("shopstream.batch").info(
-            "%s was written by a de-duplicating ingest: no batch de-duplication pass", raw_dir
+            "the raw table was written by a de-duplicating ingest: no batch de-duplication pass"
         )
         return raw.withColumn(COPIES, F.lit(1))
     return distinct_events(raw)
@@ -202,7 +205,7 @@ def batch_main(
     args = batch_arg_parser(description).parse_args(argv)
     dates = args.dates if args.dates is not None else ([args.date] if args.date else None)
     try:
-        inputs = run_inputs(args.raw_dir, args.output_dir, dates, args.version)
+        inputs = run_inputs(args.output_dir, dates, args.version)
         log.info("version %s: %s", inputs.version, ", ".join(inputs.dates) or "no dates")
         run(inputs)
     except MissingInputError as error:

@@ -50,7 +50,7 @@ def base_orders(spark: SparkSession, inputs: RunInputs) -> DataFrame:
     needed = ("date", "timestamp", "order_id", "product_id", "product_name", "category", "region",
               "order_status", "quantity", "unit_price")  # fmt: skip
     rolled_up = (
-        events_once(read_valid_rows(spark, inputs, needed).where(usable(inputs.raw_dir)), inputs.raw_dir)
+        events_once(read_valid_rows(spark, inputs, needed).where(usable(inputs)), inputs)
         .groupBy(
             "date", F.date_trunc("hour", "timestamp").alias("hour"), "product_id", "product_name",
             "category", "region", "order_status",

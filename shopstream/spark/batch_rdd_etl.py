@@ -64,10 +64,10 @@ def sale_batches(spark, inputs: RunInputs) -> tuple[RDD, pa.Schema]:
     """
     needed = ("order_id", "product_id", "order_status", "quantity", "unit_price", "timestamp", "region")
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")
-    events = events_once(read_valid_rows(spark, inputs, (*needed, "date")), inputs.raw_dir)
+    events = events_once(read_valid_rows(spark, inputs, (*needed, "date")), inputs)
     frame = events.select(
         F.col("date").cast("string").alias("date"), "product_id", "order_status", cents.alias("cents"),
-        F.col(COPIES).cast("long").alias(COPIES), usable(inputs.raw_dir).alias("usable"),
+        F.col(COPIES).cast("long").alias(COPIES), usable(inputs).alias("usable"),
     )  # fmt: skip
     # Dataset.toArrowBatchRdd is what toPandas and the Arrow UDFs build on (public in the JVM,
     # not wrapped by PySpark): each element is one serialized record batch.
@@ -177,7 +177,7 @@ def save_date(spark, revenue, date: str, out_dir: Path) -> Path:
 def run(inputs: RunInputs, spark=None) -> list[dict]:
     """Revenue per product for the run's dates (in one pass) into its version; returns the
     counts of each date."""
-    spark = spark or get_spark("shopstream-rdd-etl")
+    spark = spark or get_spark("shopstream-rdd-etl", lake=True)
     started = time.monotonic()
     revenue, seen, cancelled, malformed, duplicates = revenue_by_date_product(spark, inputs)
     results = []

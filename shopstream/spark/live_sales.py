@@ -41,7 +41,7 @@ from shopstream.config import (
     serving_db_dsn,
 )
 from shopstream.contract import CANCELLED, NEW, RETURNED
-from shopstream.sink_log import DATA_LOSS_LEDGER
+from shopstream.data_loss import DATA_LOSS_LEDGER
 from shopstream.spark.ingest_guard import LIVE, SinkBusy, WriterLock, newest_batch
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.streaming import (

@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.contract import NEW, UPDATE_STATUSES, update_spark_schema
-from shopstream.sink_log import DATA_LOSS_LEDGER
+from shopstream.data_loss import DATA_LOSS_LEDGER
 from shopstream.spark.orders import (
     CORRUPT,
     QUARANTINE_COLUMNS,

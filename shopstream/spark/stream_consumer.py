@@ -1,4 +1,4 @@
-"""Module 2: order events from Kafka into the date-partitioned raw Parquet layer, exactly once.
+"""Module 2: order events from Kafka into the raw layer, the Iceberg table `raw_events`, exactly once.
 
     spark-submit --properties-file config/spark/spark-defaults.conf \\
         --jars "$(ls .state/jars/spark-kafka/*.jar | paste -sd,)" \\
@@ -7,12 +7,13 @@
 (`python -m shopstream.spark.stream_consumer` does the same, with jars, settings and class
 archive found for you.)
 
-One streaming query reads the topic, parses each record once and writes it to the raw sink
-(`data/raw/`) under its verdict: valid rows to `verdict=valid/date=…/`, rejected records with
-their untouched value and reason to `verdict=quarantined/date=…/`. Spark's file sink and its
-commit log (`_spark_metadata/`), tied to the query's checkpoint, make the output exactly-once
-across crashes and restarts; readers must read the sink's root folder so that they honour that
-log (`spark.batch.read_valid_rows` does).
+One streaming query reads the topic, parses each record once and writes it to the table
+`lake.<namespace>.raw_events` (`shopstream.raw_table`) under its verdict: valid rows in partitions
+`verdict=valid/date=…`, rejected records with their untouched value and reason in
+`verdict=quarantined/date=…`. Iceberg's streaming sink commits each micro-batch as one snapshot
+that records the query's id and epoch, and skips an epoch it committed already: with the query's
+checkpoint, the table holds every record once across crashes and restarts. Readers read any
+snapshot of the table, from Spark, PyIceberg or any Iceberg engine.
 
 One writer per sink (`ingest_guard`): the query holds a lock beside its checkpoint. A second
 `--trigger` writer fails fast naming the first; an `--available-now` run that finds the live
@@ -22,40 +23,26 @@ the topic held when the run started.
 Before its query starts, a run checks that it can read on from its checkpoint: events Kafka's
 retention deleted unread, or a topic created again, stop it with a message naming them
 (`streaming.check_source_continuity`); `--available-now --accept-data-loss` records the gap in
-`data/raw/_data_loss.json` and goes on.
+the ledger beside the checkpoint (`shopstream.data_loss`) and goes on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import json
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shopstream.config import (
-    INGEST_QUERY,
-    ORDERS_TOPIC,
-    SEAL_INTERVAL_SECONDS,
-    VALID,
-    VERDICT,
-    sink_log_retention,
-)
+from shopstream.config import INGEST_QUERY, ORDERS_TOPIC, VALID, VERDICT
 from shopstream.contract import ORDER_FIELD_NAMES, ORDER_STATUSES
+from shopstream.data_loss import DATA_LOSS_LEDGER
 from shopstream.kafka_admin import TopicStats
-from shopstream.sink_log import (
-    DATA_LOSS_LEDGER,
-    LOG_DIR,
-    Sealing,
-    mark_deduplicated,
-    mark_validated,
-    unmark_deduplicated,
-)
+from shopstream.lake import spark_table
+from shopstream.raw_table import DEDUPLICATED, RAW_EVENTS, VALIDATED
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
-from shopstream.spark.raw_compaction import Compacting
+from shopstream.spark.raw_events import FANOUT, ensure_raw_table, set_properties
 from shopstream.spark.session import exit_after, get_spark
 from shopstream.spark.streaming import (
     REDELIVERED,
@@ -69,7 +56,7 @@ from shopstream.spark.streaming import (
     log,
     run_queries,
     source_settings,
-    start_sink,
+    start_triggered,
     stream_arg_parser,
     stream_main,
 )
@@ -142,21 +129,33 @@ def start_queries(spark, settings: StreamSettings) -> list:
     rows = rows.observe("orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine"))
     checkpoint = settings.checkpoint_dir / INGEST_QUERY
     check_checkpoint_matches_dedup(checkpoint, settings.deduplicate)
-    new_sink = not holds_batches(settings.raw_dir / LOG_DIR) and not holds_batches(checkpoint / "offsets")
-    if not settings.deduplicate:
-        # Before the query can commit a batch with copies (a refused start loses only the marker,
-        # so the batch jobs de-duplicate again: slower, never wrong).
-        unmark_deduplicated(settings.raw_dir)
-    if new_sink:
-        mark_validated(
-            settings.raw_dir, {"required": list(ORDER_FIELD_NAMES), "order_status": list(ORDER_STATUSES)}
+    table = ensure_raw_table(spark, rows.schema)
+    # What every row of the table is: validated against the contract's rules; de-duplicated when
+    # every batch so far dropped re-deliveries (a run without it clears that before it commits).
+    rules = json.dumps({"required": list(ORDER_FIELD_NAMES), "order_status": list(ORDER_STATUSES)})
+    first_commit = not holds_batches(checkpoint / "offsets")
+    if first_commit and not raw_table_is_empty(spark):
+        # Iceberg's sink skips only the epochs its own query committed: a new checkpoint would read
+        # the topic from its start again and commit every event a second time.
+        raise SinkCheckpointMismatch(
+            f"{table} already holds committed rows but the checkpoint {checkpoint} is new: they belong "
+            "together. Restore the table's checkpoint, or drop the table to start over (`make clean` "
+            "clears both for the local defaults)."
         )
-    query = start_sink(rows, "orders", settings.raw_dir, checkpoint, settings, (VERDICT, "date"),
-                       drained_by_data=True, log_retention=sink_log_retention())  # fmt: skip
-    if settings.deduplicate and new_sink:
-        # Every batch of this sink drops re-deliveries: the batch jobs may skip their own pass.
-        mark_deduplicated(settings.raw_dir, redelivery_window_days())
-    return [query]
+    if first_commit:
+        window = str(redelivery_window_days()) if settings.deduplicate else None
+        set_properties(spark, {VALIDATED: rules, DEDUPLICATED: window})
+    elif not settings.deduplicate:
+        set_properties(spark, {DEDUPLICATED: None})
+    writer = (
+        rows.writeStream.queryName("orders").format("iceberg").outputMode("append")
+        .options(**FANOUT).option("checkpointLocation", str(checkpoint))
+    )  # fmt: skip
+    return [start_triggered(writer, spark, settings, drained_by_data=True, table=table)]
+
+
+def raw_table_is_empty(spark) -> bool:
+    return not spark.sql(f"SELECT 1 FROM {spark_table(RAW_EVENTS)}.snapshots LIMIT 1").take(1)
 
 
 def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | None:
@@ -169,8 +168,8 @@ def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | N
     holder = lock.holder()
     if not (settings.available_now and holder and holder.mode == LIVE):
         raise SinkBusy(
-            f"{settings.raw_dir} already has a writer ({holder.describe() if holder else 'unknown'}): one "
-            "query per sink and checkpoint. Stop it first (`make stream-down` for the live service) or "
+            f"{spark_table(RAW_EVENTS)} already has a writer ({holder.describe() if holder else 'unknown'}): "
+            "one query per table and checkpoint. Stop it first (`make stream-down` for the live service) or "
             "let it finish."
         )
     log.info("the live ingest service writes this sink (%s): waiting for it instead", holder.describe())
@@ -195,63 +194,16 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
     if lock is None:
         return dict.fromkeys(COUNTED, 0)
     with lock:
-        ledger = settings.raw_dir / DATA_LOSS_LEDGER
+        ledger = settings.checkpoint_dir / DATA_LOSS_LEDGER
         check_source_continuity(settings, stats, settings.checkpoint_dir / INGEST_QUERY, ledger)
-        # Sealed before the query starts (its compactions drop entries past the log's retention)
-        # and while it runs; once more at the end, so readers find this run's files in the seals.
-        sealing = Sealing(settings.raw_dir, SEAL_INTERVAL_SECONDS, on_sealed=log_sealed)
-        sealing.now()
-        spark = spark or get_spark("shopstream-stream-consumer", comet=False)
-        # The writer also compacts the sink's closed dates: once a day while it runs live, at the
-        # end of each drain (`raw_compaction`).
-        compacting = Compacting(spark, settings.raw_dir)
+        spark = spark or get_spark("shopstream-stream-consumer", comet=False, lake=True)
         started = time.monotonic()
-        try:
-            with sealed_on_sigterm(sealing):
-                maintain = (
-                    sealing.when_due
-                    if settings.available_now
-                    else lambda: (sealing.when_due(), compacting.when_due())
-                )
-                totals = run_queries(start_queries(spark, settings), COUNTED, on_poll=maintain)
-        finally:
-            sealing.now()
-        if settings.available_now:
-            compacting.when_due()
+        totals = run_queries(start_queries(spark, settings), COUNTED)
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 
 
-@contextlib.contextmanager
-def sealed_on_sigterm(sealing: Sealing) -> Iterator[None]:
-    """While the query runs, SIGTERM (how the live service is stopped: `make stream-down`, a
-    task's kill) seals first, then ends the process as it always did (Spark's JVM, which gets the
-    signal too, stops the query between micro-batches). A batch committed after that seal is
-    sealed by the next writer's start. Only where signals can be handled (the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def seal_then_terminate(signum, frame) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        try:
-            sealing.now()
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, seal_then_terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def log_sealed(seals: int) -> None:
-    if seals:
-        log.info("sealed the file lists of %d partitions of the raw sink", seals)
-
-
-FOLDERS = ("raw", "checkpoint")
+FOLDERS = ("checkpoint",)
 
 
 def parse_args(argv: Sequence[str] | None) -> StreamSettings:

@@ -24,8 +24,8 @@ from shopstream.config import (
     kafka_security_options,
     paths,
 )
+from shopstream.data_loss import record_data_loss
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
-from shopstream.sink_log import record_data_loss
 from shopstream.spark.ingest_guard import (
     AGED_OUT,
     REWOUND,
@@ -64,7 +64,6 @@ AVAILABLE_NOW_VERSIONS = 10
 class StreamSettings:
     bootstrap: str
     topic: str = ORDERS_TOPIC
-    raw_dir: Path = field(default_factory=lambda: paths().raw_sink)
     checkpoint_dir: Path = field(default_factory=lambda: paths().ingest_checkpoints)
     available_now: bool = False
     trigger: str = DEFAULT_TRIGGER
@@ -206,8 +205,7 @@ def kafka_stream(spark, settings: StreamSettings):
 def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings,
                partition_by: Sequence[str] = ("date",), drained_by_data: bool = False,
                log_retention: str | None = None):  # fmt: skip
-    """A Parquet file sink; `log_retention`: how long its commit log keeps an entry (for a sink
-    whose writer seals its files, `shopstream.sink_log`), else forever."""
+    """A Parquet file sink; `log_retention`: how long its commit log keeps an entry, else forever."""
     check_sink_matches_checkpoint(path, checkpoint)
     writer = (
         frame.writeStream.queryName(name)
@@ -222,13 +220,15 @@ def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamS
     return start_triggered(writer, frame.sparkSession, settings, drained_by_data)
 
 
-def start_triggered(writer, spark, settings: StreamSettings, drained_by_data: bool = False):
-    """Starts `writer` with the settings' trigger and the session settings of that kind of run
-    (`run_conf`), for this query alone: a query reads them when it starts (its session is cloned
-    then), and the session is left as it was."""
+def start_triggered(writer, spark, settings: StreamSettings, drained_by_data: bool = False,
+                    table: str | None = None):  # fmt: skip
+    """Starts `writer` (into `table`, if given) with the settings' trigger and the session settings
+    of that kind of run (`run_conf`), for this query alone: a query reads them when it starts (its
+    session is cloned then), and the session is left as it was."""
     retained = int(spark.conf.get(MIN_BATCHES_TO_RETAIN, "100"))
     with session_conf(spark, run_conf(settings, drained_by_data, retained)):
-        return trigger_writer(writer, settings).start()
+        triggered = trigger_writer(writer, settings)
+        return triggered.toTable(table) if table else triggered.start()
 
 
 def run_conf(settings: StreamSettings, drained_by_data: bool = False, retained: int = 100) -> dict[str, str]:

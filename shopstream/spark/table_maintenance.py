@@ -1,13 +1,16 @@
-"""Iceberg's own maintenance of shopstream's tables: the daily outputs, the publications record
-and the order status.
+"""Iceberg's own maintenance of shopstream's tables: the raw events, the daily outputs, the
+publications record and the order status.
 
     spark-submit --properties-file config/spark/spark-defaults.conf \\
         shopstream/spark/table_maintenance.py [--retain-days 7]
 
 For each table, Iceberg's Spark procedures, in this order:
-  rewrite_data_files   small files of a date into one (a date republished many times, the
-                       publications' one-row appends), and every file with deletes rewritten
-                       without its deleted rows (the order status's merge-on-read upserts)
+  rewrite_data_files   small files of a date into one (the live ingest's file a minute, a date
+                       republished many times, the publications' one-row appends), and every
+                       file with deletes rewritten without its deleted rows (the order status's
+                       merge-on-read upserts); of the raw events only the dates closed to late
+                       events (`config.compaction_after_days`: a compaction changes a date's
+                       fingerprint, so an open date would be transformed again for nothing)
   rewrite_position_delete_files   the delete files left, dropping those whose data files are gone
   rewrite_manifests    the metadata's manifests, one per date again
   expire_snapshots     snapshots older than the retention, and the files only they referenced;
@@ -30,15 +33,17 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from shopstream.config import compaction_after_days
 from shopstream.daily_tables import OUTPUTS
 from shopstream.lake import CATALOG, spark_table, table_id
 from shopstream.publication import DEFAULT_RETENTION, PUBLICATIONS
+from shopstream.raw_table import RAW_EVENTS
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.status_table import STATUS_TABLE
 
 log = job_logger("table_maintenance")
 
-TABLES = (*OUTPUTS, PUBLICATIONS, STATUS_TABLE)
+TABLES = (RAW_EVENTS, *OUTPUTS, PUBLICATIONS, STATUS_TABLE)
 ORPHAN_MIN_AGE = dt.timedelta(days=3)  # files of a write in flight are younger than this
 
 
@@ -65,11 +70,19 @@ def _before_now(age: dt.timedelta) -> str:
     return f"TIMESTAMP '{dt.datetime.now(dt.UTC) - age:%Y-%m-%d %H:%M:%S.%f}'"
 
 
+def compactable(name: str, today: dt.date | None = None) -> dict[str, str]:
+    """`rewrite_data_files`' `where` for a table: the raw events' closed dates only."""
+    if name != RAW_EVENTS:
+        return {}
+    closed_before = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=compaction_after_days())
+    return {"where": f"\"date < DATE '{closed_before}'\""}
+
+
 def maintain(spark: SparkSession, name: str, retain: dt.timedelta = DEFAULT_RETENTION) -> Maintained:
     """Runs the procedures on one table (see the module's docstring)."""
     table = f"'{table_id(name)}'"
     options = "map('min-input-files', '2', 'delete-file-threshold', '1')"
-    [rewritten] = _call(spark, "rewrite_data_files", table=table, options=options)
+    [rewritten] = _call(spark, "rewrite_data_files", table=table, options=options, **compactable(name))
     _call(spark, "rewrite_position_delete_files", table=table, options="map('rewrite-all', 'true')")
     _call(spark, "rewrite_manifests", table=table)
     [expired] = _call(spark, "expire_snapshots", table=table, older_than=_before_now(retain),
