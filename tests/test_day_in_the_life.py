@@ -127,7 +127,7 @@ def test_a_day_in_the_life(stack):
     finally:
         assert service.stop()
     # Every valid event of the two days is in the raw table, as any Iceberg reader sees it.
-    assert {str(d) for (d,) in read_raw(VALID).select("DISTINCT date").fetchall()} == {D1, D2}
+    assert {str(d) for (d,) in read_raw(VALID).select("date").distinct().fetchall()} == {D1, D2}
 
     delivered = [json.loads(m.value) for m in read_topic(stack.bootstrap, ORDERS_TOPIC, 7200 + REDELIVERED)
                  if not oracle.problems(m.value)]  # fmt: skip
