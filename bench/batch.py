@@ -43,13 +43,20 @@ from tests.dates import days_ago
 STREAM_BATCH = 2_000_000  # maxOffsetsPerTrigger while building the raw layer
 
 
-def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) -> float:
+def build_raw(home: Path, count: int, spark, shared: LocalBroker | None = None) -> tuple[float, list[float]]:
     """The raw table of `count` events through the real path; the streaming job's seconds (2M
-    events per micro-batch: the ingest rate once the first batch has warmed the JVM up)."""
+    events per micro-batch: the ingest rate once the first batch has warmed the JVM up) and each
+    data batch's seconds (its `triggerExecution`), in order."""
     topic = fresh_topic()
+    batches: list[float] = []
+
+    def record(progress: dict) -> None:
+        if progress.get("numInputRows"):
+            batches.append(progress["durationMs"]["triggerExecution"] / 1000)
+
     with filled_topic(home, count, topic, "--start", days_ago(4), "--span", "72h", shared=shared) as broker:
         settings = stream_settings(home, broker, topic, max_offsets_per_trigger=STREAM_BATCH)
-        return timed(lambda: run(settings, spark))
+        return timed(lambda: run(settings, spark, on_progress=record)), batches
 
 
 def valid_data_files() -> list[str]:
@@ -164,7 +171,7 @@ def jobs_on(engine: str, home: Path, warm_up: bool = True) -> dict[str, float]:
 def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: bool = True) -> dict:
     with temp_home() as home:
         spark = spark or bench_session(home, comet=False, lake=True)
-        stream_seconds = build_raw(home, count, spark, broker)
+        stream_seconds, batch_seconds = build_raw(home, count, spark, broker)
         inputs = run_inputs(home / "out", None, "bench")  # every date of the raw table
         rows = read_valid_rows(spark, inputs, ["date"]).count()
         engines = {engine: jobs_on(engine, home / engine, warm_up) for engine in ENGINES}
@@ -175,6 +182,7 @@ def measure(count: int, spark=None, broker: LocalBroker | None = None, warm_up: 
         "duckdb_seconds": reference["seconds"],
         "duckdb_warm_up_runs": reference["warm_up_runs"],
         "stream_seconds": stream_seconds,
+        "batch_seconds": batch_seconds,
     }
 
 

@@ -5,8 +5,9 @@
 
 Stages: producer (vs Kafka's ProducerPerformance), generation alone, producer memory, streaming
 ingest (vs Kafka's ConsumerPerformance), both batch jobs (vs DuckDB on the same files), the
-README's main command end to end, latency at the 1-minute and 5-second triggers, and the live
-dashboard's three (event → store latency, live aggregation throughput, dashboard queries). The smoke
+README's main command end to end, latency at the 1-minute and 5-second triggers, the live
+dashboard's three (event → store latency, live aggregation throughput, dashboard queries), and the
+raw table under simulated days of the live service's 1-minute commits. The smoke
 run executes the same code on small sizes so that CI proves the harness works; its figures mean
 nothing. No stage asserts a time: targets are reported as met or not.
 """
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import batch, e2e, latency, live, producer, streaming
+from bench import batch, e2e, latency, live, producer, streaming, table_growth
 from bench.common import bench_broker, bench_lake, temp_home
 from shopstream.config import REPO_ROOT, paths
 from shopstream.devstack.kafka_broker import LocalBroker
@@ -47,6 +48,8 @@ class Sizes:
     live_days: int  # days of per-minute aggregates behind the dashboard's queries
     warm_up: bool = True  # the batch jobs and DuckDB timed warm (batch.steady_state), else one cold run
     e2e_live_feed: int = 2000  # `make run`'s live feed of today's events at 200/s
+    growth_days: int = 11  # simulated days of the raw table's commits: the compaction's 9 days and 2 more
+    growth_commits: int = 1440  # commits per simulated day: one a minute
 
 
 FULL = Sizes(
@@ -54,7 +57,7 @@ FULL = Sizes(
 )
 SMOKE = Sizes(
     20_000, 20_000, (20_000,), 500, 200, 5, "2 seconds", "1 seconds", 20_000, 2,
-    warm_up=False, e2e_live_feed=200,
+    warm_up=False, e2e_live_feed=200, growth_days=2, growth_commits=20,
 )  # fmt: skip
 
 
@@ -96,6 +99,28 @@ def streaming_rows(sizes: Sizes, spark, broker: LocalBroker) -> list[Row]:
         Row(f"Streaming ingest, {r['count']:,} events, availableNow, warm Spark session",
             rate(r["per_s"]), f"ConsumerPerformance {rate(r['reference_per_s'], 'msgs/s')}",
             f"{r['per_s'] / r['reference_per_s']:.2f}×", "≥ 100k/s", r["per_s"] >= 100_000),
+        Row(f"Streaming ingest into the raw table (Iceberg) vs into a Parquet file sink, {r['count']:,} "
+            f"events, best of {streaming.ROUNDS} each, taking turns",
+            f"{r['seconds']:.1f} s", f"Parquet file sink {r['parquet_seconds']:.1f} s",
+            f"{r['seconds'] / r['parquet_seconds']:.2f}×", "≤ 1.10× (at most 10% slower)",
+            r["seconds"] <= 1.10 * r["parquet_seconds"]),
+    ]  # fmt: skip
+
+
+def growth_rows(sizes: Sizes, spark) -> list[Row]:
+    with temp_home():  # a namespace, so a raw table, of its own
+        days = table_growth.simulate(sizes.growth_days, sizes.growth_commits, spark)
+    first, before, last = days[0], days[-2] if len(days) > 1 else days[0], days[-1]
+    settled = last.snapshots <= 1.05 * before.snapshots and last.data_files - before.data_files <= 4
+    return [
+        Row(f"Raw table under {sizes.growth_days} simulated days of {sizes.growth_commits:,} commits a day, "
+            "maintained daily (day-by-day figures: `python -m bench.table_growth`)",
+            f"after the last day: {last.data_files:,} data files, {last.snapshots:,} snapshots, "
+            f"{last.files_on_disk:,} files on disk, metadata file {last.metadata_bytes / 1e3:,.0f} KB; "
+            f"commit {last.commit_ms:.0f} ms",
+            f"the day before: {before.data_files:,} data files, {before.snapshots:,} snapshots; "
+            f"day 1's commit {first.commit_ms:.0f} ms", "—",
+            "settled: the last day adds ≤ 4 data files and ≤ 5% snapshots", settled),
     ]  # fmt: skip
 
 
@@ -115,6 +140,11 @@ def batch_rows(sizes: Sizes, spark, broker: LocalBroker) -> list[Row]:
             stage = f"Streaming ingest, {count:,} events, {batch.STREAM_BATCH:,} per micro-batch"
             stage += " (building the batch stage's raw layer)"
             rows.append(Row(stage, rate(count / r["stream_seconds"])))
+            first, last = r["batch_seconds"][0], r["batch_seconds"][-1]
+            rows.append(Row(f"… its last {batch.STREAM_BATCH:,}-event micro-batch vs its first (the de-dup's "
+                            f"state grows; {len(r['batch_seconds'])} batches)",
+                            f"last {last:.1f} s", f"first {first:.1f} s", f"{last / first:.2f}×",
+                            "≤ 1.25×", last <= 1.25 * first))  # fmt: skip
         duckdb_seconds = r["duckdb_seconds"]
         for engine, label in (("spark", "Spark alone (SHOPSTREAM_COMET=0)"), ("comet", "Spark + Comet")):
             seconds = r["engines"][engine]
@@ -251,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             ("end to end", lambda: e2e_rows(sizes)),
             ("latency", lambda: latency_rows(sizes, spark, broker)),
             ("live dashboard", lambda: live_rows(sizes, spark, broker)),
+            ("raw table over time", lambda: growth_rows(sizes, spark)),
         ]
         for number, (name, stage) in enumerate(stages, 1):
             stage_started = time.monotonic()

@@ -153,11 +153,27 @@ def open_catalog():
     return SqlCatalog(CATALOG, **pyiceberg_properties(lake_settings()))
 
 
-def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, Path]:
-    """The catalog's settings as PyIceberg and spark-sql read them, in files of mode 600 (they hold
-    the catalog's password): `<folder>/.pyiceberg.yaml` (PyIceberg finds it with PYICEBERG_HOME)
-    and `<folder>/spark-lake.conf` (spark-sql --properties-file)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def trino_properties(settings: LakeSettings) -> dict[str, str]:
+    """A Trino catalog file (`etc/catalog/lake.properties`) for the same catalog: Trino's Iceberg
+    connector with its JDBC catalog."""
+    return {
+        "connector.name": "iceberg",
+        "iceberg.catalog.type": "jdbc",
+        "iceberg.jdbc-catalog.catalog-name": CATALOG,
+        "iceberg.jdbc-catalog.driver-class": "org.postgresql.Driver",
+        "iceberg.jdbc-catalog.connection-url": settings.jdbc_uri,
+        "iceberg.jdbc-catalog.connection-user": settings.user,
+        "iceberg.jdbc-catalog.connection-password": settings.password,
+        "iceberg.jdbc-catalog.default-warehouse-dir": settings.warehouse,
+    }
+
+
+def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, ...]:
+    """The catalog's settings as PyIceberg, spark-sql and Trino read them, in files of mode 600 (they
+    hold the catalog's password): `<folder>/.pyiceberg.yaml` (PyIceberg finds it with
+    PYICEBERG_HOME), `<folder>/spark-lake.conf` (spark-sql --properties-file) and
+    `<folder>/trino/lake.properties` (a Trino catalog file)."""
+    (folder / "trino").mkdir(parents=True, exist_ok=True)
     properties = pyiceberg_properties(settings)
     pyiceberg = f"catalog:\n  {CATALOG}:\n    type: sql\n" + "".join(
         f"    {k}: {v}\n" for k, v in properties.items()
@@ -166,12 +182,18 @@ def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, P
         **spark_conf(settings), "spark.jars": ",".join(iceberg_jars()), "spark.ui.enabled": "false",
         "spark.sql.catalogImplementation": "in-memory",  # no Hive metastore files in the working folder
     }  # fmt: skip
-    files = (folder / ".pyiceberg.yaml", folder / "spark-lake.conf")
-    for file, text in zip(files, (pyiceberg, "".join(f"{k} {v}\n" for k, v in spark.items())), strict=True):
+    texts = {
+        folder / ".pyiceberg.yaml": pyiceberg,
+        folder / "spark-lake.conf": "".join(f"{k} {v}\n" for k, v in spark.items()),
+        folder / "trino" / f"{CATALOG}.properties": "".join(
+            f"{k}={v}\n" for k, v in trino_properties(settings).items()
+        ),
+    }
+    for file, text in texts.items():
         file.touch(mode=0o600)
         file.chmod(0o600)
         file.write_text(text)
-    return files
+    return tuple(texts)
 
 
 def example_queries(date: str, folder: Path) -> list[str]:
@@ -203,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = paths().state / "lake"
     write_client_settings(settings, folder)
     print(f"tables: {CATALOG}.{namespace()}.* (JDBC catalog {settings.jdbc_uri}, files {settings.warehouse})")
-    print(f"query them (settings in {folder}, mode 600):")
+    print(f"query them (settings in {folder}, mode 600; a Trino catalog file in {folder}/trino):")
     for command in example_queries(args.date, folder):
         print(f"  {command}")
     return 0

@@ -27,6 +27,16 @@ DELETED = 2  # a manifest entry's status: its file left the table
 # Table properties the ingest sets (what every row of the table is, since its first commit).
 DEDUPLICATED = "shopstream.deduplicated-window-days"  # re-deliveries dropped within this window
 VALIDATED = "shopstream.validated"  # every valid row passed the contract's rules
+# The live ingest commits a snapshot a minute, and each commit rewrites the table's metadata file,
+# which lists every kept snapshot. A run needs its pinned snapshot for hours, never for days (a
+# date's fingerprint reads the files' sequence numbers, not old snapshots): maintenance expires
+# the raw table's snapshots after a day, where the other tables keep theirs for the retention.
+SNAPSHOT_RETENTION = dt.timedelta(days=1)
+# Each commit's metadata file replaces the one before: keep the last 100, not a file a minute.
+TABLE_PROPERTIES = {
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
+}
 
 
 @dataclass(frozen=True)

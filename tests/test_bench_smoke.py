@@ -25,6 +25,7 @@ STAGES = (
     "Live: event produced",
     "Live aggregation",
     "Dashboard refresh",
+    "Raw table under",
 )
 
 

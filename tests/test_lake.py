@@ -93,3 +93,21 @@ def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_wa
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(LAKE_CONN_ENV, rendered)
     assert lake_settings() == wanted
+
+
+def test_the_client_settings_name_the_same_catalog_for_pyiceberg_spark_sql_and_trino(tmp_path):
+    from shopstream.lake import LakeSettings, write_client_settings
+
+    settings = LakeSettings("127.0.0.1", 5433, "shopstream_catalog", "lake user", "p@ss", "file:///w")
+    written = write_client_settings(settings, tmp_path)
+    assert all(oct(file.stat().st_mode)[-3:] == "600" for file in written)  # they hold the password
+    trino = dict(
+        line.split("=", 1) for line in (tmp_path / "trino" / f"{CATALOG}.properties").read_text().splitlines()
+    )
+    assert (
+        trino["iceberg.jdbc-catalog.connection-url"] == "jdbc:postgresql://127.0.0.1:5433/shopstream_catalog"
+    )
+    assert trino["iceberg.jdbc-catalog.default-warehouse-dir"] == "file:///w"
+    assert f"{CATALOG}.uri jdbc:postgresql://127.0.0.1:5433/shopstream_catalog" in (
+        tmp_path / "spark-lake.conf"
+    ).read_text().replace("spark.sql.catalog.", "")

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from shopstream.config import VERDICT
 from shopstream.lake import spark_table
-from shopstream.raw_table import RAW_EVENTS
+from shopstream.raw_table import RAW_EVENTS, TABLE_PROPERTIES
 from shopstream.spark.output_tables import ensure_namespace
 
 # Per-partition writers in each task, no sort before the write: a micro-batch's rows arrive in
@@ -19,13 +19,17 @@ FANOUT = {"fanout-enabled": "true"}
 
 def ensure_raw_table(spark: SparkSession, schema) -> str:
     """The raw table, created with the ingest rows' `schema` if missing, partitioned by verdict and
-    date (no snapshot until the first commit); its Spark SQL name."""
+    date, with `raw_table.TABLE_PROPERTIES` (no snapshot until the first commit); its Spark SQL name."""
     name = spark_table(RAW_EVENTS)
     if spark.catalog.tableExists(name):
         return name
     ensure_namespace(spark)
     columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in schema.fields)
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg PARTITIONED BY ({VERDICT}, date)")
+    properties = ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg PARTITIONED BY ({VERDICT}, date) "
+        f"TBLPROPERTIES ({properties})"
+    )
     return name
 
 

@@ -109,11 +109,13 @@ def check_checkpoint_matches_dedup(checkpoint: Path, deduplicate: bool) -> None:
 LIVE_WRITER_TASKS = 1
 
 
-def start_queries(spark, settings: StreamSettings) -> list:
-    """Starts the ingest query (runs until stopped, or drained with availableNow)."""
+def ingest_rows(spark, settings: StreamSettings):
+    """The ingest's streaming rows, as the raw table takes them: each record parsed once under its
+    verdict, re-deliveries dropped (with `settings.deduplicate`), rows per verdict observed as
+    metric "orders"."""
     from pyspark.sql import functions as F
 
-    from shopstream.spark.orders import parse_orders, redelivery_window_days, sink_rows, without_redeliveries
+    from shopstream.spark.orders import parse_orders, sink_rows, without_redeliveries
 
     valid = F.col(VERDICT) == VALID
     rows = sink_rows(parse_orders(kafka_stream(spark, settings)))
@@ -126,7 +128,14 @@ def start_queries(spark, settings: StreamSettings) -> list:
         # its parallel writers for the backlog.
         rows = rows.repartition(LIVE_WRITER_TASKS)
     # Observed metrics ride along with each micro-batch's progress at no extra pass over the data.
-    rows = rows.observe("orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine"))
+    return rows.observe("orders", F.count_if(valid).alias("raw"), F.count_if(~valid).alias("quarantine"))
+
+
+def start_queries(spark, settings: StreamSettings) -> list:
+    """Starts the ingest query (runs until stopped, or drained with availableNow)."""
+    from shopstream.spark.orders import redelivery_window_days
+
+    rows = ingest_rows(spark, settings)
     checkpoint = settings.checkpoint_dir / INGEST_QUERY
     check_checkpoint_matches_dedup(checkpoint, settings.deduplicate)
     table = ensure_raw_table(spark, rows.schema)
@@ -183,10 +192,12 @@ def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | N
     return lock
 
 
-def run(settings: StreamSettings, spark=None) -> dict[str, int]:
+def run(
+    settings: StreamSettings, spark=None, on_progress: Callable[[dict], None] | None = None
+) -> dict[str, int]:
     """Runs the ingest query: until drained (--available-now) or until stopped, holding the sink's
-    writer lock. Returns the rows written per sink during this run (nothing when the live service
-    did the work)."""
+    writer lock; each finished micro-batch's progress goes to `on_progress`. Returns the rows
+    written per sink during this run (nothing when the live service did the work)."""
     if settings.complete_day:
         wait_until_day_closed(settings.complete_day)
     stats = check_source(settings)  # the end offsets this run must reach, taken after the wait
@@ -198,7 +209,7 @@ def run(settings: StreamSettings, spark=None) -> dict[str, int]:
         check_source_continuity(settings, stats, settings.checkpoint_dir / INGEST_QUERY, ledger)
         spark = spark or get_spark("shopstream-stream-consumer", comet=False, lake=True)
         started = time.monotonic()
-        totals = run_queries(start_queries(spark, settings), COUNTED)
+        totals = run_queries(start_queries(spark, settings), COUNTED, on_progress=on_progress)
     log.info("stream run finished in %.1f s: %s", time.monotonic() - started, totals)
     return totals
 

@@ -383,11 +383,14 @@ def await_queries(
 
 
 def run_queries(
-    queries: list, sinks: Sequence[str], on_poll: Callable[[], object] | None = None
+    queries: list,
+    sinks: Sequence[str],
+    on_poll: Callable[[], object] | None = None,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> dict[str, int]:
     """Waits for the queries (see await_queries) and stops any still active, also on failure."""
     try:
-        return await_queries(queries, sinks, on_poll=on_poll)
+        return await_queries(queries, sinks, on_poll=on_poll, on_progress=on_progress)
     finally:
         for query in queries:
             if query.isActive:

@@ -13,9 +13,10 @@ For each table, Iceberg's Spark procedures, in this order:
                        fingerprint, so an open date would be transformed again for nothing)
   rewrite_position_delete_files   the delete files left, dropping those whose data files are gone
   rewrite_manifests    the metadata's manifests, one per date again
-  expire_snapshots     snapshots older than the retention, and the files only they referenced;
-                       a branch's snapshots stay while the branch does (`publication.vacuum` drops
-                       the branches of versions past the retention)
+  expire_snapshots     snapshots older than the retention (the raw table's after a day: its
+                       snapshots, one a minute, serve only a run's pin), and the files only they
+                       referenced; a branch's snapshots stay while the branch does
+                       (`publication.vacuum` drops the branches of versions past the retention)
   remove_orphan_files  files no snapshot references (a job killed mid-write), older than the
                        retention and never younger than 3 days, so that a write still in flight is
                        never touched
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -37,7 +38,7 @@ from shopstream.config import compaction_after_days
 from shopstream.daily_tables import OUTPUTS
 from shopstream.lake import CATALOG, spark_table, table_id
 from shopstream.publication import DEFAULT_RETENTION, PUBLICATIONS
-from shopstream.raw_table import RAW_EVENTS
+from shopstream.raw_table import RAW_EVENTS, SNAPSHOT_RETENTION
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.status_table import STATUS_TABLE
 
@@ -64,10 +65,15 @@ def _call(spark: SparkSession, procedure: str, **arguments: str) -> list:
     return spark.sql(f"CALL {CATALOG}.system.{procedure}({named})").collect()
 
 
-def _before_now(age: dt.timedelta) -> str:
-    """The moment `age` ago, as a Spark SQL timestamp (to the microsecond: taken at each call, so
-    that a retention of 0 covers the commits of the procedures before it)."""
-    return f"TIMESTAMP '{dt.datetime.now(dt.UTC) - age:%Y-%m-%d %H:%M:%S.%f}'"
+def real_ago(age: dt.timedelta) -> dt.datetime:
+    """The moment `age` before now (taken at each call, so that a retention of 0 covers the commits
+    of the procedures before it)."""
+    return dt.datetime.now(dt.UTC) - age
+
+
+def _timestamp(moment: dt.datetime) -> str:
+    """`moment` as a Spark SQL timestamp, to the microsecond."""
+    return f"TIMESTAMP '{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S.%f}'"
 
 
 def compactable(name: str, today: dt.date | None = None) -> dict[str, str]:
@@ -78,17 +84,31 @@ def compactable(name: str, today: dt.date | None = None) -> dict[str, str]:
     return {"where": f"\"date < DATE '{closed_before}'\""}
 
 
-def maintain(spark: SparkSession, name: str, retain: dt.timedelta = DEFAULT_RETENTION) -> Maintained:
-    """Runs the procedures on one table (see the module's docstring)."""
+def maintain(
+    spark: SparkSession,
+    name: str,
+    retain: dt.timedelta = DEFAULT_RETENTION,
+    today: dt.date | None = None,
+    ago: Callable[[dt.timedelta], dt.datetime] = real_ago,
+    remove_orphans: bool = True,
+) -> Maintained:
+    """Runs the procedures on one table (see the module's docstring); the raw table keeps its
+    snapshots for `raw_table.SNAPSHOT_RETENTION` at most. `today` and `ago` are the clock (the
+    benchmark's simulated days set them, without `remove_orphans`: Iceberg refuses to look for
+    orphans younger than a real day)."""
     table = f"'{table_id(name)}'"
     options = "map('min-input-files', '2', 'delete-file-threshold', '1')"
-    [rewritten] = _call(spark, "rewrite_data_files", table=table, options=options, **compactable(name))
+    where = compactable(name, today)
+    [rewritten] = _call(spark, "rewrite_data_files", table=table, options=options, **where)
     _call(spark, "rewrite_position_delete_files", table=table, options="map('rewrite-all', 'true')")
     _call(spark, "rewrite_manifests", table=table)
-    [expired] = _call(spark, "expire_snapshots", table=table, older_than=_before_now(retain),
+    snapshots_kept = min(retain, SNAPSHOT_RETENTION) if name == RAW_EVENTS else retain
+    [expired] = _call(spark, "expire_snapshots", table=table, older_than=_timestamp(ago(snapshots_kept)),
                       retain_last="1")  # fmt: skip
-    orphans = _call(spark, "remove_orphan_files", table=table,
-                    older_than=_before_now(max(retain, ORPHAN_MIN_AGE)))  # fmt: skip
+    orphans = []
+    if remove_orphans:
+        orphans_before = _timestamp(ago(max(retain, ORPHAN_MIN_AGE)))
+        orphans = _call(spark, "remove_orphan_files", table=table, older_than=orphans_before)
     snapshots = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.snapshots").first()[0]
     files = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.data_files").first()[0]
     return Maintained(name, rewritten.rewritten_data_files_count, expired.deleted_data_files_count,
