@@ -62,21 +62,6 @@ UPDATES_TOPIC: str = CONTRACT["x-topics"]["updates"]
 DEFAULT_KAFKA_BOOTSTRAP: str = CONTRACT["x-default-bootstrap"]
 
 
-def order_spark_schema() -> StructType:
-    """Explicit Spark schema of an order event (no inference anywhere): strings, `integer` as
-    int, money as Decimal(precision, scale)."""
-    from pyspark.sql.types import DecimalType, IntegerType, StringType, StructField, StructType
-
-    def spark_type(spec: dict):
-        if "x-money" in spec:
-            return DecimalType(MONEY_PRECISION, MONEY_SCALE)
-        return {"string": StringType(), "integer": IntegerType()}[spec["type"]]
-
-    return StructType(
-        [StructField(name, spark_type(spec), True) for name, spec in CONTRACT["properties"].items()]
-    )
-
-
 def update_spark_schema() -> StructType:
     from pyspark.sql.types import StringType, StructField, StructType
 

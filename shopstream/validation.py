@@ -15,7 +15,6 @@ and a report naming each failed check.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -249,12 +248,6 @@ def write_report(report: Report, transformed: Path | None = None) -> Path:
     target = report_file(report.date, transformed)
     write_json_atomically(target, report.as_dict())
     return target
-
-
-def read_report(date: str, transformed: Path | None = None) -> dict | None:
-    """The latest validation report written for `date` (see `write_report`), or None."""
-    file = report_file(date, transformed)
-    return json.loads(file.read_text()) if file.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:
