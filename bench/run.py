@@ -212,6 +212,18 @@ def live_rows(sizes: Sizes, spark, broker: LocalBroker) -> list[Row]:
     ]  # fmt: skip
 
 
+def first_line(error: Exception) -> str:
+    """The error's first line, short enough for a table cell (no `|`)."""
+    return (str(error).strip().splitlines() or [""])[0][:200].replace("|", "/")
+
+
+def log_failure(name: str, error: Exception) -> None:
+    import traceback
+
+    print(f"      stage {name} failed:", flush=True)
+    traceback.print_exception(error)
+
+
 def machine() -> str:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -266,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     rows: list[Row] = []
+    failed: list[str] = []
     # One broker for the stages that need one (the end-to-end stage runs `make run`'s own):
     # starting a broker per stage is not what any stage measures.
     # One catalog too (a throwaway PostgreSQL): each stage's tables in a namespace of its own.
@@ -286,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         for number, (name, stage) in enumerate(stages, 1):
             stage_started = time.monotonic()
             print(f"[{number}/{len(stages)}] {name} ...", flush=True)
-            new_rows = stage()
+            try:
+                new_rows = stage()
+            # Any failure of a stage: the stages before keep their figures, the table is still written.
+            except Exception as error:  # noqa: BLE001
+                log_failure(name, error)
+                failed.append(name)
+                new_rows = [Row(f"Stage `{name}` failed", f"{type(error).__name__}: {first_line(error)}")]
             rows += new_rows
             for row in new_rows:
                 print(f"      {row.stage}: {row.figure} (target {row.target}, met: {row.cells()[-1]})")
@@ -295,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, args.smoke, time.monotonic() - started)
     print("\n" + text)
     write(text, output)
-    print(f"written to {output}")
-    return 0
+    print(f"written to {output}" + (f"; failed stages: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
