@@ -83,9 +83,8 @@ class MinuteCommits:
     """Commits a simulated minute's files to the raw table through its Java API."""
 
     def __init__(self, spark) -> None:
-        jvm = spark._jvm
-        self.jvm = jvm
-        self.table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(
+        self.jvm = spark._jvm
+        self.table = self.jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(
             spark._jsparkSession, spark_table(RAW_EVENTS)
         )
         self.schema = raw_table.load().schema().as_arrow()  # with the field ids Iceberg reads by
@@ -121,13 +120,11 @@ class MinuteCommits:
         return time.monotonic() - started
 
 
-def table_state(spark, table_dir: Path) -> tuple[int, int, int, int]:
-    name = spark_table(RAW_EVENTS)
-    files = spark.sql(f"SELECT count(*) FROM {name}.data_files").first()[0]
-    snapshots = spark.sql(f"SELECT count(*) FROM {name}.snapshots").first()[0]
+def files_on_disk_and_metadata_bytes(table_dir: Path) -> tuple[int, int]:
+    """Files under the table's folder (data and metadata), and the current metadata file's size."""
     on_disk = sum(1 for p in table_dir.rglob("*") if p.is_file())
     metadata = raw_table.load().metadata_location.removeprefix("file:").removeprefix("//")
-    return files, snapshots, on_disk, Path(metadata).stat().st_size
+    return on_disk, Path(metadata).stat().st_size
 
 
 def simulate(days: int, commits_per_day: int, spark, progress=print) -> list[Day]:
@@ -140,9 +137,12 @@ def simulate(days: int, commits_per_day: int, spark, progress=print) -> list[Day
     for day in range(days):
         seconds = [commits.commit(minute, clock.today()) for minute in range(commits_per_day)]
         clock.next_day()
-        maintain(spark, RAW_EVENTS, today=clock.today(), ago=clock.ago, remove_orphans=False)
+        # What maintain counted after its procedures: the table's data files and snapshots.
+        done = maintain(spark, RAW_EVENTS, today=clock.today(), ago=clock.ago, remove_orphans=False)
         commits.table.refresh()
-        result.append(Day(day + 1, *table_state(spark, table_dir), statistics.median(seconds[-60:]) * 1000))
+        on_disk, metadata_bytes = files_on_disk_and_metadata_bytes(table_dir)
+        commit_ms = statistics.median(seconds[-60:]) * 1000
+        result.append(Day(day + 1, done.data_files, done.snapshots, on_disk, metadata_bytes, commit_ms))
         progress(f"      day {day + 1}/{days}: {result[-1]}")
     return result
 
