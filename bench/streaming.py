@@ -26,7 +26,7 @@ from shopstream.config import INGEST_QUERY, VERDICT
 from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import COUNTED, ingest_rows, start_queries
-from shopstream.spark.streaming import StreamSettings, run_queries, start_sink
+from shopstream.spark.streaming import StreamSettings, run_queries, start_triggered
 
 ROUNDS = 2
 
@@ -41,8 +41,11 @@ def parquet_run(settings: StreamSettings, spark) -> dict[str, int]:
     checkpoint = settings.checkpoint_dir / INGEST_QUERY
     sink = settings.checkpoint_dir.parent / "parquet"
     rows = ingest_rows(spark, settings)
-    query = start_sink(rows, INGEST_QUERY, sink, checkpoint, settings, (VERDICT, "date"), True)
-    return run_queries([query], COUNTED)
+    writer = (
+        rows.writeStream.queryName(INGEST_QUERY).format("parquet").partitionBy(VERDICT, "date")
+        .option("path", str(sink)).option("checkpointLocation", str(checkpoint)).outputMode("append")
+    )  # fmt: skip
+    return run_queries([start_triggered(writer, spark, settings, drained_by_data=True)], COUNTED)
 
 
 SINKS = {"parquet": parquet_run, "iceberg": iceberg_run}

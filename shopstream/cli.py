@@ -41,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "lake-init": Command("shopstream.spark.lake_init", "create the tables' namespace in the catalog"),
     "publication": Command("shopstream.publication", "what is published, per date"),
     "migrate-raw": Command(
-        "shopstream.spark.migrate_raw", "move an earlier version's raw Parquet into the table"
+        "shopstream.spark.migrate_raw", "move an earlier version's raw and rejected-update sinks into tables"
     ),
     "run-local": Command("shopstream.airflow.run_local", "one DAG run in this process (dag.test)"),
     # The embedded local stack (make broker-up, db-up, airflow-up, ...).

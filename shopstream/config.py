@@ -109,10 +109,6 @@ class Paths:
         return self.state / "postgres"
 
     @property
-    def quarantine_updates(self) -> Path:
-        return self.data / "quarantine_updates"
-
-    @property
     def transformed(self) -> Path:
         return self.data / "transformed"
 

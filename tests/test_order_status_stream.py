@@ -10,12 +10,11 @@ import pytest
 from confluent_kafka import Producer
 
 from shopstream.spark.order_status_stream import STATUS_COLUMNS, StatusSettings, run
-from shopstream.spark.status_table import STATUS_TABLE, ensure_status_table, merge_batch
+from shopstream.spark.status_table import QUARANTINE_TABLE, STATUS_TABLE, ensure_status_table, merge_batch
 from shopstream.spark.streaming import StreamSettings
 from tests import iceberg_read, oracle
 from tests.conftest import produce
 from tests.dates import days_ago
-from tests.file_sink import read_sink
 from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
@@ -111,8 +110,8 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
 
     settings = StatusSettings(
         stream=StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True),
-        updates_topic=updates_topic, quarantine_dir=tmp_path / "bad",
-        checkpoint_dir=tmp_path / "cp", lateness="1 minute", max_update_delay="6 hours",
+        updates_topic=updates_topic, checkpoint_dir=tmp_path / "cp", lateness="1 minute",
+        max_update_delay="6 hours",
     )  # fmt: skip
     written = run(settings, spark)
 
@@ -135,8 +134,10 @@ def test_current_status_of_each_order_matches_an_independent_join(kafka_broker, 
     assert {s for s, _, _ in got.values()} == {"NEW", "CANCELLED", "RETURNED"}
     # NEXT_DAY orders are still inside their range: only those already updated are final.
     assert all(r["current_status"] != "NEW" for r in rows if str(r["date"]) == NEXT_DAY)
-    reasons = sorted(r for (r,) in read_sink(settings.quarantine_dir).select("reason").fetchall())
-    assert reasons == ["invalid JSON", "unknown new_status SHIPPED"]
+    # The rejected updates, in their table with the reason, their untouched bytes and Kafka lineage.
+    rejected = iceberg_read.rows(QUARANTINE_TABLE, "reason, value_bytes, kafka_topic", order="reason")
+    assert rejected == [("invalid JSON", b'{"order_id": "ORD-1", "new_st', updates_topic),
+                        ("unknown new_status SHIPPED", rejected[1][1], updates_topic)]  # fmt: skip
 
     # A replayed batch (its commit lost in a crash, so Spark runs it again on restart) is skipped
     # by the upsert: the table stays exactly as it was, not even a snapshot added.
@@ -195,8 +196,7 @@ def test_a_gap_in_either_topic_stops_the_join_before_it_starts(kafka_broker, top
     updates_end = retention_deletes_everything_up_to_now(kafka_broker.bootstrap, updates_topic)
     assert sum(updates_end.values()) > 0
     stream = StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True)
-    settings = StatusSettings(stream=stream, updates_topic=updates_topic, quarantine_dir=tmp_path / "bad",
-                              checkpoint_dir=tmp_path / "cp")  # fmt: skip
+    settings = StatusSettings(stream=stream, updates_topic=updates_topic, checkpoint_dir=tmp_path / "cp")
     # The join committed a first batch before any event: offset 0 of both topics, a line each.
     orders_at, updates_at = ({t: dict.fromkeys(map(str, updates_end), 0)} for t in (topic, updates_topic))
     write_batch(settings.checkpoint_dir / "status", 0, orders_at, updates_at, committed=True)

@@ -1,5 +1,6 @@
-"""Moves the raw layer of an earlier version (the streaming file sink's Parquet under `data/raw`)
-into the raw table `lake.<namespace>.raw_events`, once, and says what it moved.
+"""Moves the file sinks of an earlier version into their tables, once, and says what it moved:
+the raw layer (the streaming file sink's Parquet under `data/raw`) into `lake.<namespace>.raw_events`,
+the order status job's rejected updates (`data/quarantine_updates`) into `quarantined_updates`.
 
     python -m shopstream.spark.migrate_raw [--raw-dir data/raw]     # or: shopstream migrate-raw
 
@@ -7,9 +8,9 @@ It reads only the files the old sink committed: those its commit log (`_spark_me
 seals (`_sealed/<partition>.json`) list, less those its compactions replaced; never an orphan of a
 crashed batch. Their rows are appended in one commit whose summary names the folder
 (`shopstream.migrated-from`): a second run finds it and moves nothing. The old sink's markers
-(`_validated.json`, `_deduplicated.json`) become the table's properties. Keep the ingest's
-checkpoint: the ingest reads on from its offsets into the table. The daily outputs and the order
-status are tables since earlier versions; delete the folder once satisfied.
+(`_validated.json`, `_deduplicated.json`) become the raw table's properties. Keep the checkpoints:
+the ingest and the order status job read on from their offsets into the tables. The daily outputs
+and the order status are tables since earlier versions; delete the folders once satisfied.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from shopstream.config import paths
-from shopstream.lake import spark_table
 from shopstream.raw_table import DEDUPLICATED, RAW_EVENTS, VALIDATED
 from shopstream.spark.raw_events import ensure_raw_table, set_properties
 from shopstream.spark.session import exit_after, get_spark, job_logger
+from shopstream.spark.status_table import QUARANTINE_TABLE, ensure_date_table
 
 log = job_logger("migrate_raw")
 
@@ -56,22 +57,24 @@ def committed_files(sink: Path) -> list[str]:
     return sorted(files - replaced)
 
 
-def already_migrated(spark, sink: Path) -> bool:
-    table = spark_table(RAW_EVENTS)
+def already_migrated(spark, table: str, sink: Path) -> bool:
     found = spark.sql(f"SELECT 1 FROM {table}.snapshots WHERE summary['{MIGRATED_FROM}'] = '{sink}' LIMIT 1")
     return bool(found.take(1))
 
 
-def migrate(spark, sink: Path) -> int:
-    """Appends the old sink's committed rows to the raw table (made from their schema if missing);
-    the rows moved, 0 if this folder was moved before."""
+def migrate(spark, sink: Path, into: str = RAW_EVENTS) -> int:
+    """Appends the old sink's committed rows to the table `into` (`RAW_EVENTS` or `QUARANTINE_TABLE`,
+    made from their schema if missing); the rows moved, 0 if this folder was moved before."""
     files = committed_files(sink)
     if not files:
         log.info("%s holds no committed files: nothing to move", sink)
         return 0
     rows = spark.read.option("basePath", str(sink)).parquet(*files)
-    table = ensure_raw_table(spark, rows.schema)
-    if already_migrated(spark, sink):
+    if into == RAW_EVENTS:
+        table = ensure_raw_table(spark, rows.schema)
+    else:
+        table = ensure_date_table(spark, into, rows.schema)
+    if already_migrated(spark, table, sink):
         log.info("%s was moved into %s before: nothing to do", sink, table)
         return 0
     columns = spark.table(table).columns
@@ -81,8 +84,9 @@ def migrate(spark, sink: Path) -> int:
         rows.select(*columns).writeTo(table).append()
     finally:
         spark.conf.unset(SNAPSHOT_PROPERTY)
-    markers = {VALIDATED: sink / "_validated.json", DEDUPLICATED: sink / "_deduplicated.json"}
-    set_properties(spark, {name: marker_value(file) for name, file in markers.items() if file.exists()})
+    if into == RAW_EVENTS:
+        markers = {VALIDATED: sink / "_validated.json", DEDUPLICATED: sink / "_deduplicated.json"}
+        set_properties(spark, {name: marker_value(file) for name, file in markers.items() if file.exists()})
     log.info("moved %d rows of %d files from %s into %s", count, len(files), sink, table)
     return count
 
@@ -100,12 +104,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--raw-dir", type=Path, default=None, help="the old raw sink (default: data/raw)")
+    parser.add_argument("--quarantine-updates-dir", type=Path, default=None,
+                        help="the old rejected updates' sink (default: data/quarantine_updates)")  # fmt: skip
     args = parser.parse_args(argv)
-    sink = (args.raw_dir or paths().data / "raw").resolve()
-    if not (sink / "_spark_metadata").is_dir():
-        log.error("%s is not a raw sink of an earlier version (no _spark_metadata): nothing to move", sink)
+    data = paths().data
+    sinks = {RAW_EVENTS: args.raw_dir or data / "raw",
+             QUARANTINE_TABLE: args.quarantine_updates_dir or data / "quarantine_updates"}  # fmt: skip
+    found = {table: sink.resolve() for table, sink in sinks.items() if (sink / "_spark_metadata").is_dir()}
+    if not found:
+        log.error("neither %s is a sink of an earlier version (no _spark_metadata): nothing to move",
+                  " nor ".join(str(sink.resolve()) for sink in sinks.values()))  # fmt: skip
         return 2
-    migrate(get_spark("shopstream-migrate-raw", comet=False, lake=True), sink)
+    spark = get_spark("shopstream-migrate-raw", comet=False, lake=True)
+    for table, sink in found.items():
+        migrate(spark, sink, table)
     return 0
 
 

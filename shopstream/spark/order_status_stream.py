@@ -23,7 +23,8 @@ than that may be dropped by Spark, which counts it in the query progress
 (`numRowsDroppedByWatermark`, logged per micro-batch). State is therefore bounded by the orders
 of the last `max_update_delay + lateness` of event time.
 
-Updates that fail validation go to `quarantine_updates/` with the reason, like orders do.
+Updates that fail validation go to the Iceberg table `quarantined_updates` with the reason, their
+untouched bytes and Kafka lineage, like orders do (written by Iceberg's streaming sink: exactly once).
 
 Output: the Iceberg table `order_status` (`shopstream.spark.status_table`), **one row per order**,
 its newest status by `status_time` (an order cancelled and then returned is RETURNED; an update
@@ -53,16 +54,23 @@ from shopstream.spark.orders import (
     with_parsed_value,
 )
 from shopstream.spark.session import exit_after, get_spark, job_logger
-from shopstream.spark.status_table import ensure_status_table, merge_batch, query_id, rank_sql
+from shopstream.spark.status_table import (
+    QUARANTINE_TABLE,
+    ensure_date_table,
+    ensure_status_table,
+    merge_batch,
+    query_id,
+    rank_sql,
+)
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
     check_source,
     check_source_continuity,
+    check_table_matches_checkpoint,
     kafka_stream,
     run_queries,
     source_settings,
-    start_sink,
     start_triggered,
     stream_arg_parser,
     stream_main,
@@ -85,7 +93,6 @@ class StatusSettings:
     # Bootstrap, trigger mode and Kafka options; its topic is the orders topic.
     stream: StreamSettings
     updates_topic: str = UPDATES_TOPIC
-    quarantine_dir: Path = field(default_factory=lambda: paths().quarantine_updates)
     checkpoint_dir: Path = field(default_factory=lambda: paths().order_status_checkpoints)
     lateness: str = DEFAULT_LATENESS
     max_update_delay: str = DEFAULT_MAX_UPDATE_DELAY
@@ -195,6 +202,19 @@ def start_status_upserts(status: DataFrame, settings: StatusSettings):
     return start_triggered(writer, status.sparkSession, settings.stream)
 
 
+def start_quarantine(bad: DataFrame, settings: StatusSettings):
+    """The rejected updates into their table, through Iceberg's streaming sink."""
+    spark = bad.sparkSession
+    table = ensure_date_table(spark, QUARANTINE_TABLE, bad.schema)
+    checkpoint = settings.checkpoint_dir / QUARANTINE_QUERY
+    check_table_matches_checkpoint(spark, table, checkpoint)
+    writer = (
+        bad.writeStream.queryName("quarantine_updates").format("iceberg").outputMode("append")
+        .option("checkpointLocation", str(checkpoint))
+    )  # fmt: skip
+    return start_triggered(writer, spark, settings.stream, table=table)
+
+
 def start_queries(spark, settings: StatusSettings) -> list:
     orders = new_orders(parse_orders(kafka_stream(spark, settings.stream)), settings.lateness)
     parsed_updates = parse_updates(kafka_stream(spark, settings.updates_source))
@@ -208,13 +228,7 @@ def start_queries(spark, settings: StatusSettings) -> list:
         .select(*(record[n].alias(n) if n in record else F.col(n) for n in QUARANTINE_COLUMNS))
         .observe("quarantine_updates", F.count(F.lit(1)).alias("quarantine_updates"))
     )
-    checkpoints, stream = settings.checkpoint_dir, settings.stream
-    return [
-        start_status_upserts(status, settings),
-        start_sink(
-            bad, "quarantine_updates", settings.quarantine_dir, checkpoints / QUARANTINE_QUERY, stream
-        ),
-    ]
+    return [start_status_upserts(status, settings), start_quarantine(bad, settings)]
 
 
 def run(settings: StatusSettings, spark=None) -> dict[str, int]:
@@ -231,7 +245,7 @@ def run(settings: StatusSettings, spark=None) -> dict[str, int]:
     return totals
 
 
-FOLDERS = ("quarantine", "checkpoint")
+FOLDERS = ("checkpoint",)
 
 
 def parse_args(argv: Sequence[str] | None) -> StatusSettings:

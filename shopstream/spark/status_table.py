@@ -31,6 +31,7 @@ from shopstream.spark.streaming import session_conf
 log = job_logger("order_status")
 
 STATUS_TABLE = "order_status"
+QUARANTINE_TABLE = "quarantined_updates"  # updates that failed validation: reason, bytes, Kafka lineage
 QUERY_PROPERTY, BATCH_PROPERTY = "shopstream.status-query", "shopstream.status-batch"
 SNAPSHOT_PROPERTY = "spark.sql.iceberg.snapshot-property."  # Iceberg's session-wide commit property
 TABLE_PROPERTIES = {
@@ -56,11 +57,17 @@ NEWER = (f"(s.status_time > t.status_time OR (s.status_time = t.status_time AND 
 
 def ensure_status_table(spark: SparkSession, schema) -> str:
     """The table, created with `schema` (the join's columns) if missing; returns its name."""
-    name = spark_table(STATUS_TABLE)
+    return ensure_date_table(spark, STATUS_TABLE, schema, TABLE_PROPERTIES)
+
+
+def ensure_date_table(spark: SparkSession, table: str, schema, properties: dict | None = None) -> str:
+    """The table `table`, partitioned by `date`, created with `schema` and `properties` if missing;
+    returns its Spark SQL name."""
+    name = spark_table(table)
     if not spark.catalog.tableExists(name):
         ensure_namespace(spark)
         writer = spark.createDataFrame([], schema).writeTo(name).using("iceberg").partitionedBy("date")
-        for key, value in TABLE_PROPERTIES.items():
+        for key, value in (properties or {}).items():
             writer = writer.tableProperty(key, value)
         writer.createOrReplace()
     return name

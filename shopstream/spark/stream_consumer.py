@@ -51,6 +51,7 @@ from shopstream.spark.streaming import (
     apply_folders,
     check_source,
     check_source_continuity,
+    check_table_matches_checkpoint,
     holds_batches,
     kafka_stream,
     log,
@@ -142,15 +143,7 @@ def start_queries(spark, settings: StreamSettings) -> list:
     # What every row of the table is: validated against the contract's rules; de-duplicated when
     # every batch so far dropped re-deliveries (a run without it clears that before it commits).
     rules = json.dumps({"required": list(ORDER_FIELD_NAMES), "order_status": list(ORDER_STATUSES)})
-    first_commit = not holds_batches(checkpoint / "offsets")
-    if first_commit and not raw_table_is_empty(spark):
-        # Iceberg's sink skips only the epochs its own query committed: a new checkpoint would read
-        # the topic from its start again and commit every event a second time.
-        raise SinkCheckpointMismatch(
-            f"{table} already holds committed rows but the checkpoint {checkpoint} is new: they belong "
-            "together. Restore the table's checkpoint, or drop the table to start over (`make clean` "
-            "clears both for the local defaults)."
-        )
+    first_commit = check_table_matches_checkpoint(spark, table, checkpoint)
     if first_commit:
         window = str(redelivery_window_days()) if settings.deduplicate else None
         set_properties(spark, {VALIDATED: rules, DEDUPLICATED: window})
@@ -161,10 +154,6 @@ def start_queries(spark, settings: StreamSettings) -> list:
         .options(**FANOUT).option("checkpointLocation", str(checkpoint))
     )  # fmt: skip
     return [start_triggered(writer, spark, settings, drained_by_data=True, table=table)]
-
-
-def raw_table_is_empty(spark) -> bool:
-    return not spark.sql(f"SELECT 1 FROM {spark_table(RAW_EVENTS)}.snapshots LIMIT 1").take(1)
 
 
 def take_the_sink(settings: StreamSettings, stats: TopicStats) -> WriterLock | None:

@@ -1,4 +1,4 @@
-"""What every streaming job of shopstream shares: its settings, the Kafka source, file sinks
+"""What every streaming job of shopstream shares: its settings, the Kafka source, Iceberg tables
 bound to their checkpoint, the trigger, progress logging and the command line.
 
 The jobs (`stream_consumer`: the ingest into the raw layer; `order_status_stream`: the current
@@ -202,24 +202,6 @@ def kafka_stream(spark, settings: StreamSettings):
     return reader.load()
 
 
-def start_sink(frame, name: str, path: Path, checkpoint: Path, settings: StreamSettings,
-               partition_by: Sequence[str] = ("date",), drained_by_data: bool = False,
-               log_retention: str | None = None):  # fmt: skip
-    """A Parquet file sink; `log_retention`: how long its commit log keeps an entry, else forever."""
-    check_sink_matches_checkpoint(path, checkpoint)
-    writer = (
-        frame.writeStream.queryName(name)
-        .format("parquet")
-        .partitionBy(*partition_by)
-        .option("path", str(path))
-        .option("checkpointLocation", str(checkpoint))
-        .outputMode("append")
-    )
-    if log_retention is not None:
-        writer = writer.option("retention", log_retention)
-    return start_triggered(writer, frame.sparkSession, settings, drained_by_data)
-
-
 def start_triggered(writer, spark, settings: StreamSettings, drained_by_data: bool = False,
                     table: str | None = None):  # fmt: skip
     """Starts `writer` (into `table`, if given) with the settings' trigger and the session settings
@@ -285,17 +267,19 @@ def holds_batches(log_dir: Path) -> bool:
     return log_dir.is_dir() and any(p.name.split(".")[0].isdigit() for p in log_dir.iterdir())
 
 
-def check_sink_matches_checkpoint(sink: Path, checkpoint: Path) -> None:
-    """A file sink skips every batch id its commit log already holds: with a new checkpoint
-    against an old sink, Spark would silently drop the first batches. Refuse instead. (A batch is
-    in the checkpoint's offset log before the sink commits it, so a sink with batches and a
-    checkpoint without offsets never belong together.)"""
-    if holds_batches(sink / "_spark_metadata") and not holds_batches(checkpoint / "offsets"):
+def check_table_matches_checkpoint(spark, table: str, checkpoint: Path) -> bool:
+    """Iceberg's streaming sink skips only the epochs its own query committed: a new checkpoint
+    against a table that holds commits would read the topics from their start again and commit every
+    record a second time. Refuse instead. Returns whether the checkpoint is new (no batch yet)."""
+    new = not holds_batches(checkpoint / "offsets")
+    rows_committed = f"SELECT 1 FROM {table}.snapshots WHERE CAST(summary['total-records'] AS BIGINT) > 0"
+    if new and spark.sql(f"{rows_committed} LIMIT 1").take(1):
         raise SinkCheckpointMismatch(
-            f"{sink} already holds committed batches but the checkpoint {checkpoint} is new: they "
-            "belong together. Restore that sink's checkpoint, or move the sink away to start over "
-            "(`make clean` clears both for the local defaults)."
+            f"{table} already holds committed rows but the checkpoint {checkpoint} is new: they belong "
+            "together. Restore the table's checkpoint, or drop the table to start over (`make clean` "
+            "clears both for the local defaults)."
         )
+    return new
 
 
 def progress_dict(progress) -> dict:

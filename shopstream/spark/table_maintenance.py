@@ -1,5 +1,5 @@
 """Iceberg's own maintenance of shopstream's tables: the raw events, the daily outputs, the
-publications record and the order status.
+publications record, the order status and the rejected updates.
 
     spark-submit --properties-file config/spark/spark-defaults.conf \\
         shopstream/spark/table_maintenance.py [--retain-days 7]
@@ -36,15 +36,15 @@ from pyspark.sql import SparkSession
 
 from shopstream.config import compaction_after_days
 from shopstream.daily_tables import OUTPUTS
-from shopstream.lake import CATALOG, spark_table, table_id
+from shopstream.lake import CATALOG, spark_table
 from shopstream.publication import DEFAULT_RETENTION, PUBLICATIONS
 from shopstream.raw_table import RAW_EVENTS, SNAPSHOT_RETENTION
 from shopstream.spark.session import exit_after, get_spark, job_logger
-from shopstream.spark.status_table import STATUS_TABLE
+from shopstream.spark.status_table import QUARANTINE_TABLE, STATUS_TABLE
 
 log = job_logger("table_maintenance")
 
-TABLES = (RAW_EVENTS, *OUTPUTS, PUBLICATIONS, STATUS_TABLE)
+TABLES = (RAW_EVENTS, *OUTPUTS, PUBLICATIONS, STATUS_TABLE, QUARANTINE_TABLE)
 ORPHAN_MIN_AGE = dt.timedelta(days=3)  # files of a write in flight are younger than this
 
 
@@ -96,7 +96,7 @@ def maintain(
     snapshots for `raw_table.SNAPSHOT_RETENTION` at most. `today` and `ago` are the clock (the
     benchmark's simulated days set them, without `remove_orphans`: Iceberg refuses to look for
     orphans younger than a real day)."""
-    table = f"'{table_id(name)}'"
+    table = f"'{spark_table(name)}'"  # catalog-qualified, or Iceberg takes the namespace for a catalog
     options = "map('min-input-files', '2', 'delete-file-threshold', '1')"
     where = compactable(name, today)
     [rewritten] = _call(spark, "rewrite_data_files", table=table, options=options, **where)
