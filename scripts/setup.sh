@@ -6,6 +6,7 @@
 #   .state/jars/iceberg/       Apache Iceberg's Spark runtime and the PostgreSQL JDBC driver (its catalog)
 #   .state/jars/comet/         Apache DataFusion Comet (native Spark execution) for that Spark line
 #   .state/jars/class-archive/ the Spark jobs' class-data archive (AppCDS), trained for these jars
+#   .state/trino/server/       Trino (Maven Central), its Iceberg plugin only: the tests' third reader
 #   target/release/order-sim   the Rust producer
 #   Debian packages            libssl-dev, postgresql, chromium, chromium-driver (apt-get)
 # Idempotent: each step is skipped when the stamp of its inputs is unchanged.
@@ -74,6 +75,24 @@ dashboard_packages() {
   debian_packages postgresql chromium chromium-driver
 }
 
+trino_server() {
+  # The tests read the tables with Trino too, given only the catalog file users get. The server's
+  # tarball alone (`dependency:copy`: its plugins are dependencies of its POM, some not on Maven
+  # Central); its plugins other than Iceberg's go: 0.9 GB less, and it starts in ~20 s. Trino 476
+  # needs Java 24 or newer: the machine's second JDK (Temurin 25), never the default Java 17.
+  local version=476 out=$STATE/trino
+  if up_to_date trino "$version" && [ -x "$out/server/bin/launcher" ]; then
+    echo "Trino up to date"; return
+  fi
+  step "Trino $version from Maven Central -> $out/server (an 0.8 GB download; its Iceberg plugin kept)"
+  rm -rf "$out"; mkdir -p "$out"
+  mvn -q -B dependency:copy -Dartifact="io.trino:trino-server:$version:tar.gz" -DoutputDirectory="$out"
+  tar xzf "$out/trino-server-$version.tar.gz" -C "$out" && rm "$out/trino-server-$version.tar.gz"
+  mv "$out/trino-server-$version" "$out/server"
+  find "$out/server/plugin" -mindepth 1 -maxdepth 1 ! -name iceberg -exec rm -rf {} +
+  echo "$version" > "$STAMPS/trino"
+}
+
 rust_binary() {
   openssl_headers
   step "Rust producer (cargo build --release)"
@@ -95,6 +114,7 @@ maven_jars iceberg config/maven/iceberg.pom.xml "$STATE/jars/iceberg" \
   -DincludeArtifactIds=iceberg-spark-runtime-4.1_2.13,postgresql
 # Trained again whenever the JDK or a jar of the jobs' class path changed (it says so otherwise).
 .venv/bin/python -m shopstream.spark.train_class_archive
+trino_server
 rust_binary
 dashboard_packages
 echo; echo "setup complete"

@@ -155,8 +155,9 @@ def open_catalog():
 
 def trino_properties(settings: LakeSettings) -> dict[str, str]:
     """A Trino catalog file (`etc/catalog/lake.properties`) for the same catalog: Trino's Iceberg
-    connector with its JDBC catalog."""
-    return {
+    connector with its JDBC catalog (tested with Trino 476). A warehouse in object storage needs
+    Trino's settings for it added (e.g. `fs.native-s3.enabled=true` and the `s3.*` ones)."""
+    properties = {
         "connector.name": "iceberg",
         "iceberg.catalog.type": "jdbc",
         "iceberg.jdbc-catalog.catalog-name": CATALOG,
@@ -166,6 +167,9 @@ def trino_properties(settings: LakeSettings) -> dict[str, str]:
         "iceberg.jdbc-catalog.connection-password": settings.password,
         "iceberg.jdbc-catalog.default-warehouse-dir": settings.warehouse,
     }
+    if settings.warehouse.startswith("file:"):  # Trino reads local files only when told to
+        properties |= {"fs.native-local.enabled": "true", "local.location": "/"}
+    return properties
 
 
 def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, ...]:

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.integration
 DATE = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()  # the closed day
 COUNT = 1000
 RUN_TIMEOUT_S = 900
+EVER = dt.datetime.min.replace(tzinfo=dt.UTC)  # `wait_for` counts every finished run
 RETRY_DELAY_S = 10
 ALERT_TO = "data-team@shop.example"
 PAST = tuple((dt.date.fromisoformat(DATE) - dt.timedelta(days=n)) for n in (4, 3, 2))
@@ -91,14 +92,11 @@ def deployment(broker, serving_db, lake_catalog, mailbox, tmp_path_factory) -> I
 
 def finished_run(airflow: AirflowDeployment, run_id: str | None = None, timeout=RUN_TIMEOUT_S) -> dict:
     """The DAG's run `run_id` (else the scheduler's) once it has finished (success or failed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r for r in airflow.dag_runs(DAG_ID) if r["run_id"] == run_id
-                or (run_id is None and r["run_id"].startswith("scheduled__"))]  # fmt: skip
-        if runs and runs[-1]["state"] in ("success", "failed"):
-            return runs[-1]
-        time.sleep(5)
-    raise AssertionError(f"no finished run of {DAG_ID} within {timeout} s: {airflow.dag_runs(DAG_ID)}")
+
+    def wanted(run: dict) -> bool:
+        return run["run_id"] == run_id if run_id else run["run_id"].startswith("scheduled__")
+
+    return airflow_runs.wait_for(airflow, wanted, 1, EVER, timeout)[-1]
 
 
 def test_the_scheduler_creates_and_completes_the_closed_days_run(deployment, broker):

@@ -31,6 +31,7 @@ from tests.duckdb_oracle import ORACLE_COLUMNS
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.raw_rows import copies_in_raw, read_raw
 from tests.smtp_sink import smtp_server
+from tests.trino_server import trino_server
 
 pytestmark = pytest.mark.integration
 
@@ -421,11 +422,12 @@ def newest_versions(root) -> list[str]:
     ]
 
 
-def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equals_the_oracle(
+def test_every_published_output_is_read_by_spark_sql_pyiceberg_and_trino_alone_and_equals_the_oracle(
     first_run, local_stack, kafka_broker
 ):
     """What a user of the tables runs: plain Spark SQL and PyIceberg + DuckDB in processes that
-    never import shopstream, given only the catalog's settings files (`python -m shopstream.lake`).
+    never import shopstream, and a Trino server, given only the catalog's settings files (`python -m
+    shopstream.lake`).
     Every published date (on time, late, re-delivered, after a publication cut short) equals the
     oracle over the events read back from Kafka."""
     from shopstream.config import REPO_ROOT
@@ -456,6 +458,28 @@ def test_every_published_output_is_read_by_spark_sql_and_pyiceberg_alone_and_equ
         for output in ORACLE_COLUMNS:
             assert sorted(map(tuple, got[output])) == want[output], (reader[:40], output)
         assert got["imported_shopstream"] is False
+    got = read_with_trino(folder, dates)
+    for output in ORACLE_COLUMNS:
+        assert sorted(map(tuple, got[output])) == want[output], ("trino", output)
+
+
+def read_with_trino(folder, dates: list[str]) -> dict:
+    """A Trino server given only the catalog file `write_client_settings` wrote queries each output."""
+    import trino
+
+    from shopstream.lake import CATALOG, namespace
+
+    dates_in = ", ".join(f"DATE '{d}'" for d in dates)
+    got = {}
+    with trino_server(folder / "trino" / f"{CATALOG}.properties", folder / "trino-server") as port:
+        cursor = trino.dbapi.connect(host="127.0.0.1", port=port, user="test", catalog=CATALOG,
+                                     schema=namespace()).cursor()  # fmt: skip
+        hour = "format_datetime(hour AT TIME ZONE 'UTC', 'yyyy-MM-dd HH:mm:ss') AS hour,"
+        for output, columns in ORACLE_COLUMNS.items():
+            columns = columns.replace("hour,", hour)
+            cursor.execute(f"SELECT {columns} FROM {output} WHERE date IN ({dates_in})")
+            got[output] = [[str(v) for v in row] for row in cursor.fetchall()]
+    return got
 
 
 # Plain PySpark with the catalog's settings file as spark-sql's --properties-file reads it.

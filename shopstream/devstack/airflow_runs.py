@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shopstream.airflow.pipeline import DAG_ID, TASK_IDS
+from shopstream.airflow.scheduling import midnight
 from shopstream.devstack.airflow_deployment import AirflowDeployment, AirflowDeploymentError
 from shopstream.files import write_json_atomically
 
@@ -84,7 +85,7 @@ def wait_for(deployment: AirflowDeployment, wanted: Callable[[dict], bool], coun
 
 
 def midnight_after(day: dt.date) -> str:
-    return f"{day + dt.timedelta(days=1)}T00:00:00+00:00"
+    return midnight(day + dt.timedelta(days=1)).isoformat()
 
 
 def of_date(day: dt.date) -> Callable[[dict], bool]:
@@ -107,8 +108,8 @@ def closed_day(deployment: AirflowDeployment, day: dt.date, timeout: float = RUN
             )
         time.sleep(POLL_S)
     if all(r["state"] in FINISHED for r in runs):
-        midnight = f"{day}T00:00:00+00:00"
-        deployment.airflow("tasks", "clear", "--yes", "-s", midnight, "-e", midnight, DAG_ID)
+        start = midnight(day).isoformat()
+        deployment.airflow("tasks", "clear", "--yes", "-s", start, "-e", start, DAG_ID)
     [run] = wait_for(deployment, of_date(day), 1, since, timeout)[-1:]
     return result_of(deployment, run)
 
