@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from shopstream.config import REPO_ROOT
-from shopstream.devstack.processes import free_port
+from shopstream.devstack.processes import ManagedProcess, free_port
 
 # Trino 476 needs Java 24 or newer: the machine's second JDK, not the default Java 17.
 JAVA_HOME = os.environ.get("SHOPSTREAM_TRINO_JAVA_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64")
@@ -67,26 +65,15 @@ def ready(port: int) -> bool:
 @contextmanager
 def trino_server(catalog_file: Path, folder: Path) -> Iterator[int]:
     """Trino with `catalog_file` as its only catalog, its settings and data under `folder`;
-    yields its port, stops it on exit."""
+    yields its port, stops it (its whole process group) on exit."""
     port = free_port()
     etc, data = folder / "etc", folder / "data"
     write_etc(etc, data, port, catalog_file)
-    log = (folder / "server.log").open("w")
-    command = [str(server_home() / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}",
-               f"--jvm-dir={JAVA_HOME}"]  # fmt: skip
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = ManagedProcess(folder / "server.pid", folder / "server.log")
+    server.launch([str(server_home() / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}",
+                   f"--jvm-dir={JAVA_HOME}"])  # fmt: skip
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not ready(port):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Trino did not start; {folder / 'server.log'}:\n"
-                                   f"{(folder / 'server.log').read_text()[-3000:]}")  # fmt: skip
-            time.sleep(1)
+        server.wait_until(lambda: ready(port), RuntimeError, "Trino", START_TIMEOUT_S, poll_seconds=1)
         yield port
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        server.stop()
