@@ -11,7 +11,8 @@ import pytest
 
 from shopstream import daily_tables
 from shopstream.spark import table_maintenance
-from shopstream.spark.output_tables import ensure_namespace, ensure_table, write_to_branch
+from shopstream.spark.lake_init import ensure_namespace
+from shopstream.spark.output_tables import ensure_table, write_to_branch
 from shopstream.spark.status_table import STATUS_TABLE, ensure_status_table, merge_batch
 from tests import iceberg_read
 
@@ -99,3 +100,19 @@ def test_the_raw_tables_closed_dates_are_compacted_and_its_open_dates_left_alone
     after = partition_stats(load_raw_table())
     assert after[str(open_)] == before[str(open_)], "the open date's fingerprint is unchanged"
     assert after[str(closed)][0] == before[str(closed)][0] == 20
+
+
+def test_making_a_table_that_exists_leaves_its_rows_and_snapshots_be(spark, fresh_lake_namespace):
+    """What a job that finds its table made by another does (the status table once replaced it)."""
+    from tests.test_order_status_stream import status_batch
+
+    batch = status_batch(spark, ("O1", "NEW", 0), ("O2", "NEW", 0))
+    name = ensure_status_table(spark, batch.schema)
+    merge_batch(name, batch, 0, "q")
+    snapshots = iceberg_read.table(STATUS_TABLE).snapshots()
+
+    assert ensure_status_table(spark, batch.schema) == name
+    again = spark.sql(f"CREATE TABLE IF NOT EXISTS {name} (order_id string) USING iceberg")  # the race's way
+
+    assert again.collect() == [] and iceberg_read.table(STATUS_TABLE).snapshots() == snapshots
+    assert iceberg_read.rows(STATUS_TABLE, "order_id", order="order_id") == [("O1",), ("O2",)]

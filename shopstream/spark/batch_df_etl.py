@@ -32,8 +32,9 @@ from shopstream.daily_tables import OUTPUTS
 from shopstream.metrics import TOP_N_PRODUCTS, TOP_PRODUCTS_ORDER, UNKNOWN_REGION
 from shopstream.spark.batch import COPIES, RunInputs, batch_main, events_once, read_valid_rows, usable
 from shopstream.spark.comet import log_native_coverage
+from shopstream.spark.lake_init import ensure_namespace
 from shopstream.spark.orders import event_cents, revenue_sign
-from shopstream.spark.output_tables import ensure_namespace, ensure_table, write_to_branch
+from shopstream.spark.output_tables import ensure_table, write_to_branch
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("df_etl")

@@ -23,9 +23,10 @@ from urllib.parse import unquote, urlparse
 
 from shopstream.config import paths
 from shopstream.raw_table import DEDUPLICATED, RAW_EVENTS, VALIDATED
+from shopstream.spark.lake_init import ensure_table
 from shopstream.spark.raw_events import ensure_raw_table, set_properties
 from shopstream.spark.session import exit_after, get_spark, job_logger
-from shopstream.spark.status_table import QUARANTINE_TABLE, ensure_date_table
+from shopstream.spark.status_table import QUARANTINE_TABLE
 
 log = job_logger("migrate_raw")
 
@@ -73,7 +74,7 @@ def migrate(spark, sink: Path, into: str = RAW_EVENTS) -> int:
     if into == RAW_EVENTS:
         table = ensure_raw_table(spark, rows.schema)
     else:
-        table = ensure_date_table(spark, into, rows.schema)
+        table = ensure_table(spark, into, rows.schema, "date")
     if already_migrated(spark, table, sink):
         log.info("%s was moved into %s before: nothing to do", sink, table)
         return 0

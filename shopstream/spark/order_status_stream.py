@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.contract import NEW, UPDATE_STATUSES, update_spark_schema
 from shopstream.data_loss import DATA_LOSS_LEDGER
+from shopstream.spark.lake_init import ensure_table
 from shopstream.spark.orders import (
     CORRUPT,
     QUARANTINE_COLUMNS,
@@ -56,7 +57,6 @@ from shopstream.spark.orders import (
 from shopstream.spark.session import exit_after, get_spark, job_logger
 from shopstream.spark.status_table import (
     QUARANTINE_TABLE,
-    ensure_date_table,
     ensure_status_table,
     merge_batch,
     query_id,
@@ -205,7 +205,7 @@ def start_status_upserts(status: DataFrame, settings: StatusSettings):
 def start_quarantine(bad: DataFrame, settings: StatusSettings):
     """The rejected updates into their table, through Iceberg's streaming sink."""
     spark = bad.sparkSession
-    table = ensure_date_table(spark, QUARANTINE_TABLE, bad.schema)
+    table = ensure_table(spark, QUARANTINE_TABLE, bad.schema, "date")
     checkpoint = settings.checkpoint_dir / QUARANTINE_QUERY
     check_table_matches_checkpoint(spark, table, checkpoint)
     writer = (

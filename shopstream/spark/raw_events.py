@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from shopstream.config import VERDICT
 from shopstream.lake import spark_table
 from shopstream.raw_table import RAW_EVENTS, TABLE_PROPERTIES
-from shopstream.spark.output_tables import ensure_namespace
+from shopstream.spark.lake_init import ensure_table
 
 # Per-partition writers in each task, no sort before the write: a micro-batch's rows arrive in
 # Kafka's order, across dates and verdicts (Iceberg's advice for streaming writes).
@@ -20,17 +20,7 @@ FANOUT = {"fanout-enabled": "true"}
 def ensure_raw_table(spark: SparkSession, schema) -> str:
     """The raw table, created with the ingest rows' `schema` if missing, partitioned by verdict and
     date, with `raw_table.TABLE_PROPERTIES` (no snapshot until the first commit); its Spark SQL name."""
-    name = spark_table(RAW_EVENTS)
-    if spark.catalog.tableExists(name):
-        return name
-    ensure_namespace(spark)
-    columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in schema.fields)
-    properties = ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg PARTITIONED BY ({VERDICT}, date) "
-        f"TBLPROPERTIES ({properties})"
-    )
-    return name
+    return ensure_table(spark, RAW_EVENTS, schema, f"{VERDICT}, date", TABLE_PROPERTIES)
 
 
 def set_properties(spark: SparkSession, properties: dict[str, str | None]) -> None:

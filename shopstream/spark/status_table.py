@@ -23,8 +23,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from shopstream.contract import CANCELLED, NEW, RETURNED
-from shopstream.lake import spark_table
-from shopstream.spark.output_tables import ensure_namespace
+from shopstream.spark.lake_init import ensure_table
 from shopstream.spark.session import job_logger
 from shopstream.spark.streaming import session_conf
 
@@ -57,20 +56,7 @@ NEWER = (f"(s.status_time > t.status_time OR (s.status_time = t.status_time AND 
 
 def ensure_status_table(spark: SparkSession, schema) -> str:
     """The table, created with `schema` (the join's columns) if missing; returns its name."""
-    return ensure_date_table(spark, STATUS_TABLE, schema, TABLE_PROPERTIES)
-
-
-def ensure_date_table(spark: SparkSession, table: str, schema, properties: dict | None = None) -> str:
-    """The table `table`, partitioned by `date`, created with `schema` and `properties` if missing;
-    returns its Spark SQL name."""
-    name = spark_table(table)
-    if not spark.catalog.tableExists(name):
-        ensure_namespace(spark)
-        writer = spark.createDataFrame([], schema).writeTo(name).using("iceberg").partitionedBy("date")
-        for key, value in (properties or {}).items():
-            writer = writer.tableProperty(key, value)
-        writer.createOrReplace()
-    return name
+    return ensure_table(spark, STATUS_TABLE, schema, "date", TABLE_PROPERTIES)
 
 
 def query_id(checkpoint: Path) -> str:
