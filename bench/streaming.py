@@ -26,7 +26,8 @@ from shopstream.config import INGEST_QUERY, VERDICT
 from shopstream.devstack.kafka_broker import LocalBroker
 from shopstream.spark.session import get_spark
 from shopstream.spark.stream_consumer import COUNTED, ingest_rows, start_queries
-from shopstream.spark.streaming import StreamSettings, run_queries, start_triggered
+from shopstream.spark.stream_progress import run_queries
+from shopstream.spark.streaming import StreamSettings, start_triggered
 
 ROUNDS = 2
 

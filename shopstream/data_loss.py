@@ -1,5 +1,5 @@
 """The ledger of events Kafka deleted before a query read them, written beside the query's
-checkpoint when a run was told to go on past them (`streaming.check_source_continuity`,
+checkpoint when a run was told to go on past them (`source_gaps.check_source_continuity`,
 `--accept-data-loss`): one entry per topic, partition, first lost offset and cause, so that a
 retried run does not record a gap twice. The report names the gaps of the ingest's ledger."""
 

@@ -11,11 +11,10 @@ from shopstream.spark.ingest_guard import (
     AVAILABLE_NOW,
     LIVE,
     WriterLock,
-    aged_out,
     caught_up,
     committed_offsets,
-    rewound,
 )
+from shopstream.spark.source_gaps import aged_out, rewound
 
 
 def test_the_lock_has_one_holder_who_names_itself(tmp_path):

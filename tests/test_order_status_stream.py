@@ -187,7 +187,7 @@ def test_a_status_is_replaced_only_by_a_newer_one_and_a_replay_changes_nothing(s
 
 
 def test_a_gap_in_either_topic_stops_the_join_before_it_starts(kafka_broker, topic, tmp_path):
-    from shopstream.spark.streaming import EventsAgedOut
+    from shopstream.spark.source_gaps import EventsAgedOut
     from tests.test_ingest_guard import write_batch
     from tests.test_stream_kafka import retention_deletes_everything_up_to_now
 

@@ -23,16 +23,13 @@ from shopstream.kafka_admin import topic_stats
 from shopstream.raw_table import DEDUPLICATED, partition_stats, writer_properties
 from shopstream.raw_table import load as load_raw_table
 from shopstream.spark.raw_events import set_properties
+from shopstream.spark.source_gaps import AGED_OUT, REWOUND, EventsAgedOut, TopicRewound
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import (
-    AGED_OUT,
     AVAILABLE_NOW_VERSIONS,
     MIN_BATCHES_TO_RETAIN,
-    REWOUND,
-    EventsAgedOut,
     SinkCheckpointMismatch,
     StreamSettings,
-    TopicRewound,
     run_conf,
     session_conf,
 )

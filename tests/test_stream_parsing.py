@@ -17,7 +17,7 @@ from shopstream.spark.orders import (
     sink_rows,
     valid_rows,
 )
-from shopstream.spark.streaming import log_progress
+from shopstream.spark.stream_progress import log_progress
 
 GOOD = {
     "order_id": "ORD-00000000000000A1",

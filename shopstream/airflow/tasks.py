@@ -28,7 +28,7 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
                       accept_data_loss: bool | str = False) -> int:  # fmt: skip
     """Fails (without retries: retrying will not create a topic) unless the topic exists and holds
     at least `min_messages` messages, and, unless the run accepts data loss, unless the ingest can
-    read on from its checkpoint (`ingest_guard.source_gaps`: events the retention deleted unread, a
+    read on from its checkpoint (`source_gaps.source_gaps`: events the retention deleted unread, a
     topic created again). Returns the message count (pushed to XCom)."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -51,13 +51,13 @@ def check_kafka_topic(topic: str = ORDERS_TOPIC, conn_id: str = KAFKA_CONN_ID, m
 
 
 def check_ingest_can_read_on(topic: str, bootstrap: str, stats) -> None:
-    """The ingest's own check (`streaming.check_source_continuity`) before `run_streaming_job`
+    """The ingest's own check (`source_gaps.check_source_continuity`) before `run_streaming_job`
     starts a JVM, and failing without retries: retrying will not bring deleted events back."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from shopstream.data_loss import ingest_ledger
-    from shopstream.spark.ingest_guard import committed_offsets, source_gaps
-    from shopstream.spark.streaming import refusal
+    from shopstream.spark.ingest_guard import committed_offsets
+    from shopstream.spark.source_gaps import refusal, source_gaps
 
     layers = paths()  # as the ingest job finds its checkpoint and sink
     gaps = source_gaps(committed_offsets(layers.ingest_checkpoints / INGEST_QUERY), topic, stats)

@@ -158,7 +158,8 @@ def ingest_lag(topic: str = ORDERS_TOPIC, timeout: float = 3.0) -> dict[str, int
     has committed) and the topic's end offsets; a message instead of a number when unknown, or
     when events the query has not read are gone (its next run stops on them: say so now)."""
     from shopstream.kafka_admin import KafkaCheckError, topic_stats
-    from shopstream.spark.ingest_guard import committed_offsets, gap_events, source_gaps
+    from shopstream.spark.ingest_guard import committed_offsets
+    from shopstream.spark.source_gaps import gap_events, source_gaps
 
     try:
         stats = topic_stats(topic, timeout=timeout)

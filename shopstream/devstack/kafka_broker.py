@@ -42,7 +42,7 @@ def _server_properties(node_id: int, listeners: str, log_dir: Path, voters: str,
     # 3 nodes an acknowledged write is on at least 2 (min.insync.replicas). Topics are never
     # auto-created, so a missing topic is reported instead of silently appearing empty. Records are
     # kept 14 days: twice the lateness horizon, so a week without any ingest run loses nothing
-    # (an ingest that finds events deleted unread stops and names them: `streaming.check_source_continuity`).
+    # (an ingest that finds events deleted unread stops and names them: `source_gaps`).
     min_isr = 2 if replication >= 3 else 1
     return f"""\
 process.roles=broker,controller

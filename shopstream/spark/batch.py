@@ -128,8 +128,7 @@ def usable(inputs: RunInputs) -> Column:
     """`well_formed()` for the run's raw rows, or simply true where their writer validated every
     row against the contract (`raw_table.VALIDATED`: the ingest quarantines whatever breaks a
     rule, and its rules include these). Then no column is read only to be
-    checked: the order id, the widest, is not read at all (10M rows: 0.6 s of the DataFrame
-    job's 2.6 s roll-up)."""
+    checked: the order id, the widest, is not read at all."""
     return F.lit(True) if raw_table.VALIDATED in inputs.properties else well_formed()
 
 
@@ -145,7 +144,7 @@ def distinct_events(raw: DataFrame) -> DataFrame:
     (one narrow shuffle of longs), the hashes seen more than once are broadcast, and only the rows
     carrying one of them are grouped by identity; every other row is an event seen once. A hash
     collision only adds a row to that small group, where the identity itself decides. Shuffling
-    every row by identity instead cost 20 s more per job on 10M rows (docs/benchmarks.md).
+    every row by identity instead cost far more (docs/benchmarks.md).
 
     A re-delivery repeats the whole event, so the suspects are grouped by all their columns (a
     hash aggregation keeping only a count). Two rows with one identity that differ elsewhere break

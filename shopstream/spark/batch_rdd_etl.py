@@ -58,9 +58,8 @@ def sale_batches(spark, inputs: RunInputs) -> tuple[RDD, pa.Schema]:
 
     "Usable" is the shared rule (`batch.usable`) evaluated by Spark, so both batch jobs agree on
     which rows count; money travels as integer cents multiplied by the JVM. Rows reach Python as
-    columnar batches, not one object per row: as pickled `Row`s they cost three quarters of the
-    job; as one text line each, the whole job took 14.2 s on 10M rows warm, as batches 10.0-10.6 s
-    (the per-partition totals alone 4.1-4.3 s; docs/benchmarks.md, session 10).
+    columnar batches, not one object per row (as pickled `Row`s, or one text line each, the
+    conversion cost most of the job; docs/benchmarks.md, session 10).
     """
     needed = ("order_id", "product_id", "order_status", "quantity", "unit_price", "timestamp", "region")
     cents = F.col("quantity").cast("long") * (F.col("unit_price") * CENTS_PER_UNIT).cast("long")

@@ -107,45 +107,6 @@ def committed_offsets(query_checkpoint: Path) -> dict[str, dict[int, int]]:
     return {topic: {int(p): int(o) for p, o in parts.items()} for s in sources for topic, parts in s.items()}
 
 
-def aged_out(
-    committed: dict[str, dict[int, int]], topic: str, starts: dict[int, int]
-) -> dict[int, tuple[int, int]]:
-    """Per partition, the offsets [first, end) the query has yet to read but Kafka no longer
-    holds: the query's committed end lies before the partition's first offset now (`starts`).
-    A partition the query never read is not counted (a new query starts at the oldest event)."""
-    mine = committed.get(topic, {})
-    return {p: (mine[p], start) for p, start in sorted(starts.items()) if p in mine and mine[p] < start}
-
-
-def rewound(
-    committed: dict[str, dict[int, int]], topic: str, starts: dict[int, int], ends: dict[int, int]
-) -> dict[int, tuple[int, int]]:
-    """Per partition whose end lies before the query's committed offset (the topic was deleted and
-    created again): the offsets [first, end) it holds now, which Spark would skip (it goes on
-    from the partition's end once told to accept the loss; measured)."""
-    mine = committed.get(topic, {})
-    return {p: (starts.get(p, 0), end) for p, end in sorted(ends.items()) if p in mine and mine[p] > end}
-
-
-AGED_OUT, REWOUND = "retention", "topic created again"
-Gaps = dict[str, dict[int, tuple[int, int]]]  # cause -> partition -> offsets [first, end) not read
-
-
-def source_gaps(committed: dict[str, dict[int, int]], topic: str, stats) -> Gaps:
-    """By cause, per partition, the offsets [first, end) of `topic` a query that `committed` these
-    offsets will not read, given the topic's `stats` (`kafka_admin.TopicStats`) now: deleted by
-    the retention before any run read them (AGED_OUT), or held by a topic created again that Spark
-    would skip (REWOUND)."""
-    gaps = {AGED_OUT: aged_out(committed, topic, stats.start_offsets),
-            REWOUND: rewound(committed, topic, stats.start_offsets, stats.end_offsets)}  # fmt: skip
-    return {cause: gap for cause, gap in gaps.items() if gap}
-
-
-def gap_events(gap: dict[int, tuple[int, int]]) -> int:
-    """How many offsets a gap (partition -> [first, end)) spans."""
-    return sum(end - first for first, end in gap.values())
-
-
 def caught_up(committed: dict[str, dict[int, int]], topic: str, ends: dict[int, int]) -> bool:
     """Whether every partition's committed offset has reached `ends` (a topic's end offsets)."""
     mine = committed.get(topic, {})

@@ -44,12 +44,12 @@ from shopstream.contract import CANCELLED, NEW, RETURNED
 from shopstream.data_loss import DATA_LOSS_LEDGER
 from shopstream.spark.ingest_guard import LIVE, SinkBusy, WriterLock, newest_batch
 from shopstream.spark.session import exit_after, get_spark, job_logger
+from shopstream.spark.source_gaps import check_source_continuity
+from shopstream.spark.stream_progress import await_queries
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
-    await_queries,
     check_source,
-    check_source_continuity,
     kafka_stream,
     source_settings,
     start_triggered,

@@ -55,6 +55,7 @@ from shopstream.spark.orders import (
     with_parsed_value,
 )
 from shopstream.spark.session import exit_after, get_spark, job_logger
+from shopstream.spark.source_gaps import check_source_continuity
 from shopstream.spark.status_table import (
     QUARANTINE_TABLE,
     ensure_status_table,
@@ -62,14 +63,13 @@ from shopstream.spark.status_table import (
     query_id,
     rank_sql,
 )
+from shopstream.spark.stream_progress import run_queries
 from shopstream.spark.streaming import (
     StreamSettings,
     apply_folders,
     check_source,
-    check_source_continuity,
     check_table_matches_checkpoint,
     kafka_stream,
-    run_queries,
     source_settings,
     start_triggered,
     stream_arg_parser,

@@ -36,11 +36,10 @@ def kafka_connector_jars(required: bool = True) -> list[str]:
     return jars
 
 
-# The throughput collector: on 2 cores G1's concurrent work competes with the tasks (measured:
-# 1M events ingested in 19.9 s -> 17.9 s with a cold JVM, 10.5 s -> 9.6 s warm).
+# The throughput collector: on 2 cores G1's concurrent work competes with the tasks.
 # HotSpot never compiles a method of more than 8,000 bytes of bytecode unless told to; the ingest's
-# generated code (parse, validate, route per record) is such a method and ran interpreted
-# (measured, 1M events: cold 37 -> 29 s, warm 26 -> 20 s; its stage's CPU 18.5 -> 9.8 s).
+# generated code (parse, validate, route per record) is such a method and ran interpreted.
+# Both measured in docs/benchmarks.md, "Settings and their measurements".
 JVM_OPTIONS = "-XX:+UseParallelGC -XX:-DontCompileHugeMethods"
 
 

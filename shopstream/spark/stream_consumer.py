@@ -22,7 +22,7 @@ the topic held when the run started.
 
 Before its query starts, a run checks that it can read on from its checkpoint: events Kafka's
 retention deleted unread, or a topic created again, stop it with a message naming them
-(`streaming.check_source_continuity`); `--available-now --accept-data-loss` records the gap in
+(`source_gaps.check_source_continuity`); `--available-now --accept-data-loss` records the gap in
 the ledger beside the checkpoint (`shopstream.data_loss`) and goes on.
 """
 
@@ -44,18 +44,17 @@ from shopstream.raw_table import DEDUPLICATED, RAW_EVENTS, VALIDATED
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.raw_events import FANOUT, ensure_raw_table, set_properties
 from shopstream.spark.session import exit_after, get_spark
+from shopstream.spark.source_gaps import check_source_continuity
+from shopstream.spark.stream_progress import REDELIVERED, run_queries
 from shopstream.spark.streaming import (
-    REDELIVERED,
     SinkCheckpointMismatch,
     StreamSettings,
     apply_folders,
     check_source,
-    check_source_continuity,
     check_table_matches_checkpoint,
     holds_batches,
     kafka_stream,
     log,
-    run_queries,
     source_settings,
     start_triggered,
     stream_arg_parser,

@@ -1,14 +1,14 @@
 """What every streaming job of shopstream shares: its settings, the Kafka source, Iceberg tables
-bound to their checkpoint, the trigger, progress logging and the command line.
+bound to their checkpoint, the trigger and the command line.
 
 The jobs (`stream_consumer`: the ingest into the raw layer; `order_status_stream`: the current
-status of each order) build their queries from these parts.
+status of each order; `live_sales`) build their queries from these parts, check their source with
+`source_gaps` and run them with `stream_progress`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -24,39 +24,29 @@ from shopstream.config import (
     kafka_security_options,
     paths,
 )
-from shopstream.data_loss import record_data_loss
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
-from shopstream.spark.ingest_guard import (
-    AGED_OUT,
-    REWOUND,
-    Gaps,
-    SinkBusy,
-    committed_offsets,
-    gap_events,
-    source_gaps,
-)
+from shopstream.spark.ingest_guard import SinkBusy
 from shopstream.spark.session import job_logger
+from shopstream.spark.source_gaps import EventsLost
 
 log = job_logger("stream")
 
 DEFAULT_TRIGGER = "1 minute"
 MAX_POLL_RECORDS = 10_000
 # How long the broker may hold a fetch that finds no new records (Kafka's default: 500 ms).
-# Each Kafka task of a micro-batch waited that long once, with its CPU idle, presumably on its
-# pooled consumer's read-ahead parked at the end of the topic (measured, 1,000 events in a warm
-# JVM: the read stage 1.75 s -> 0.3 s; its 6 tasks used 0.16 s of CPU). Spark's tasks read known
-# offset ranges, so nothing waits for new records; a user's --kafka-option still wins.
+# Each Kafka task of a micro-batch waited that long once, its CPU idle, presumably on its pooled
+# consumer's read-ahead parked at the end of the topic. Spark's tasks read known offset ranges, so
+# nothing waits for new records; a user's --kafka-option still wins. Measured: docs/benchmarks.md,
+# "Settings and their measurements" (as are the other settings here).
 FETCH_MAX_WAIT_MS = 20
 TASKS_PER_CORE = 3  # the default minPartitions, per core of the session
-REDELIVERED = "redelivered"  # ... and the re-delivered copies the stream dropped
 NO_DATA_BATCHES = "spark.sql.streaming.noDataMicroBatches.enabled"
 CHANGELOG_CHECKPOINTING = "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"
 UNLOAD_ON_COMMIT = "spark.sql.streaming.stateStore.unloadOnCommit"
 MIN_BATCHES_TO_RETAIN = "spark.sql.streaming.minBatchesToRetain"
 # State versions (and offset/commit log entries) an availableNow query keeps: Spark's 100 are 100
 # minutes of a 1-minute service but 100 days of daily runs, each version holding the state files
-# of its day (measured: the de-dup's state folder grew by the same 12 MB every run at 100, and
-# stayed at 42-102 MB with 3). Recovery needs the latest version only.
+# of its day, so the state folder grew every run. Recovery needs the latest version only.
 AVAILABLE_NOW_VERSIONS = 10
 
 
@@ -111,66 +101,6 @@ def check_source(settings: StreamSettings, timeout: float = 15.0) -> TopicStats:
     return stats
 
 
-class EventsLost(RuntimeError):
-    """Events of the topic that a query has not read are gone or would be skipped; the message
-    says which and what to do."""
-
-
-class EventsAgedOut(EventsLost):
-    """Kafka deleted (its retention) events that the query had not read yet."""
-
-
-class TopicRewound(EventsLost):
-    """The topic ends before what the query committed: it was deleted and created again."""
-
-
-ACCEPT_HOW = ("run this job once with --available-now --accept-data-loss (the DAG: a manual run with "
-              "accept_data_loss true)")  # fmt: skip
-
-
-def _ranges(gap: dict[int, tuple[int, int]]) -> str:
-    return ", ".join(f"partition {p} offsets {first}-{end - 1}" for p, (first, end) in gap.items())
-
-
-def refusal(topic: str, bootstrap: str, gaps: Gaps, ledger: Path) -> EventsLost:
-    """The error that names `gaps` (of `source_gaps`) and the way on."""
-    if gap := gaps.get(REWOUND):
-        ends = ", ".join(f"partition {p} ends at {end}" for p, (_, end) in gap.items())
-        return TopicRewound(
-            f"{topic} on {bootstrap} ends before what this query already committed ({ends}): the "
-            f"topic was deleted and created again, or the broker address points at another cluster "
-            f"(check SHOPSTREAM_KAFKA_BOOTSTRAP / the kafka_default Connection). Spark cannot resume "
-            f"this checkpoint on the new topic without skipping what it holds now ({_ranges(gap)}). "
-            f"If the topic was created again: {ACCEPT_HOW}, which records the skipped offsets in "
-            f"{ledger} and reads on from the topic's end; then produce those events again if their "
-            f"source has them (they arrive as late events of their dates)."
-        )
-    gap = gaps[AGED_OUT]
-    return EventsAgedOut(
-        f"Kafka no longer holds {gap_events(gap)} events of {topic} that this "
-        f"query had not read yet ({_ranges(gap)}): the topic's retention deleted them before a run "
-        f"came (the query's last committed batch ends before the oldest offsets Kafka keeps now). "
-        f"They cannot be read from Kafka any more. If their source still has them, produce them "
-        f"again (they arrive as late events of their dates). Then {ACCEPT_HOW}: it records the gap "
-        f"in {ledger} and goes on from the oldest events Kafka holds. Keep the topic's retention "
-        f"(retention.ms) longer than the longest pause between runs."
-    )
-
-
-def check_source_continuity(settings: StreamSettings, stats: TopicStats, query_checkpoint: Path,
-                            ledger: Path) -> Gaps:  # fmt: skip
-    """Raises the `refusal` of the query's `source_gaps`, or with `settings.accept_data_loss`
-    records them in `ledger` (by cause) and returns them."""
-    gaps = source_gaps(committed_offsets(query_checkpoint), settings.topic, stats)
-    if gaps and not settings.accept_data_loss:
-        raise refusal(settings.topic, settings.bootstrap, gaps, ledger)
-    for cause, gap in gaps.items():
-        record_data_loss(ledger, settings.topic, gap, cause)
-        log.warning("going on past %d events of %s lost to %s (%s); recorded in %s",
-                    gap_events(gap), settings.topic, cause, _ranges(gap), ledger)  # fmt: skip
-    return gaps
-
-
 def kafka_stream(spark, settings: StreamSettings):
     reader = (
         spark.readStream.format("kafka")
@@ -180,8 +110,7 @@ def kafka_stream(spark, settings: StreamSettings):
         # Lost offsets (retention, a re-created topic) stop the query instead of being skipped,
         # unless the run was told to go on past a gap it recorded (`check_source_continuity`).
         .option("failOnDataLoss", "false" if settings.accept_data_loss else "true")
-        # Records per poll: the default 500 made each task poll thousands of times (measured on
-        # 1M events: Kafka read 2.8 s -> 2.0 s warm, 7.0 s -> 6.2 s in a fresh JVM).
+        # Records per poll: the default 500 made each task poll thousands of times.
         .option("kafka.max.poll.records", str(MAX_POLL_RECORDS))
         .option("kafka.fetch.max.wait.ms", str(FETCH_MAX_WAIT_MS))
     )
@@ -217,13 +146,12 @@ def run_conf(settings: StreamSettings, drained_by_data: bool = False, retained: 
     """Settings for an availableNow run: a process that ends when the run does, long before
     Spark's state maintenance (every 60 s, in the background) would first upload a snapshot of
     the state or delete old files. Each commit then writes a snapshot (no changelog) and runs that
-    maintenance itself, so the next run loads the last snapshot: measured with 10M keys in the
-    de-dup's state, a run of 1,000 events took 28-32 s replaying every changelog ever written
-    (a cost that grows with every run), and 8-9 s from the snapshot.
+    maintenance itself, so the next run loads the last snapshot instead of replaying every
+    changelog ever written (a cost that grows with every run).
     `drained_by_data`: the run also ends with its last data batch, without the batch Spark adds
     when the watermark moved; for a query whose output never waits for the watermark (the
     ingest's de-dup only evicts keys with it, which the next run's first batch does as well) that
-    batch is a fixed cost of every run (measured: 0.7-1 s, and a scan of the whole state).
+    batch is a fixed cost of every run (and a scan of the whole state).
     It keeps at most AVAILABLE_NOW_VERSIONS versions of its state (fewer if the session's
     `retained` says so). A continuous query keeps the spark-defaults (changelogs, background
     maintenance, 100 versions)."""
@@ -280,105 +208,6 @@ def check_table_matches_checkpoint(spark, table: str, checkpoint: Path) -> bool:
             "clears both for the local defaults)."
         )
     return new
-
-
-def progress_dict(progress) -> dict:
-    """A query's progress report as a dict (PySpark gives objects or dicts by version)."""
-    return json.loads(progress.json) if hasattr(progress, "json") else dict(progress)
-
-
-def rows_written(progress: dict) -> dict[str, int]:
-    """Rows a micro-batch wrote per sink: the query's observation (named after the query) counts
-    them, one metric per sink; plus the re-delivered copies its de-duplication dropped, if any."""
-    observed = (progress.get("observedMetrics") or {}).get(progress.get("name")) or {}
-    written = {sink: int(rows) for sink, rows in observed.items()}
-    dropped = [
-        op["customMetrics"]["numDroppedDuplicateRows"]
-        for op in progress.get("stateOperators") or []
-        if "numDroppedDuplicateRows" in (op.get("customMetrics") or {})
-    ]
-    if dropped:
-        written[REDELIVERED] = int(sum(dropped))
-    return written
-
-
-def log_progress(progress: dict) -> None:
-    """One line per micro-batch: records in, rows written per sink, duration."""
-    counts = rows_written(progress)
-    redelivered = counts.pop(REDELIVERED, None)
-    written = ", ".join(f"{rows} {sink}" for sink, rows in counts.items()) or "?"
-    if redelivered is not None:
-        written += f" ({redelivered} re-delivered copies dropped)"
-    # Stateful queries also report their late drops, and their state's rows where RocksDB counts
-    # them (spark-defaults turn the count off: it costs a read per write).
-    state = progress.get("stateOperators") or []
-    stateful = ""
-    if state:
-        if state_rows := sum(op.get("numRowsTotal", 0) for op in state):
-            stateful += f", state {state_rows} rows"
-        stateful += f", {sum(op.get('numRowsDroppedByWatermark', 0) for op in state)} dropped as late"
-    log.info(
-        "%s batch %s: %s records in, rows written: %s, %.1f s%s",
-        progress.get("name"),
-        progress.get("batchId"),
-        progress.get("numInputRows"),
-        written,
-        (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000,
-        stateful,
-    )
-
-
-def await_queries(
-    queries: list,
-    sinks: Sequence[str],
-    poll_seconds: float = 2.0,
-    on_progress: Callable[[dict], None] | None = None,
-    on_poll: Callable[[], object] | None = None,
-) -> dict[str, int]:
-    """Waits for every query to end, logging each finished micro-batch as it appears (polling:
-    a Python listener would need a py4j callback server racing the JVM's shutdown) and handing it
-    to `on_progress`; `on_poll` runs before each wait. Raises the first query failure. Returns the
-    rows written per sink (see `rows_written`)."""
-    seen: set[tuple[str, int]] = set()
-    written: dict[str, int] = dict.fromkeys(sinks, 0)
-
-    def drain_progress() -> None:
-        for query in queries:
-            for progress in map(progress_dict, query.recentProgress):
-                key = (query.name, progress["batchId"])
-                if key in seen or progress.get("numInputRows") is None:
-                    continue
-                seen.add(key)
-                log_progress(progress)
-                for sink, rows in rows_written(progress).items():
-                    written[sink] = written.get(sink, 0) + rows  # also copies a de-dup dropped
-                if on_progress is not None:
-                    on_progress(progress)
-
-    while any(q.isActive for q in queries):
-        if on_poll is not None:
-            on_poll()
-        next(q for q in queries if q.isActive).awaitTermination(poll_seconds)
-        drain_progress()
-    drain_progress()
-    for query in queries:
-        query.awaitTermination()  # re-raises a failed query's exception
-    return written
-
-
-def run_queries(
-    queries: list,
-    sinks: Sequence[str],
-    on_poll: Callable[[], object] | None = None,
-    on_progress: Callable[[dict], None] | None = None,
-) -> dict[str, int]:
-    """Waits for the queries (see await_queries) and stops any still active, also on failure."""
-    try:
-        return await_queries(queries, sinks, on_poll=on_poll, on_progress=on_progress)
-    finally:
-        for query in queries:
-            if query.isActive:
-                query.stop()
 
 
 def stream_arg_parser(description: str, folders: Sequence[str]) -> argparse.ArgumentParser:

@@ -59,7 +59,7 @@ def has_one_value(text: Column) -> Column:
 def members(json: Column, names: tuple[str, ...]) -> Column:
     """The object's members `names` as a struct of VARIANTs (a JSON null is a VARIANT null, an
     absent member SQL NULL), or null when `json` is not an object. One cast of the object: a
-    lookup per member, or `schema_of_variant` of the whole object, cost 0.5-1.5 s more per 1M."""
+    lookup per member, or `schema_of_variant` of the whole object, cost more."""
     return F.try_variant_get(json, "$", "struct<" + ",".join(f"`{n}`:variant" for n in names) + ">")
 
 

@@ -4,9 +4,8 @@ started without the zipped copies of pyspark that Spark puts first on the worker
 the environment, as `make setup` installs it.
 
 Why: PySpark's worker calls `importlib.invalidate_caches()` for every task, and Python 3.11's
-zip importer then reads the index of its archive again: pyspark.zip (3.5 MB, thousands of
-entries) six times per task. That was ≈ 75 ms of CPU per Python task, most of a small task's
-time (16 empty tasks: 1.44 s; docs/benchmarks.md). Where pyspark exists only in the zip (a
+zip importer then reads the index of its archive again: pyspark.zip (thousands of entries) six
+times per task, most of a small task's time (docs/benchmarks.md). Where pyspark exists only in the zip (a
 cluster's Spark distribution without the pip package), the path is left as it is.
 
 Configured by `spark.python.daemon.module` (see `shopstream.spark.session.job_conf`); nothing
