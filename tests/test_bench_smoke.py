@@ -49,6 +49,7 @@ def test_steady_state_stops_warming_up_at_its_limit_and_without_warm_up_runs_onc
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)  # ≈ 5 min alone; twice that beside the other worker's heaviest tests
 def test_smoke_run_writes_a_complete_table_around_existing_text(tmp_path):
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\nProse that must survive.\n")

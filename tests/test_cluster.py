@@ -4,6 +4,7 @@ each on free ports in a temp dir. Run alone with `make test-cluster`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -23,9 +24,10 @@ from shopstream.devstack.spark_cluster import LocalSparkCluster
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
 from shopstream.validation import RDD_OUTPUT
-from tests import iceberg_read
+from tests import duckdb_oracle, iceberg_read, oracle
 from tests.dates import days_ago
-from tests.kafka_read import read_topic
+from tests.duckdb_oracle import ORACLE_COLUMNS
+from tests.kafka_read import distinct_events, read_topic
 from tests.raw_rows import read_raw, write_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -213,47 +215,50 @@ def test_workers_roll_executor_logs_and_delete_a_finished_applications_folder(sp
     assert not any(folder.exists() for folder in mine), "a finished application's folder was kept"
 
 
-def dag_outputs(data, date: str) -> dict[str, list]:
-    """Every published output of one date, as sorted rows (tables) or lines (the RDD job's text)."""
-    found = {name: sorted(iceberg_read.rows(name, where=f"date = DATE '{date}'")) for name in OUTPUTS}
+def published_rows(data, date: str) -> dict[str, list]:
+    """Every published output of one date in the oracle's columns and order (tables), and the RDD
+    job's text as (date, product, revenue) rows."""
+    found = {}
+    for name, columns in ORACLE_COLUMNS.items():
+        columns = columns.replace("hour,", "timezone('UTC', hour) AS hour,")  # the oracle's naive UTC hour
+        found[name] = iceberg_read.rows(name, columns, order="ALL", where=f"date = DATE '{date}'")
     rdd = publication.output_dir(data / "transformed", publication.published_version(date), RDD_OUTPUT, date)
-    found[RDD_OUTPUT] = sorted(line for p in rdd.glob("part-*") for line in p.read_text().splitlines())
+    lines = sorted(line.split("\t") for p in rdd.glob("part-*") for line in p.read_text().splitlines())
+    found[RDD_OUTPUT] = [
+        (dt.date.fromisoformat(date), product, Decimal(revenue)) for product, revenue in lines
+    ]
     return found
 
 
-def test_the_dag_in_the_cluster_profile_equals_the_local_profile(kafka_cluster, spark_cluster, tmp_path,
-                                                                 monkeypatch, lake_namespace):  # fmt: skip
+def test_the_dag_in_the_cluster_profile_equals_the_oracle(kafka_cluster, spark_cluster, tmp_path, monkeypatch,
+                                                          lake_catalog, lake_namespace):  # fmt: skip
+    """The local profile's code, pointed at the cluster by configuration alone (3 secured brokers,
+    a Spark master): every output of the date equals the oracle over the events read back."""
     from shopstream.airflow.run_local import run_dag
-    from shopstream.devstack.kafka_broker import throwaway_broker
 
     date = days_ago(2)
-    outputs = {}
-    with throwaway_broker(tmp_path / "local-kafka") as local_broker:
-        # Each stack: its brokers, its Spark master, and the producer's and the jobs' logins.
-        secured = (kafka_cluster.client_config("producer"), kafka_cluster.client_config("spark"))
-        stacks = {"local": (local_broker.bootstrap, "local[2]", {}, {}),
-                  "cluster": (kafka_cluster.bootstrap, spark_cluster.master_url, *secured)}  # fmt: skip
-        for name, (bootstrap, master, producer, pipeline) in stacks.items():
-            home = tmp_path / name
-            monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
-            monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
-            monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", bootstrap)
-            monkeypatch.setenv("SHOPSTREAM_SPARK_MASTER", master)
-            monkeypatch.setenv("SHOPSTREAM_KAFKA_CONFIG", json.dumps(pipeline))
-            monkeypatch.setenv("SHOPSTREAM_LAKE_NAMESPACE", f"{lake_namespace}_{name}")
-            sim = subprocess.run(
-                [str(order_sim_binary()), "--brokers", bootstrap, "--topic", ORDERS_TOPIC, "--count", "2000",
-                 "--seed", "81", "--malformed-ratio", "0.02", "--start", date, "--span", "24h"],
-                capture_output=True, text=True,
-                env={**os.environ, "SHOPSTREAM_KAFKA_CONFIG": json.dumps(producer)},
-            )  # fmt: skip
-            assert sim.returncode == 0, sim.stderr[-2000:]
-            result = run_dag(date, expected_events=2000, retries=0, quiet=True)
-            assert result["state"] == "success", (name, result)
-            outputs[name] = dag_outputs(home / "data", date)
-    assert set(outputs["local"]) == {"hourly_sales", "top_products", "regional_revenue", "status_by_category",
-                                     "sales_by_product", "rdd_revenue_by_product"}  # fmt: skip
-    assert outputs["cluster"] == outputs["local"]
+    home = tmp_path / "cluster"
+    monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
+    monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", kafka_cluster.bootstrap)
+    monkeypatch.setenv("SHOPSTREAM_SPARK_MASTER", spark_cluster.master_url)
+    monkeypatch.setenv("SHOPSTREAM_KAFKA_CONFIG", json.dumps(kafka_cluster.client_config("spark")))
+    monkeypatch.setenv("SHOPSTREAM_LAKE_NAMESPACE", f"{lake_namespace}_cluster")
+    sim = order_sim(kafka_cluster, ORDERS_TOPIC, "--count", "2000", "--seed", "81",
+                    "--malformed-ratio", "0.02", "--start", date, "--span", "24h")  # fmt: skip
+    assert sim.wait(120) == 0, sim.stderr.read()
+
+    result = run_dag(date, expected_events=2000, retries=0, quiet=True)
+
+    assert result["state"] == "success", result
+    topic = read_topic(kafka_cluster.bootstrap, ORDERS_TOPIC, 2000, login=login(kafka_cluster, "admin"))
+    events = distinct_events([json.loads(m.value) for m in topic if not oracle.problems(m.value)])
+    truth = duckdb_oracle.connect([e for e in events if e["timestamp"].startswith(date)])
+    got = published_rows(home / "data", date)
+    assert set(got) == {*OUTPUTS, RDD_OUTPUT}
+    for output in got:
+        want = duckdb_oracle.expected(truth, output)
+        assert sorted(got[output]) == sorted(want) and want, output
 
 
 def test_clients_without_a_login_or_with_a_wrong_password_are_refused(kafka_cluster):
