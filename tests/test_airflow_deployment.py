@@ -2,9 +2,10 @@
 server, the scheduler, the dag-processor and the triggerer as processes on free ports, LocalExecutor,
 the metadata in PostgreSQL. Nobody triggers a run: the deployment unpauses `ecommerce_pipeline`,
 the scheduler itself creates the closed day's run and the executor completes it; the published
-analytics equal the DuckDB oracle over the events read back from Kafka. A task that fails once is
-retried by the scheduler after the (shortened) delay; one that keeps failing fails the run and its
-alert arrives at a real SMTP server. `airflow backfill create` makes the scheduler run three past
+analytics equal the DuckDB oracle over the events read back from Kafka. That run's ingest task
+fails once (someone's ingest holds the raw sink when it starts) and the scheduler retries it after
+the (shortened) delay; a task that keeps failing fails its run and its alert arrives at a real SMTP
+server. `airflow backfill create` makes the scheduler run three past
 dates, oldest first; the admin finds the run's eight tasks successful in the UI's grid (Debian's
 Chromium)."""
 
@@ -18,6 +19,7 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -64,9 +66,9 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture(scope="module")
-def deployment(broker, serving_db, lake_catalog, mailbox, tmp_path_factory) -> Iterator[AirflowDeployment]:
-    from shopstream.airflow.connections import local_connections
-
+def pipeline_home(broker, serving_db, tmp_path_factory) -> Iterator[Path]:
+    """The pipeline's settings for the deployment and this module (its own folders, the broker, the
+    store, one retry after a short delay, alerts by mail), and the closed day's events in the topic."""
     home = tmp_path_factory.mktemp("airflow")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
@@ -80,14 +82,48 @@ def deployment(broker, serving_db, lake_catalog, mailbox, tmp_path_factory) -> I
         # The day's events are in the topic before the scheduler may start its run.
         produce(broker, ORDERS_TOPIC, "--count", str(COUNT), "--seed", "61", "--malformed-ratio", "0.03",
                 "--start", DATE, "--span", "24h")  # fmt: skip
-        airflow = AirflowDeployment(home / "airflow", free_port(), metadata_database_uri(serving_db.dsn),
-                                    connections={**local_connections(), "smtp_default": mailbox.connection()},
-                                    unpaused=(DAG_ID,))  # fmt: skip
-        airflow.start()
-        try:
-            yield airflow
-        finally:
-            airflow.stop()
+        yield home
+
+
+@pytest.fixture(scope="module")
+def someones_ingest(pipeline_home) -> Iterator[WriterLock]:
+    """Someone's ingest run, holding the raw sink when the scheduler's first run starts."""
+    lock = WriterLock(paths().ingest_checkpoints)
+    assert lock.acquire(AVAILABLE_NOW)
+    yield lock
+    lock.release()
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    pipeline_home, someones_ingest, serving_db, lake_catalog, mailbox
+) -> Iterator[AirflowDeployment]:
+    from shopstream.airflow.connections import local_connections
+
+    airflow = AirflowDeployment(pipeline_home / "airflow", free_port(), metadata_database_uri(serving_db.dsn),
+                                connections={**local_connections(), "smtp_default": mailbox.connection()},
+                                unpaused=(DAG_ID,))  # fmt: skip
+    airflow.start()
+    try:
+        yield airflow
+    finally:
+        airflow.stop()
+
+
+@pytest.fixture(scope="module")
+def scheduled_run(deployment, someones_ingest) -> dict:
+    """The run the scheduler creates for the closed day, finished. Its ingest task's first try
+    fails (`someones_ingest` holds the sink); once it waits for its retry, the sink is let go, so
+    the retry succeeds."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (runs := [r for r in deployment.dag_runs(DAG_ID) if r["run_id"].startswith("scheduled__")]):
+        assert time.monotonic() < deadline, "the scheduler made no run"
+        time.sleep(2)
+    try:
+        wait_for_task_state(deployment, runs[0]["run_id"], "run_streaming_job", "up_for_retry")
+    finally:
+        someones_ingest.release()
+    return finished_run(deployment, runs[0]["run_id"])
 
 
 def finished_run(airflow: AirflowDeployment, run_id: str | None = None, timeout=RUN_TIMEOUT_S) -> dict:
@@ -99,8 +135,8 @@ def finished_run(airflow: AirflowDeployment, run_id: str | None = None, timeout=
     return airflow_runs.wait_for(airflow, wanted, 1, EVER, timeout)[-1]
 
 
-def test_the_scheduler_creates_and_completes_the_closed_days_run(deployment, broker):
-    run = finished_run(deployment)
+def test_the_scheduler_creates_and_completes_the_closed_days_run(deployment, scheduled_run, broker):
+    run = scheduled_run
 
     assert run["run_id"].startswith("scheduled__") and run["logical_date"].startswith(DATE), run
     assert run["state"] == "success", deployment.task_states(DAG_ID, run["run_id"])
@@ -160,30 +196,20 @@ def tries(metadata_db: str, run_id: str, task_id: str) -> list[tuple[int, dt.dat
         ).fetchall()
 
 
-def test_a_task_that_fails_once_is_retried_after_the_delay_and_the_run_succeeds(deployment, serving_db):
-    """Someone's ingest run holds the raw sink while the DAG's starts: its first try fails naming
-    that writer; the scheduler retries it after the delay, the sink is free, the run succeeds."""
-    finished_run(deployment)  # the scheduler's own run first (one run at a time)
-    someone = WriterLock(paths().ingest_checkpoints)
-    assert someone.acquire(AVAILABLE_NOW)
-    try:
-        run_id = deployment.trigger(DAG_ID, {"run_date": DATE})
-        wait_for_task_state(deployment, run_id, "run_streaming_job", "up_for_retry")
-    finally:
-        someone.release()
-
-    run = finished_run(deployment, run_id)
-
-    assert run["state"] == "success", deployment.task_states(DAG_ID, run_id)
+def test_a_task_that_fails_once_is_retried_after_the_delay_and_the_run_succeeds(scheduled_run, serving_db):
+    """The scheduled run's ingest task failed naming the sink's writer; the scheduler retried it
+    after the delay, the sink was free, the run succeeded (`scheduled_run`)."""
+    assert scheduled_run["state"] == "success"
     (first, _, failed_at), (second, retried_at, _) = tries(
-        metadata_database_uri(serving_db.dsn), run_id, "run_streaming_job"
+        metadata_database_uri(serving_db.dsn), scheduled_run["run_id"], "run_streaming_job"
     )
     assert (first, second) == (1, 2)
     assert (retried_at - failed_at).total_seconds() >= RETRY_DELAY_S, "retried after the delay"
 
 
-def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(deployment, mailbox):
-    finished_run(deployment)
+def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(
+    deployment, scheduled_run, mailbox
+):
     received = mailbox.received
     someone = WriterLock(paths().ingest_checkpoints)
     assert someone.acquire(AVAILABLE_NOW)
@@ -205,9 +231,8 @@ def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(d
 
 
 def test_an_airflow_backfill_runs_three_past_dates_oldest_first_each_published_and_correct(
-    deployment, broker
+    deployment, scheduled_run, broker
 ):
-    finished_run(deployment)
     before = outputs_of(DATE)
     produced = produce(broker, ORDERS_TOPIC, "--count", str(PAST_COUNT), "--seed", "67",
                        "--start", PAST[0].isoformat(), "--span", "72h")  # fmt: skip
@@ -235,10 +260,10 @@ def run_span(airflow: AirflowDeployment, run_id: str) -> tuple[dt.datetime, dt.d
     return dt.datetime.fromisoformat(run["start_date"]), dt.datetime.fromisoformat(run["end_date"])
 
 
-def test_the_admin_finds_the_runs_eight_tasks_successful_in_the_uis_grid(deployment, tmp_path):
+def test_the_admin_finds_the_runs_eight_tasks_successful_in_the_uis_grid(deployment, scheduled_run, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    run = finished_run(deployment)
+    run = scheduled_run
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
