@@ -191,15 +191,6 @@ def record_failure(date: str, version: str, fingerprint: str, checks: int, faile
 # --- what to transform -----------------------------------------------------------------------
 
 
-def changed_dates(candidates: list[str]) -> dict[str, dict]:
-    """Of `candidates`, the dates whose valid raw rows changed since the snapshot their published
-    version was computed from (new or late events, re-deliveries), or that were never published
-    and have raw rows; with their current inputs (`raw_table.date_inputs`)."""
-    fresh = published_fingerprints()
-    inputs = raw_table.date_inputs(candidates)
-    return {d: i.as_dict() for d, i in inputs.items() if i.rows and fresh.get(d) != i.fingerprint}
-
-
 def published_fingerprints(catalog=None) -> dict[str, str]:
     """Date -> the fingerprint of the raw inputs its published version was computed from."""
     return {date: p.raw_fingerprint for date, p in published_by_date(history(None, catalog)).items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from shopstream.devstack.processes import ManagedProcess, free_port
 # Trino 476 needs Java 24 or newer: the machine's second JDK, not the default Java 17.
 JAVA_HOME = os.environ.get("SHOPSTREAM_TRINO_JAVA_HOME", "/usr/lib/jvm/temurin-25-jdk-amd64")
 START_TIMEOUT_S = 180
+NODES_TIMEOUT_S = 60
 
 
 def server_home() -> Path:
@@ -77,3 +79,20 @@ def trino_server(catalog_file: Path, folder: Path) -> Iterator[int]:
         yield port
     finally:
         server.stop()
+
+
+def execute(cursor, sql: str) -> list:
+    """`sql`'s rows. Right after the start, the coordinator may not yet list itself as a node of
+    the catalog (NO_NODES_AVAILABLE: its node list is refreshed every few seconds, apart from the
+    readiness `ready` sees): such a query is tried again, for up to NODES_TIMEOUT_S."""
+    import trino
+
+    deadline = time.monotonic() + NODES_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute(sql)
+            return cursor.fetchall()
+        except trino.exceptions.TrinoQueryError as error:
+            if error.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                raise
+            time.sleep(1)

@@ -74,14 +74,14 @@ Daily analytics of the shop's order events.
 1. **check_kafka_topic**: `ecommerce_orders` exists and holds events (Connection `kafka_default`),
    and the ingest can read on from its checkpoint: no events the retention deleted unread, no topic
    created again (unless the run accepts the loss, below). Fails without retries.
-2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → `raw/` Parquet,
-   `verdict=valid/` by `date` (+ `verdict=quarantined/` for rejected records, with the reason),
-   exactly once through its checkpoint, up to the topic's end offsets taken no earlier than the
-   run date's midnight + 5 minutes. When the live ingest service runs, it starts no query but waits
-   for the service to commit those offsets.
-3. **wait_for_raw_data**: the raw sink has committed rows of the run date (Connection `fs_default`);
-   then plans the run: the run date plus every date of the last 7 whose raw rows changed since they
-   were published (late events, re-deliveries), their raw files pinned in a new version.
+2. **run_streaming_job**: Spark Structured Streaming, `--available-now`: Kafka → the Iceberg table
+   `lake.shopstream.raw_events`, valid rows by `date` (`verdict = 'valid'`) and rejected records
+   with their reason (`verdict = 'quarantined'`), exactly once through its checkpoint, up to the
+   topic's end offsets taken no earlier than the run date's midnight + 5 minutes. When the live
+   ingest service runs, it starts no query but waits for the service to commit those offsets.
+3. **wait_for_raw_data**: the raw table's current snapshot holds rows of the run date; then plans
+   the run: the run date plus every date of the last 7 whose raw rows changed since they were
+   published (late events, re-deliveries), the raw table's snapshot pinned in a new version.
 4. **run_rdd_etl** / **run_df_etl**: the batch jobs for the planned dates (Connection
    `spark_default`), each event counted once: the RDD job's text into the run's version of
    `transformed/`, the DataFrame job's outputs into the run's branch of the Iceberg tables
@@ -96,7 +96,7 @@ Params: `run_date` (YYYY-MM-DD: a manual run that names the date to transform; d
 data interval, i.e. the previous day), `expected_events` (minimum number of messages the topic must
 hold), `accept_data_loss` (default false: when the topic's retention deleted events before the
 ingest read them, or the topic was created again, `run_streaming_job` fails naming them; a manual
-run with it true records the gap in `raw/_data_loss.json` and goes on).
+run with it true records the gap in `_data_loss.json` beside the ingest's checkpoint and goes on).
 """
 
 
@@ -166,7 +166,7 @@ def common_dag_settings() -> dict:
 def build_ecommerce_dag() -> DAG:
     with DAG(
         dag_id=DAG_ID,
-        description="Kafka -> Spark streaming -> raw Parquet -> RDD + DataFrame ETL -> validation",
+        description="Kafka -> Spark streaming -> raw Iceberg table -> RDD + DataFrame ETL -> validation",
         doc_md=DOC,
         schedule=DAILY,
         **common_dag_settings(),
