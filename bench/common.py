@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,36 @@ BROKER_HEAP = LocalBroker.heap  # what `make broker-up` runs with: benchmarks me
 PARTITIONS = 3
 # The producer settings order-sim uses; the reference tools get the same ones.
 PRODUCER_PROPS = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5", "compression.type": "lz4"}
+
+
+def run_stoppable(command: list[str], timeout: float, **popen_options) -> subprocess.CompletedProcess:
+    """`subprocess.run(command, capture_output=True, text=True)` in a process group of its own:
+    on timeout, or when this process is stopped meanwhile (SIGTERM: `exit_on_sigterm`), the group
+    gets SIGTERM first, so a script's cleanup (`make run`'s trap, `bench.run`'s context managers)
+    stops the broker and database it started; SIGKILL only 60 s later. Raises TimeoutExpired."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, **popen_options)  # fmt: skip
+    try:
+        stdout, stderr = child.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+        raise
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends this process through its `finally`s and context managers (which stop the broker
+    and database it started), as Ctrl-C would, instead of at once."""
+    signal.signal(signal.SIGTERM, _exit_by_signal)
+
+
+def _exit_by_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def order_sim(*args: str, max_rss_file: Path | None = None) -> dict:

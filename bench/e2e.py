@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
 
-from bench.common import temp_home
+from bench.common import run_stoppable, temp_home
 from shopstream.config import REPO_ROOT, paths
 from shopstream.devstack.processes import free_port
 
@@ -43,8 +42,7 @@ def measure(count: int = 500, live_feed: int = 2000) -> dict:
                      "SHOPSTREAM_LAKE_NAMESPACE"):  # fmt: skip
             env.pop(name, None)
         started = time.monotonic()
-        result = subprocess.run(["bash", "scripts/run_pipeline.sh", str(count)], cwd=REPO_ROOT, env=env,
-                                capture_output=True, text=True, timeout=1200)  # fmt: skip
+        result = run_stoppable(["bash", "scripts/run_pipeline.sh", str(count)], 1200, cwd=REPO_ROOT, env=env)
         seconds = time.monotonic() - started
         if result.returncode != 0:
             raise RuntimeError(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import batch, e2e, latency, live, producer, streaming, table_growth
-from bench.common import bench_broker, bench_lake, temp_home
+from bench.common import bench_broker, bench_lake, exit_on_sigterm, temp_home
 from shopstream.config import REPO_ROOT, paths
 from shopstream.devstack.kafka_broker import LocalBroker
 
@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     output = args.output or (paths().state / "bench-smoke.md" if args.smoke else DOC)
 
+    exit_on_sigterm()  # a stopped bench still stops its broker and database
     started = time.monotonic()
     rows: list[Row] = []
     failed: list[str] = []

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench.batch import MAX_WARM_UP_RUNS, steady_state
+from bench.common import run_stoppable
 from shopstream.config import REPO_ROOT
 
 STAGES = (
@@ -48,16 +49,37 @@ def test_steady_state_stops_warming_up_at_its_limit_and_without_warm_up_runs_onc
     assert steady_state(replay(7.0), warm_up=False) == {"job": 7.0, "warm_up_runs": 0}
 
 
+def test_a_bench_that_overruns_is_stopped_by_sigterm_and_its_cleanup_runs(tmp_path):
+    # What `make run` does at exit (its trap stops the broker it started); the run overruns.
+    script = f"trap 'echo stopped > {tmp_path}/broker' EXIT; echo started > {tmp_path}/broker; sleep 60"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_stoppable(["bash", "-c", script], timeout=2)
+    assert (tmp_path / "broker").read_text() == "stopped\n"
+
+
+def test_sigterm_ends_a_bench_through_its_context_managers(tmp_path):
+    code = (
+        "import contextlib, os, signal, sys\n"
+        "from bench.common import exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        "with contextlib.ExitStack() as stack:\n"
+        f"    stack.callback(lambda: open('{tmp_path}/broker', 'w').write('stopped'))\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 143
+    assert (tmp_path / "broker").read_text() == "stopped"
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(900)  # ≈ 5 min alone; twice that beside the other worker's heaviest tests
 def test_smoke_run_writes_a_complete_table_around_existing_text(tmp_path):
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\nProse that must survive.\n")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    # Stopped by SIGTERM if it overruns, so that it stops its broker and database too.
+    result = run_stoppable([sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)], 840,
+                           cwd=REPO_ROOT)  # fmt: skip
 
     assert result.returncode == 0, result.stderr[-3000:]
     text = output.read_text()
