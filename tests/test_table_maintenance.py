@@ -12,7 +12,7 @@ import pytest
 from shopstream import daily_tables
 from shopstream.spark import table_maintenance
 from shopstream.spark.lake_init import ensure_namespace
-from shopstream.spark.output_tables import ensure_table, write_to_branch
+from shopstream.spark.output_tables import ensure_output_table, write_to_branch
 from shopstream.spark.status_table import STATUS_TABLE, ensure_status_table, merge_batch
 from tests import iceberg_read
 
@@ -28,7 +28,7 @@ def test_a_republished_date_is_compacted_to_one_snapshot_and_file_and_orphans_go
         "AS hour, id AS orders FROM range(24)"
     )
     ensure_namespace(spark)
-    ensure_table(spark, "hourly_sales", frame)
+    ensure_output_table(spark, "hourly_sales", frame)
     for run in RUNS:  # the same date published by four runs, each from its own branch
         write_to_branch(spark, "hourly_sales", frame, ["hour"], run)
         daily_tables.publish_output("hourly_sales", DAY, run)

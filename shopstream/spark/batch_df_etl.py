@@ -34,7 +34,7 @@ from shopstream.spark.batch import COPIES, RunInputs, batch_main, events_once, r
 from shopstream.spark.comet import log_native_coverage
 from shopstream.spark.lake_init import ensure_namespace
 from shopstream.spark.orders import event_cents, revenue_sign
-from shopstream.spark.output_tables import ensure_table, write_to_branch
+from shopstream.spark.output_tables import ensure_output_table, write_to_branch
 from shopstream.spark.session import exit_after, get_spark, job_logger
 
 log = job_logger("df_etl")
@@ -181,7 +181,7 @@ def run(inputs: RunInputs, spark=None) -> dict[str, int]:
 
         def write_observed(name: str) -> None:
             frame, sort_by = frames[name]
-            ensure_table(spark, name, frame)
+            ensure_output_table(spark, name, frame)
             write_to_branch(spark, name, frame.observe(observations[name], *counters[name]), sort_by,
                             inputs.version)  # fmt: skip
 

@@ -12,7 +12,7 @@ from shopstream.lake import spark_table
 from shopstream.spark import lake_init
 
 
-def ensure_table(spark: SparkSession, output: str, frame: DataFrame) -> str:
+def ensure_output_table(spark: SparkSession, output: str, frame: DataFrame) -> str:
     """The output's table, created with `frame`'s schema if missing (no Spark job runs): partitioned
     by `date` (and `bucket(4, product_id)` for sales_by_product). Returns its Spark SQL name."""
     layout = f"date, bucket({BUCKETS}, {BUCKET_COLUMN})" if output == BUCKETED_OUTPUT else "date"
@@ -23,7 +23,7 @@ def write_to_branch(spark: SparkSession, output: str, frame: DataFrame, sort_by:
                     version: str) -> None:  # fmt: skip
     """Replaces the dates present in `frame` on the run's branch of the output's table (made from
     `main` if new), leaving its other dates alone; sorted within each date, so that a re-run of a
-    date writes the same rows in the same order. The table must exist (`ensure_table`)."""
+    date writes the same rows in the same order. The table must exist (`ensure_output_table`)."""
     name = spark_table(output)
     branch = branch_for(version)
     spark.sql(f"ALTER TABLE {name} CREATE BRANCH IF NOT EXISTS `{branch}`")
