@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,10 @@ class LocalCluster:
                 time.sleep(0.2)
 
     def stop(self) -> bool:
-        return any([broker.stop() for broker in self.brokers])
+        """Stops every node at once: one after the other, the last node waits for a controller
+        quorum that is gone until its stop times out (39 s for three nodes, 3 s at once)."""
+        with ThreadPoolExecutor(max_workers=len(self.brokers)) as pool:
+            return any(list(pool.map(lambda broker: broker.stop(), self.brokers)))
 
     # For `service_main`.
     name = "Kafka cluster"
