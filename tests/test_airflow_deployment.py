@@ -230,6 +230,7 @@ def test_a_task_that_keeps_failing_fails_the_run_and_its_alert_arrives_by_mail(
     assert "try 2" in alert.get_body(("html",)).get_content(), "sent once, after the last try"
 
 
+@pytest.mark.timeout(1200)  # three DAG runs: 3.5 min alone, 6.5-7.5 min in the suite
 def test_an_airflow_backfill_runs_three_past_dates_oldest_first_each_published_and_correct(
     deployment, scheduled_run, broker
 ):
