@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -146,6 +147,14 @@ class ManagedProcess:
             os.killpg(pid, signal.SIGKILL)
             while pid_alive(pid):
                 time.sleep(0.05)
+
+
+def stop_at_once(stops: Sequence[Callable[[], bool]]) -> bool:
+    """Runs every stop at the same time (each SIGTERMs one process and waits for it); returns
+    whether any of them had a process running. For the processes of one stack: stopped one after
+    the other, a later one may wait for an earlier one that is gone (a Kafka node for its quorum)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(stops))) as pool:
+        return any(list(pool.map(lambda stop: stop(), stops)))
 
 
 class Service(Protocol):
