@@ -254,6 +254,13 @@ def lateness_days() -> int:
     return int(os.environ.get("SHOPSTREAM_LATENESS_DAYS", LATENESS_DAYS))
 
 
+def extra_jvm_options() -> list[str]:
+    """`SHOPSTREAM_JVM_OPTIONS`: added to every JVM shopstream starts (the Spark jobs' drivers and
+    executors, the local Kafka brokers); the tests' `-XX:TieredStopAtLevel=1` spares the optimizing
+    compiler's work in JVMs that exit within a minute."""
+    return os.environ.get("SHOPSTREAM_JVM_OPTIONS", "").split()
+
+
 def order_sim_binary() -> Path:
     return _path_from_env("SHOPSTREAM_ORDER_SIM", REPO_ROOT / "target" / "release" / "order-sim")
 

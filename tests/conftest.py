@@ -26,6 +26,10 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 _WAREHOUSE = tempfile.mkdtemp(prefix="warehouse-")
 atexit.register(shutil.rmtree, _WAREHOUSE, ignore_errors=True)
 os.environ["SHOPSTREAM_WAREHOUSE"] = Path(_WAREHOUSE).as_uri()
+# The tests' JVMs (Spark jobs, brokers) handle a few thousand events and exit before the optimizing
+# compiler's work pays off: C1 alone, a third less CPU per DAG run (docs/benchmarks.md, "Session
+# 26"). The benchmarks keep the default.
+os.environ.setdefault("SHOPSTREAM_JVM_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 from shopstream.config import order_sim_binary  # noqa: E402
 from shopstream.devstack.kafka_broker import LocalBroker, throwaway_broker  # noqa: E402

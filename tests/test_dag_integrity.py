@@ -90,6 +90,15 @@ def test_every_spark_task_gets_spark_defaults_and_one_class_path_for_the_class_a
     assert len({conf["spark.driver.extraClassPath"] for conf in confs.values()}) == 1
 
 
+def test_the_extra_jvm_options_reach_every_spark_tasks_driver_and_executors(dag):
+    # conftest sets SHOPSTREAM_JVM_OPTIONS for the tests' JVMs.
+    for task_id in ("run_streaming_job", "run_rdd_etl", "run_df_etl"):
+        conf = dag.get_task(task_id).conf
+        for side in ("driver", "executor"):
+            options = conf[f"spark.{side}.extraJavaOptions"].split()
+            assert "-XX:TieredStopAtLevel=1" in options, (task_id, side)
+
+
 def test_connections_and_run_date_parameters(dag):
     tasks = {t.task_id: t for t in dag.tasks}
     assert tasks["check_kafka_topic"].op_kwargs["conn_id"] == "kafka_default"

@@ -23,3 +23,11 @@ def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(
 
     meta = (broker.data_dir / "meta.properties").read_text()
     assert f"cluster.id={dash_id}" in meta
+
+
+def test_the_extra_jvm_options_reach_the_brokers_jvm(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPSTREAM_JVM_OPTIONS", "-XX:TieredStopAtLevel=1 -Xss2m")
+    (tmp_path / "kafka_2.13-4.1.1.jar").touch()
+    command = LocalBroker(home=tmp_path, jars=tmp_path)._java("kafka.Kafka")
+    assert command[command.index("-XX:TieredStopAtLevel=1") + 1] == "-Xss2m"
+    assert command[-1] == "kafka.Kafka"

@@ -24,6 +24,7 @@ from shopstream.config import (
     DEFAULT_KAFKA_BOOTSTRAP,
     DEFAULT_KAFKA_CONTROLLER_PORT,
     REPO_ROOT,
+    extra_jvm_options,
     paths,
 )
 from shopstream.devstack.kafka_security import Credentials, listeners
@@ -113,6 +114,7 @@ class LocalBroker:
             "java",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
+            *extra_jvm_options(),
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             "-cp",

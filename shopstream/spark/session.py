@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NoReturn
 
-from shopstream.config import REPO_ROOT, paths, spark_master
+from shopstream.config import REPO_ROOT, extra_jvm_options, paths, spark_master
 from shopstream.spark.class_archive import archive_java_options
 from shopstream.spark.comet import comet_class_path_conf, comet_conf
 
@@ -43,6 +43,11 @@ def kafka_connector_jars(required: bool = True) -> list[str]:
 JVM_OPTIONS = "-XX:+UseParallelGC -XX:-DontCompileHugeMethods"
 
 
+def jvm_options() -> str:
+    """JVM_OPTIONS, then `SHOPSTREAM_JVM_OPTIONS` (`config.extra_jvm_options`)."""
+    return " ".join([JVM_OPTIONS, *extra_jvm_options()])
+
+
 def spark_defaults() -> dict[str, str]:
     """config/spark/spark-defaults.conf (`key value` lines, `#` comments) as settings."""
     lines = (line.strip() for line in SPARK_DEFAULTS.read_text().splitlines())
@@ -52,7 +57,7 @@ def spark_defaults() -> dict[str, str]:
 def job_java_options(class_archive: bool = True) -> str:
     """The driver JVM's options: the collector, Derby's and log4j's files, the class archive."""
     options = [
-        JVM_OPTIONS,
+        jvm_options(),
         f"-Dderby.system.home={paths().state / 'derby'}",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
     ]
@@ -69,7 +74,7 @@ def job_conf(comet: bool = True, required: bool = True) -> dict[str, str]:
         **spark_defaults(),
         "spark.sql.warehouse.dir": str(paths().state / "spark-warehouse"),
         "spark.driver.extraJavaOptions": job_java_options(),
-        "spark.executor.extraJavaOptions": JVM_OPTIONS,
+        "spark.executor.extraJavaOptions": jvm_options(),
         "spark.python.daemon.module": "shopstream.spark.worker_daemon",
         **comet_class_path_conf(required=required and comet),
         **(comet_conf() if comet else {}),
