@@ -13,8 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-STATE=${SHOPSTREAM_STATE_DIR:-$ROOT/.state}
-STAMPS=$STATE/stamps
+# Installed where the code looks for it (shopstream.config: SHOPSTREAM_JARS_DIR, else .state/jars;
+# tests/trino_server.py), whatever SHOPSTREAM_STATE_DIR says: that is a run's state, not the install.
+INSTALL=$ROOT/.state
+JARS=${SHOPSTREAM_JARS_DIR:-$INSTALL/jars}
+STAMPS=$INSTALL/stamps
 mkdir -p "$STAMPS"
 PYTHON=${PYTHON:-python3}
 
@@ -80,7 +83,7 @@ trino_server() {
   # tarball alone (`dependency:copy`: its plugins are dependencies of its POM, some not on Maven
   # Central); its plugins other than Iceberg's go: 0.9 GB less, and it starts in ~20 s. Trino 476
   # needs Java 24 or newer: the machine's second JDK (Temurin 25), never the default Java 17.
-  local version=476 out=$STATE/trino
+  local version=476 out=$INSTALL/trino
   if up_to_date trino "$version" && [ -x "$out/server/bin/launcher" ]; then
     echo "Trino up to date"; return
   fi
@@ -101,16 +104,16 @@ rust_binary() {
 
 python_env
 SPARK_VERSION=$(.venv/bin/python -c "import pyspark; print(pyspark.__version__)")
-maven_jars kafka config/maven/kafka-broker.pom.xml "$STATE/jars/kafka"
+maven_jars kafka config/maven/kafka-broker.pom.xml "$JARS/kafka"
 # Spark ships Hadoop, Scala, lz4 and snappy itself: copy only the connector's own jars.
-maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$STATE/jars/spark-kafka" \
+maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$JARS/spark-kafka" \
   -Dspark.version="$SPARK_VERSION" \
   -DincludeArtifactIds=spark-sql-kafka-0-10_2.13,spark-token-provider-kafka-0-10_2.13,kafka-clients,commons-pool2
 # Comet for that Spark line (its native library is inside the jar); Spark lacks only this Scala library.
-maven_jars comet config/maven/comet.pom.xml "$STATE/jars/comet" \
+maven_jars comet config/maven/comet.pom.xml "$JARS/comet" \
   -DincludeArtifactIds=comet-spark-spark4.1_2.13,scala-collection-compat_2.13
 # Apache Iceberg for that Spark line and the PostgreSQL JDBC driver of its catalog (shopstream.lake).
-maven_jars iceberg config/maven/iceberg.pom.xml "$STATE/jars/iceberg" \
+maven_jars iceberg config/maven/iceberg.pom.xml "$JARS/iceberg" \
   -DincludeArtifactIds=iceberg-spark-runtime-4.1_2.13,postgresql
 # Trained again whenever the JDK or a jar of the jobs' class path changed (it says so otherwise).
 .venv/bin/python -m shopstream.spark.train_class_archive
