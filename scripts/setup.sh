@@ -3,10 +3,12 @@
 #   .venv/                     Python (requirements.lock) with the shopstream package editable
 #   .state/jars/kafka/         Apache Kafka broker + tools (Maven Central)
 #   .state/jars/spark-kafka/   Spark's Kafka connector, same version as the installed pyspark
-#   .state/jars/iceberg/       Apache Iceberg's Spark runtime and the PostgreSQL JDBC driver (its catalog)
+#   .state/jars/iceberg/       Apache Iceberg's Spark runtime, its AWS bundle (S3FileIO) and the
+#                              PostgreSQL JDBC driver (its catalog)
 #   .state/jars/comet/         Apache DataFusion Comet (native Spark execution) for that Spark line
 #   .state/jars/class-archive/ the Spark jobs' class-data archive (AppCDS), trained for these jars
 #   .state/trino/server/       Trino (Maven Central), its Iceberg plugin only: the tests' third reader
+#   .state/s3-server/          moto's S3-compatible server (PyPI, its own venv): the tests' object storage
 #   target/release/order-sim   the Rust producer
 #   Debian packages            libssl-dev, postgresql, chromium, chromium-driver (apt-get)
 # Idempotent: each step is skipped when the stamp of its inputs is unchanged.
@@ -96,6 +98,20 @@ trino_server() {
   echo "$version" > "$STAMPS/trino"
 }
 
+s3_server() {
+  # The tests put a warehouse in object storage: moto's S3 server, in a venv of its own (its AWS
+  # libraries pin versions Airflow's environment must not get).
+  local out=$INSTALL/s3-server fp
+  fp=$(fingerprint config/s3-server/requirements.txt)
+  if up_to_date s3-server "$fp" && [ -x "$out/bin/moto_server" ]; then
+    echo "S3 server up to date"; return
+  fi
+  step "moto's S3 server (PyPI) -> $out"
+  rm -rf "$out"; "$PYTHON" -m venv "$out"
+  "$out/bin/pip" install --quiet --disable-pip-version-check -r config/s3-server/requirements.txt
+  echo "$fp" > "$STAMPS/s3-server"
+}
+
 rust_binary() {
   openssl_headers
   step "Rust producer (cargo build --release)"
@@ -112,12 +128,13 @@ maven_jars spark-kafka config/maven/spark-kafka.pom.xml "$JARS/spark-kafka" \
 # Comet for that Spark line (its native library is inside the jar); Spark lacks only this Scala library.
 maven_jars comet config/maven/comet.pom.xml "$JARS/comet" \
   -DincludeArtifactIds=comet-spark-spark4.1_2.13,scala-collection-compat_2.13
-# Apache Iceberg for that Spark line and the PostgreSQL JDBC driver of its catalog (shopstream.lake).
+# Apache Iceberg for that Spark line, its S3 file IO, and the JDBC driver of its catalog (shopstream.lake).
 maven_jars iceberg config/maven/iceberg.pom.xml "$JARS/iceberg" \
-  -DincludeArtifactIds=iceberg-spark-runtime-4.1_2.13,postgresql
+  -DincludeArtifactIds=iceberg-spark-runtime-4.1_2.13,iceberg-aws-bundle,postgresql
 # Trained again whenever the JDK or a jar of the jobs' class path changed (it says so otherwise).
 .venv/bin/python -m shopstream.spark.train_class_archive
 trino_server
+s3_server
 rust_binary
 dashboard_packages
 echo; echo "setup complete"

@@ -11,7 +11,11 @@ alone points it elsewhere:
   `postgres` Connection; its extra `warehouse` names the warehouse). The DAGs' tasks resolve that
   Connection when they run (`shopstream.airflow.connections.use_lake_connection`, and the Spark
   jobs' environment), so a deployment defines it once like the others;
-- `SHOPSTREAM_WAREHOUSE`: the warehouse URI (file:///..., s3a://bucket/path, hdfs://...);
+- `SHOPSTREAM_WAREHOUSE`: the warehouse URI (file:///..., s3://bucket/path, hdfs://...);
+- `SHOPSTREAM_LAKE_IO`: Iceberg's file-IO catalog properties as a JSON object, or the Connection's
+  extras of that name (`s3.endpoint`, `s3.access-key-id`, `s3.secret-access-key`,
+  `s3.path-style-access`, `client.region`, `io-impl`): an s3://, s3a:// or s3n:// warehouse is
+  read and written through Iceberg's S3FileIO, its credentials else from the AWS default chain;
 - `SHOPSTREAM_LAKE_NAMESPACE`: the namespace of the tables (default `shopstream`; the tests give
   each module its own).
 
@@ -20,8 +24,9 @@ alone points it elsewhere:
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -34,6 +39,19 @@ CATALOG_DATABASE = "shopstream_catalog"
 LAKE_CONN_ID = "shopstream_lake"  # an Airflow `postgres` Connection id
 LAKE_CONN_ENV = f"AIRFLOW_CONN_{LAKE_CONN_ID.upper()}"  # where Airflow passes it to a process
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+LAKE_IO_ENV = "SHOPSTREAM_LAKE_IO"
+IO_PROPERTY_PREFIXES = ("s3.", "client.", "io-impl")  # Iceberg's file-IO catalog properties
+S3_SCHEMES = ("s3", "s3a", "s3n")  # what Iceberg's S3FileIO, PyIceberg and Trino's S3 file system read
+S3_FILE_IO = "org.apache.iceberg.aws.s3.S3FileIO"
+# Iceberg's (Java) property -> PyIceberg's and Trino's names of the same setting.
+PYICEBERG_IO_NAMES = {"client.region": "s3.region"}
+TRINO_IO_NAMES = {
+    "s3.endpoint": "s3.endpoint",
+    "client.region": "s3.region",
+    "s3.path-style-access": "s3.path-style-access",
+    "s3.access-key-id": "s3.aws-access-key",
+    "s3.secret-access-key": "s3.aws-secret-key",
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,11 @@ class LakeSettings:
     user: str  # as they are, not URI-encoded
     password: str
     warehouse: str  # a URI
+    io: dict[str, str] = field(default_factory=dict)  # Iceberg's file-IO properties (`s3.endpoint`...)
+
+    @property
+    def in_object_storage(self) -> bool:
+        return urlsplit(self.warehouse).scheme in S3_SCHEMES
 
     @property
     def jdbc_uri(self) -> str:
@@ -75,6 +98,15 @@ def _connection_warehouse() -> str | None:
     return airflow_connection_extra(value).get("warehouse") if value else None
 
 
+def _io_properties() -> dict[str, str]:
+    """SHOPSTREAM_LAKE_IO, else the file-IO properties among the Connection's extras."""
+    if os.environ.get(LAKE_IO_ENV):
+        return {str(k): str(v) for k, v in json.loads(os.environ[LAKE_IO_ENV]).items()}
+    value = os.environ.get(LAKE_CONN_ENV)
+    extra = airflow_connection_extra(value) if value else {}
+    return {k: v for k, v in extra.items() if k.startswith(IO_PROPERTY_PREFIXES)}
+
+
 def lake_settings() -> LakeSettings:
     """The catalog by configuration (see the module's docstring)."""
     parts = urlsplit(_catalog_dsn())
@@ -83,11 +115,20 @@ def lake_settings() -> LakeSettings:
     return LakeSettings(
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/"),
         user=unquote(parts.username or ""), password=unquote(parts.password or ""), warehouse=warehouse,
+        io=_io_properties(),
     )  # fmt: skip
 
 
+def iceberg_io(settings: LakeSettings) -> dict[str, str]:
+    """The file-IO properties Iceberg's Java catalogs get: S3FileIO for object storage unless
+    another `io-impl` is named (Hadoop's file systems have no s3:// and need no jar of AWS's)."""
+    default = {"io-impl": S3_FILE_IO} if settings.in_object_storage else {}
+    return {**default, **settings.io}
+
+
 def iceberg_jars(required: bool = True) -> list[str]:
-    """Iceberg's Spark runtime and the catalog's JDBC driver, as `make setup` resolved them."""
+    """Iceberg's Spark runtime, its AWS bundle (S3FileIO) and the catalog's JDBC driver, as `make
+    setup` resolved them."""
     jars = sorted(str(p) for p in paths().iceberg_jars.glob("*.jar"))
     if required and not jars:
         raise RuntimeError(f"no Iceberg jars in {paths().iceberg_jars}: run `make setup`")
@@ -110,20 +151,30 @@ def spark_conf(settings: LakeSettings) -> dict[str, str]:
         f"{prefix}.jdbc.schema-version": "V1",
         # PyIceberg commits too (publication): a session never plans on a table state it cached.
         f"{prefix}.cache-enabled": "false",
+        **{f"{prefix}.{key}": value for key, value in iceberg_io(settings).items()},
     }
 
 
 def airflow_connection(settings: LakeSettings) -> dict:
     """The Airflow Connection `shopstream_lake` (JSON form) of these settings: the catalog's
-    PostgreSQL database, the warehouse URI in its extra."""
+    PostgreSQL database, the warehouse URI and the file-IO properties in its extra."""
     return {"conn_type": "postgres", "host": settings.host, "port": settings.port, "login": settings.user,
             "password": settings.password, "schema": settings.database,
-            "extra": {"warehouse": settings.warehouse}}  # fmt: skip
+            "extra": {"warehouse": settings.warehouse, **settings.io}}  # fmt: skip
 
 
 def pyiceberg_properties(settings: LakeSettings) -> dict[str, str]:
-    """PyIceberg's `SqlCatalog(CATALOG, **these)`: the same catalog without a JVM."""
-    return {"uri": settings.sqlalchemy_uri, "warehouse": settings.warehouse}
+    """PyIceberg's `SqlCatalog(CATALOG, **these)`: the same catalog without a JVM (its file IO
+    chosen by the warehouse's scheme)."""
+    return {"uri": settings.sqlalchemy_uri, "warehouse": settings.warehouse, **_pyiceberg_io(settings.io)}
+
+
+def _pyiceberg_io(io: dict[str, str]) -> dict[str, str]:
+    """`io` by PyIceberg's names. It addresses S3 buckets by path unless forced to virtual hosts."""
+    named = {PYICEBERG_IO_NAMES.get(k, k): v for k, v in io.items() if k != "io-impl"}
+    if named.pop("s3.path-style-access", "true").lower() == "false":
+        named["s3.force-virtual-addressing"] = "true"
+    return named
 
 
 def namespace() -> str:
@@ -155,8 +206,8 @@ def open_catalog():
 
 def trino_properties(settings: LakeSettings) -> dict[str, str]:
     """A Trino catalog file (`etc/catalog/lake.properties`) for the same catalog: Trino's Iceberg
-    connector with its JDBC catalog (tested with Trino 476). A warehouse in object storage needs
-    Trino's settings for it added (e.g. `fs.native-s3.enabled=true` and the `s3.*` ones)."""
+    connector with its JDBC catalog (tested with Trino 476), and its file system for the warehouse:
+    local files, or its native S3 with the file-IO properties it has names for."""
     properties = {
         "connector.name": "iceberg",
         "iceberg.catalog.type": "jdbc",
@@ -169,6 +220,9 @@ def trino_properties(settings: LakeSettings) -> dict[str, str]:
     }
     if settings.warehouse.startswith("file:"):  # Trino reads local files only when told to
         properties |= {"fs.native-local.enabled": "true", "local.location": "/"}
+    if settings.in_object_storage:
+        properties |= {"fs.native-s3.enabled": "true"}
+        properties |= {TRINO_IO_NAMES[k]: v for k, v in settings.io.items() if k in TRINO_IO_NAMES}
     return properties
 
 
@@ -180,7 +234,7 @@ def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, .
     (folder / "trino").mkdir(parents=True, exist_ok=True)
     properties = pyiceberg_properties(settings)
     pyiceberg = f"catalog:\n  {CATALOG}:\n    type: sql\n" + "".join(
-        f"    {k}: {v}\n" for k, v in properties.items()
+        f"    {k}: {json.dumps(v)}\n" for k, v in properties.items()  # a JSON string is a YAML string
     )
     spark = {
         **spark_conf(settings), "spark.jars": ",".join(iceberg_jars()), "spark.ui.enabled": "false",

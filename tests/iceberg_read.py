@@ -12,14 +12,13 @@ from shopstream.lake import CATALOG, lake_settings, namespace, pyiceberg_propert
 
 
 @functools.cache
-def _catalog(uri: str, warehouse: str) -> SqlCatalog:
-    return SqlCatalog(CATALOG, uri=uri, warehouse=warehouse)
+def _catalog(properties: frozenset[tuple[str, str]]) -> SqlCatalog:
+    return SqlCatalog(CATALOG, **dict(properties))
 
 
 def catalog() -> SqlCatalog:
-    """The catalog the test's settings name (one client per catalog database)."""
-    properties = pyiceberg_properties(lake_settings())
-    return _catalog(properties["uri"], properties["warehouse"])
+    """The catalog the test's settings name (one client per catalog database and warehouse)."""
+    return _catalog(frozenset(pyiceberg_properties(lake_settings()).items()))
 
 
 def table(name: str):

@@ -25,13 +25,11 @@ from shopstream.config import ORDERS_TOPIC, QUARANTINED
 from shopstream.kafka_admin import topic_stats
 from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
-from tests import duckdb_oracle, iceberg_read, oracle
+from tests import iceberg_read, lake_readers, oracle
 from tests.conftest import produce
-from tests.duckdb_oracle import ORACLE_COLUMNS
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.raw_rows import copies_in_raw, read_raw
 from tests.smtp_sink import smtp_server
-from tests.trino_server import execute, trino_server
 
 pytestmark = pytest.mark.integration
 
@@ -442,101 +440,14 @@ def test_every_published_output_is_read_by_spark_sql_pyiceberg_and_trino_alone_a
     write_client_settings(lake_settings(), folder)
     dates = publication.published_dates()
     assert set(dates) >= {DATE, *PAST}
-    delivered = [
-        json.loads(m.value) for m in read_all(kafka_broker.bootstrap) if not oracle.problems(m.value)
-    ]
-    truth = duckdb_oracle.connect(distinct_events(delivered))
-    want = {
-        output: sorted(
-            tuple(map(str, row)) for row in duckdb_oracle.expected(truth, output) if str(row[0]) in dates
-        )
-        for output in ORACLE_COLUMNS
-    }
+    want = lake_readers.oracle_outputs(read_all(kafka_broker.bootstrap), dates)
     for command in example_queries(DATE, folder):  # what `make run` prints for the user to paste
         command = command.replace(" .venv/bin/", f" {REPO_ROOT}/.venv/bin/")  # pasted in another folder
         pasted = subprocess.run(["bash", "-c", command], cwd=folder, env={**os.environ, "TZ": "UTC"},
                                 capture_output=True, text=True, timeout=300)  # fmt: skip
         assert pasted.returncode == 0 and pasted.stdout.count(f"{DATE} 23:00:00") == 1, pasted.stderr[-2000:]
-    for reader in (SPARK_SQL_READER, PYICEBERG_READER):
-        got = read_in_a_clean_process(reader, folder, dates)
-        for output in ORACLE_COLUMNS:
-            assert sorted(map(tuple, got[output])) == want[output], (reader[:40], output)
-        assert got["imported_shopstream"] is False
-    got = read_with_trino(folder, dates)
-    for output in ORACLE_COLUMNS:
-        assert sorted(map(tuple, got[output])) == want[output], ("trino", output)
-
-
-def read_with_trino(folder, dates: list[str]) -> dict:
-    """A Trino server given only the catalog file `write_client_settings` wrote queries each output."""
-    import trino
-
-    from shopstream.lake import CATALOG, namespace
-
-    dates_in = ", ".join(f"DATE '{d}'" for d in dates)
-    got = {}
-    with trino_server(folder / "trino" / f"{CATALOG}.properties", folder / "trino-server") as port:
-        cursor = trino.dbapi.connect(host="127.0.0.1", port=port, user="test", catalog=CATALOG,
-                                     schema=namespace()).cursor()  # fmt: skip
-        hour = "format_datetime(hour AT TIME ZONE 'UTC', 'yyyy-MM-dd HH:mm:ss') AS hour,"
-        for output, columns in ORACLE_COLUMNS.items():
-            columns = columns.replace("hour,", hour)
-            rows = execute(cursor, f"SELECT {columns} FROM {output} WHERE date IN ({dates_in})")
-            got[output] = [[str(v) for v in row] for row in rows]
-    return got
-
-
-# Plain PySpark with the catalog's settings file as spark-sql's --properties-file reads it.
-SPARK_SQL_READER = """
-import json, os, sys
-from pyspark.sql import SparkSession
-
-builder = SparkSession.builder.master("local[1]")
-for line in open(os.environ["SPARK_CONF"]):
-    key, value = line.rstrip("\\n").split(" ", 1)
-    builder = builder.config(key, value)
-spark = builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
-got = {}
-for output, columns in json.loads(os.environ["OUTPUT_COLUMNS"]).items():
-    columns = columns.replace("hour,", "date_format(hour, 'yyyy-MM-dd HH:mm:ss') AS hour,").replace('"', "`")
-    dates = ", ".join(f"DATE'{d}'" for d in json.loads(os.environ["DATES"]))
-    table = f"lake.{os.environ['NS']}.{output}"
-    rows = spark.sql(f"SELECT {columns} FROM {table} WHERE date IN ({dates})").collect()
-    got[output] = [[str(v) for v in row] for row in rows]
-got["imported_shopstream"] = any(m.startswith("shopstream") for m in sys.modules)
-print(json.dumps(got))
-"""
-
-# PyIceberg (its settings in PYICEBERG_HOME) handing each table to DuckDB.
-PYICEBERG_READER = """
-import json, os, sys
-from pyiceberg.catalog import load_catalog
-
-catalog = load_catalog("lake")
-got = {}
-for output, columns in json.loads(os.environ["OUTPUT_COLUMNS"]).items():
-    columns = columns.replace("hour,", "strftime(timezone('UTC', hour), '%Y-%m-%d %H:%M:%S') AS hour,")
-    con = catalog.load_table(f"{os.environ['NS']}.{output}").scan().to_duckdb("t")
-    dates = ", ".join(f"DATE '{d}'" for d in json.loads(os.environ["DATES"]))
-    rows = con.execute(f"SELECT {columns} FROM t WHERE date IN ({dates})").fetchall()
-    got[output] = [[str(v) for v in row] for row in rows]
-got["imported_shopstream"] = any(m.startswith("shopstream") for m in sys.modules)
-print(json.dumps(got))
-"""
-
-
-def read_in_a_clean_process(code: str, folder, dates: list[str]) -> dict:
-    """Runs a reader in a new Python that has only the settings files (no shopstream on its path)."""
-    from shopstream.lake import namespace
-
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "PYICEBERG_HOME": str(folder),
-           "SPARK_CONF": str(folder / "spark-lake.conf"), "NS": namespace(), "DATES": json.dumps(dates),
-           "OUTPUT_COLUMNS": json.dumps(ORACLE_COLUMNS), "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYSPARK_PYTHON": sys.executable, "JAVA_HOME": os.environ.get("JAVA_HOME", "")}  # fmt: skip
-    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, env=env,
-                            cwd=folder, timeout=300)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    for reader, got in lake_readers.read_everywhere(folder, dates).items():
+        assert got == want, reader
 
 
 def read_all(bootstrap: str) -> list:

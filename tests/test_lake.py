@@ -85,11 +85,11 @@ def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_wa
     from shopstream.lake import LAKE_CONN_ENV, LAKE_CONN_ID, LakeSettings, airflow_connection
 
     wanted = LakeSettings(host="catalog.internal", port=6432, database="lake", user="etl@shop",
-                          password="p@ss:/word", warehouse="s3a://analytics/warehouse")  # fmt: skip
+                          password="p@ss:/word", warehouse="s3a://analytics/warehouse", io=S3_IO)  # fmt: skip
     fields = airflow_connection(wanted)
     connection = Connection(conn_id=LAKE_CONN_ID, **{**fields, "extra": json.dumps(fields["extra"])})
     rendered = getattr(connection, form)()
-    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE"):
+    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_IO"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(LAKE_CONN_ENV, rendered)
     assert lake_settings() == wanted
@@ -111,3 +111,68 @@ def test_the_client_settings_name_the_same_catalog_for_pyiceberg_spark_sql_and_t
     assert f"{CATALOG}.uri jdbc:postgresql://127.0.0.1:5433/shopstream_catalog" in (
         tmp_path / "spark-lake.conf"
     ).read_text().replace("spark.sql.catalog.", "")
+
+
+S3_IO = {
+    "s3.endpoint": "http://minio.internal:9000", "s3.path-style-access": "true", "client.region": "eu-west-1",
+    "s3.access-key-id": "AKIA1", "s3.secret-access-key": "s/cr: #t",
+}  # fmt: skip
+
+
+def test_a_warehouse_in_s3_gets_each_engines_names_for_the_same_file_io_settings(tmp_path):
+    from shopstream.lake import LakeSettings, write_client_settings
+
+    settings = LakeSettings("127.0.0.1", 5433, "shopstream_catalog", "u", "p", "s3://bucket/wh", S3_IO)
+    write_client_settings(settings, tmp_path)
+    trino = dict(
+        line.split("=", 1) for line in (tmp_path / "trino" / f"{CATALOG}.properties").read_text().splitlines()
+    )
+    spark = dict(line.split(" ", 1) for line in (tmp_path / "spark-lake.conf").read_text().splitlines())
+    import yaml
+
+    pyiceberg = yaml.safe_load((tmp_path / ".pyiceberg.yaml").read_text())["catalog"][CATALOG]
+    assert {k: trino[k] for k in trino if k.startswith(("s3.", "fs."))} == {
+        "fs.native-s3.enabled": "true", "s3.endpoint": "http://minio.internal:9000", "s3.region": "eu-west-1",
+        "s3.path-style-access": "true", "s3.aws-access-key": "AKIA1", "s3.aws-secret-key": "s/cr: #t",
+    }  # fmt: skip
+    prefix = f"spark.sql.catalog.{CATALOG}."
+    assert {k.removeprefix(prefix): v for k, v in spark.items() if k.startswith(f"{prefix}s3.")} == {
+        k: v for k, v in S3_IO.items() if k.startswith("s3.")
+    }
+    assert spark[f"{prefix}io-impl"] == "org.apache.iceberg.aws.s3.S3FileIO"
+    assert spark[f"{prefix}client.region"] == "eu-west-1"
+    assert {k: str(v) for k, v in pyiceberg.items() if k.startswith("s3.")} == {
+        "s3.endpoint": "http://minio.internal:9000", "s3.region": "eu-west-1",
+        "s3.access-key-id": "AKIA1", "s3.secret-access-key": "s/cr: #t",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("warehouse", "io", "io_impl"),
+    [
+        ("file:///w", {}, None),
+        ("hdfs://nn/w", {}, None),
+        ("s3a://bucket/w", {}, "org.apache.iceberg.aws.s3.S3FileIO"),
+        ("s3://bucket/w", {"io-impl": "com.example.FileIO"}, "com.example.FileIO"),
+    ],
+)
+def test_object_storage_is_read_through_s3_file_io_unless_another_is_named(warehouse, io, io_impl):
+    from shopstream.lake import LakeSettings, spark_conf
+
+    conf = spark_conf(LakeSettings("h", 1, "d", "u", "p", warehouse, io))
+    assert conf.get(f"spark.sql.catalog.{CATALOG}.io-impl") == io_impl
+
+
+def test_only_file_io_properties_of_the_connections_extras_are_taken(monkeypatch):
+    from shopstream.lake import LAKE_CONN_ENV
+
+    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_IO"):
+        monkeypatch.delenv(name, raising=False)
+    extra = {
+        "warehouse": "s3://b/w",
+        "sslmode": "require",
+        "s3.endpoint": "http://s3:9000",
+        "client.region": "r",
+    }
+    monkeypatch.setenv(LAKE_CONN_ENV, json.dumps({"conn_type": "postgres", "host": "h", "extra": extra}))
+    assert lake_settings().io == {"s3.endpoint": "http://s3:9000", "client.region": "r"}

@@ -19,7 +19,8 @@ For each table, Iceberg's Spark procedures, in this order:
                        (`publication.vacuum` drops the branches of versions past the retention)
   remove_orphan_files  files no snapshot references (a job killed mid-write), older than the
                        retention and never younger than 3 days, so that a write still in flight is
-                       never touched
+                       never touched; found by listing the table's location through its
+                       own file IO (a warehouse in S3 has no Hadoop file system here)
 Readers are never disturbed: each procedure is an Iceberg commit, and every snapshot a kept
 publication recorded is younger than the retention or still current. The DAG
 `shopstream_maintenance` runs it daily beside `ecommerce_pipeline`.
@@ -108,7 +109,8 @@ def maintain(
     orphans = []
     if remove_orphans:
         orphans_before = _timestamp(ago(max(retain, ORPHAN_MIN_AGE)))
-        orphans = _call(spark, "remove_orphan_files", table=table, older_than=orphans_before)
+        orphans = _call(spark, "remove_orphan_files", table=table, older_than=orphans_before,
+                        prefix_listing="true")  # fmt: skip
     snapshots = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.snapshots").first()[0]
     files = spark.sql(f"SELECT count(*) FROM {spark_table(name)}.data_files").first()[0]
     return Maintained(name, rewritten.rewritten_data_files_count, expired.deleted_data_files_count,
