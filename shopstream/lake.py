@@ -233,8 +233,9 @@ def write_client_settings(settings: LakeSettings, folder: Path) -> tuple[Path, .
     `<folder>/trino/lake.properties` (a Trino catalog file)."""
     (folder / "trino").mkdir(parents=True, exist_ok=True)
     properties = pyiceberg_properties(settings)
+    # Each value a JSON string, which YAML reads as a string whatever it holds (a secret's `: #`).
     pyiceberg = f"catalog:\n  {CATALOG}:\n    type: sql\n" + "".join(
-        f"    {k}: {json.dumps(v)}\n" for k, v in properties.items()  # a JSON string is a YAML string
+        f"    {k}: {json.dumps(v)}\n" for k, v in properties.items()
     )
     spark = {
         **spark_conf(settings), "spark.jars": ",".join(iceberg_jars()), "spark.ui.enabled": "false",
