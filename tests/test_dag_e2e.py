@@ -229,24 +229,32 @@ def outputs_of(data, date: str) -> dict[str, object]:
     return found
 
 
-def test_a_run_naming_a_past_date_also_transforms_the_unpublished_dates_before_it(
-    first_run, local_stack, kafka_broker
-):
-    """A manual run for the last of three past dates whose events were never transformed: its
-    lookback window finds the two before it too (new since no publication), and the run publishes
-    each date's own outputs. (Airflow's backfills run in the deployment's tests.)"""
+@pytest.fixture(scope="module")
+def past_dates_run(first_run, local_stack, kafka_broker) -> dict:
+    """A manual run for the last of three past dates whose events were never transformed, among
+    them hostile records of the first (issue 33). Returns the run's result, what was produced, and
+    DATE's published outputs from before the run."""
     assert first_run["state"] == "success"
     before = outputs_of(local_stack, DATE)
     produced = produce(kafka_broker, ORDERS_TOPIC, "--count", "1500", "--seed", "61",
                        "--start", PAST[0], "--span", "72h")  # fmt: skip
-    # Issue 33: records no date's jobs may stop on, among the first date's events.
     hostile = hostile_records(kafka_broker.bootstrap, PAST[0])
-
     result = run_dag(PAST[-1], expected_events=COUNT, retries=0, quiet=True)
+    return {"result": result, "produced": produced, "hostile": hostile, "date_before": before}
 
+
+def test_a_run_naming_a_past_date_also_transforms_the_unpublished_dates_before_it(
+    past_dates_run, local_stack, kafka_broker
+):
+    """The manual run's lookback window finds the two dates before it too (new since no
+    publication), and the run publishes each date's own outputs. (Airflow's backfills run in the
+    deployment's tests.)"""
+    result, produced, hostile = (past_dates_run[k] for k in ("result", "produced", "hostile"))
     assert result["state"] == "success", result
     assert len({publication.published(day).version for day in PAST}) == 1, "one run published all three"
-    assert outputs_of(local_stack, DATE) == before, "a run never touches a date outside its window"
+    assert outputs_of(local_stack, DATE) == past_dates_run["date_before"], (
+        "a run never touches a date outside its window"
+    )
     total = COUNT + produced["generated"] + len(hostile)
     events = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, ORDERS_TOPIC, total)
               if not oracle.problems(m.value)]  # fmt: skip
@@ -322,13 +330,13 @@ def wait_until_a_commit_waits(process: subprocess.Popen, timeout: float = 180) -
 
 
 @pytest.fixture(scope="module")
-def killed_publication(first_run, local_stack, kafka_broker) -> dict:
+def killed_publication(past_dates_run, local_stack, kafka_broker) -> dict:
     """validate_output killed (SIGKILL) between two outputs' publication: late events of a
     published date are transformed by a run's jobs (validation and publication left out); then the
     README's `python -m shopstream.validation --publish` of that run is killed while its third
     table's commit waits on a row lock the test holds in the catalog. Returns the date, its
     publication before, the killed run's version and each output's snapshot before."""
-    assert first_run["state"] == "success"
+    assert past_dates_run["result"]["state"] == "success"
     day, root = PAST[2], local_stack / "transformed"
     before = publication.published(day)
     produce(kafka_broker, ORDERS_TOPIC, "--count", "80", "--seed", "47", "--start", day, "--span", "2h")
@@ -364,15 +372,13 @@ def test_a_publication_killed_between_two_tables_leaves_two_published_none_recor
 LATE, REDELIVERED = 300, 100
 
 
-def test_the_next_scheduled_run_recomputes_late_and_redelivered_events_and_completes_a_cut_publication(
-    first_run, killed_publication, local_stack, kafka_broker
-):
+@pytest.fixture(scope="module")
+def next_scheduled_run(killed_publication, kafka_broker) -> dict:
     """After the past dates' run (its three dates published) and the publication killed midway
     (`killed_publication`, the last of them): 300 more events of the middle date arrive late, and
-    100 of its events a second time. The scheduler's next run recomputes both changed dates, each
-    event once, and leaves the unchanged one alone."""
-    assert first_run["state"] == "success"
-    root = local_stack / "transformed"
+    100 of its events a second time; then the scheduler's next run (for the closed day DATE).
+    Returns its result, the past dates' publications before it, the late day's valid records and
+    the topic's size before the late events."""
     late_day = PAST[1]
     before = {day: publication.published(day) for day in PAST}
     already = topic_stats(ORDERS_TOPIC, kafka_broker.bootstrap).messages
@@ -387,9 +393,20 @@ def test_the_next_scheduled_run_recomputes_late_and_redelivered_events_and_compl
     of_late_day = [m for m in valid if json.loads(m.value)["timestamp"].startswith(late_day)]
     redeliver(kafka_broker.bootstrap, ORDERS_TOPIC, of_late_day[::7][:REDELIVERED])
 
-    # The scheduler's run (for the closed day DATE) finds the changed date and transforms it too.
     result = run_dag(None, expected_events=COUNT, retries=0, quiet=True)
+    return {"result": result, "before": before, "of_late_day": of_late_day, "already": already}
 
+
+def test_the_next_scheduled_run_recomputes_late_and_redelivered_events_and_completes_a_cut_publication(
+    next_scheduled_run, killed_publication, local_stack, kafka_broker
+):
+    """The scheduler's next run finds the changed dates and recomputes them, each event once, and
+    leaves the unchanged one alone."""
+    root = local_stack / "transformed"
+    late_day = PAST[1]
+    result, before, of_late_day, already = (
+        next_scheduled_run[k] for k in ("result", "before", "of_late_day", "already")
+    )
     assert result["state"] == "success", result
     assert {t: i["state"] for t, i in result["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
     after = publication.published(late_day)
@@ -425,7 +442,7 @@ def newest_versions(root) -> list[str]:
 
 
 def test_every_published_output_is_read_by_spark_sql_pyiceberg_and_trino_alone_and_equals_the_oracle(
-    first_run, local_stack, kafka_broker
+    first_run, next_scheduled_run, local_stack, kafka_broker
 ):
     """What a user of the tables runs: plain Spark SQL and PyIceberg + DuckDB in processes that
     never import shopstream, and a Trino server, given only the catalog's settings files (`python -m
