@@ -8,15 +8,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from pyspark.sql import functions as F
 
-from shopstream.spark.orders import (
-    QUARANTINE_COLUMNS,
-    RAW_COLUMNS,
-    parse_orders,
-    quarantine_rows,
-    sink_rows,
-    valid_rows,
-)
+from shopstream.config import QUARANTINED, VERDICT
+from shopstream.spark.orders import QUARANTINE_COLUMNS, RAW_COLUMNS, parse_orders, sink_rows, valid_rows
 from shopstream.spark.stream_progress import log_progress
 
 GOOD = {
@@ -102,6 +97,11 @@ def test_valid_rows_are_typed_and_partitioned_by_event_date_in_utc(parsed):
     assert row.quantity == 2
     assert row.date == date(2026, 11, 20), "23:59:59.999Z belongs to the 20th in UTC"
     assert (row.kafka_topic, row.kafka_partition, row.kafka_offset) == ("t", 0, 0)
+
+
+def quarantine_rows(sink):
+    """The sink's quarantined rows, with their own columns (as the raw table keeps them)."""
+    return sink.where(F.col(VERDICT) == QUARANTINED).select(*QUARANTINE_COLUMNS)
 
 
 def test_quarantine_keeps_the_untouched_value(parsed):

@@ -299,7 +299,3 @@ def valid_rows(sink: DataFrame) -> DataFrame:
     """The raw layer proper: the valid rows of the sink (`sink_rows`, or the sink read back),
     without the columns only quarantined records fill."""
     return sink.where(F.col(VERDICT) == VALID).drop(*REJECTED_COLUMNS, VERDICT)
-
-
-def quarantine_rows(sink: DataFrame) -> DataFrame:
-    return sink.where(F.col(VERDICT) == QUARANTINED).select(*QUARANTINE_COLUMNS)
