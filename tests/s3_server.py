@@ -30,7 +30,7 @@ class ObjectStore:
         return {"s3.endpoint": self.endpoint, "s3.path-style-access": "true", "client.region": self.region,
                 "s3.access-key-id": self.access_key, "s3.secret-access-key": self.secret_key}  # fmt: skip
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         """Every object's key in the bucket (moto lists them all without credentials' checks)."""
         import re
 

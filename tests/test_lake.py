@@ -176,3 +176,15 @@ def test_only_file_io_properties_of_the_connections_extras_are_taken(monkeypatch
     }
     monkeypatch.setenv(LAKE_CONN_ENV, json.dumps({"conn_type": "postgres", "host": "h", "extra": extra}))
     assert lake_settings().io == {"s3.endpoint": "http://s3:9000", "client.region": "r"}
+
+
+def test_a_job_without_any_catalog_configured_is_told_what_to_do(tmp_path, monkeypatch):
+    from shopstream.lake import LAKE_CONN_ENV
+    from shopstream.lake_check import LakeCheckError, check_lake
+
+    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_SERVING_DB", "AIRFLOW_CONN_SHOPSTREAM_SERVING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(LAKE_CONN_ENV, raising=False)
+    monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(tmp_path))  # no local database's file there
+    with pytest.raises(LakeCheckError, match=r"no catalog database for the tables: run `make db-up`"):
+        check_lake()

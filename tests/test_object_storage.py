@@ -63,7 +63,7 @@ def test_the_dag_writes_every_table_into_the_bucket_and_nothing_on_local_disk(sc
     assert scheduled_run["state"] == "success", scheduled_run
     assert {t: i["state"] for t, i in scheduled_run["tasks"].items()} == dict.fromkeys(TASK_IDS, "success")
     assert publication.published(DATE) is not None
-    keys = store.keys()
+    keys = store.object_keys()
     for name in (RAW_EVENTS, *daily_tables.OUTPUTS, publication.PUBLICATIONS):
         location = iceberg_read.table(name).location()
         assert location.startswith(f"s3://{store.bucket}/warehouse/"), (name, location)
@@ -96,3 +96,20 @@ def test_spark_sql_pyiceberg_and_trino_read_the_bucket_with_the_users_settings_a
     assert sum(len(rows) for rows in want.values()) > 50, "the oracle has rows to compare"
     for reader, got in lake_readers.read_everywhere(tmp_path, dates).items():
         assert got == want, (reader, namespace())
+
+
+def test_the_jobs_check_finds_the_bucket_writable_and_leaves_no_probe_behind(s3_stack):
+    from shopstream.lake_check import check_lake
+
+    _, store = s3_stack
+    check_lake()
+    assert not [key for key in store.object_keys() if "probe" in key]
+
+
+def test_a_missing_bucket_is_named_with_what_to_check(s3_stack):
+    from dataclasses import replace
+
+    from shopstream.lake_check import LakeCheckError, check_lake
+
+    with pytest.raises(LakeCheckError, match=r"warehouse s3://no-such-bucket/w .*bucket exists"):
+        check_lake(replace(lake_settings(), warehouse="s3://no-such-bucket/w"))

@@ -251,6 +251,31 @@ def test_missing_topic_fails_fast_naming_it(kafka_broker, tmp_path):
     assert "topic no_such_topic does not exist" in result.stderr
 
 
+@pytest.mark.parametrize("out_of_reach", ["catalog database", "object store"])
+def test_a_catalog_or_object_store_out_of_reach_fails_fast_naming_it(out_of_reach, kafka_broker, lake_catalog,
+                                                                      tmp_path, monkeypatch):  # fmt: skip
+    from shopstream.lake import LAKE_IO_ENV
+
+    topic = f"lake-check-{out_of_reach.replace(' ', '-')}"
+    produce(kafka_broker, topic, "--count", "5", "--seed", "3", "--no-updates")
+    nobody = f"127.0.0.1:{free_port()}"
+    if out_of_reach == "catalog database":
+        monkeypatch.setenv("SHOPSTREAM_LAKE_CATALOG", f"postgresql://u:p@{nobody}/shopstream_catalog")
+        expected = f"catalog database jdbc:postgresql://{nobody}/shopstream_catalog does not answer"
+    else:
+        monkeypatch.setenv("SHOPSTREAM_WAREHOUSE", "s3://shopstream-lake/warehouse")
+        io = {"s3.endpoint": f"http://{nobody}", "client.region": "us-east-1", "s3.access-key-id": "k",
+              "s3.secret-access-key": "s"}  # fmt: skip
+        monkeypatch.setenv(LAKE_IO_ENV, json.dumps(io))
+        expected = "cannot write to the tables' warehouse s3://shopstream-lake/warehouse"
+    result, seconds = run_stream_cli(
+        "--bootstrap", kafka_broker.bootstrap, "--topic", topic, "--checkpoint-dir", str(tmp_path)
+    )
+    assert result.returncode == 2 and seconds < 60
+    assert expected in result.stderr, result.stderr[-2000:]
+    assert "SparkContext" not in result.stderr, "named before a JVM started"
+
+
 def retention_deletes_everything_up_to_now(bootstrap: str, topic: str) -> dict[int, int]:
     """What a topic's retention does to old segments: every record so far deleted (Kafka's log
     start offsets move to the end). Returns the partitions' first offsets now."""

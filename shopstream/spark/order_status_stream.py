@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 from shopstream.config import ORDERS_TOPIC, UPDATES_TOPIC, paths
 from shopstream.contract import NEW, UPDATE_STATUSES, update_spark_schema
 from shopstream.data_loss import DATA_LOSS_LEDGER
+from shopstream.lake_check import check_lake
 from shopstream.spark.lake_init import ensure_table
 from shopstream.spark.orders import (
     CORRUPT,
@@ -239,6 +240,7 @@ def run(settings: StatusSettings, spark=None) -> dict[str, int]:
         for source, stats in sources:
             check_source_continuity(source, stats, settings.checkpoint_dir / query,
                                     settings.checkpoint_dir / DATA_LOSS_LEDGER)  # fmt: skip
+    check_lake()
     spark = spark or get_spark("shopstream-order-status", comet=False, lake=True)
     totals = run_queries(start_queries(spark, settings), ("order_status", "quarantine_updates"))
     log.info("order status run finished: %s", totals)

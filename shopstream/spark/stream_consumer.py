@@ -40,6 +40,7 @@ from shopstream.contract import ORDER_FIELD_NAMES, ORDER_STATUSES
 from shopstream.data_loss import DATA_LOSS_LEDGER
 from shopstream.kafka_admin import TopicStats
 from shopstream.lake import spark_table
+from shopstream.lake_check import check_lake
 from shopstream.raw_table import DEDUPLICATED, RAW_EVENTS, VALIDATED
 from shopstream.spark.ingest_guard import AVAILABLE_NOW, LIVE, SinkBusy, WriterLock, wait_for_offsets
 from shopstream.spark.raw_events import FANOUT, ensure_raw_table, set_properties
@@ -189,6 +190,7 @@ def run(
     if settings.complete_day:
         wait_until_day_closed(settings.complete_day)
     stats = check_source(settings)  # the end offsets this run must reach, taken after the wait
+    check_lake()  # before a JVM: a catalog or object store out of reach is named, not a stack trace
     lock = take_the_sink(settings, stats)
     if lock is None:
         return dict.fromkeys(COUNTED, 0)

@@ -25,6 +25,7 @@ from shopstream.config import (
     paths,
 )
 from shopstream.kafka_admin import KafkaCheckError, TopicStats, topic_stats
+from shopstream.lake_check import LakeCheckError
 from shopstream.spark.ingest_guard import SinkBusy
 from shopstream.spark.session import job_logger
 from shopstream.spark.source_gaps import EventsLost
@@ -263,11 +264,11 @@ def apply_folders(settings, args: argparse.Namespace, folders: Sequence[str]) ->
 
 def stream_main(parse: Callable[[Sequence[str] | None], object], job: Callable[[object], object],
                 job_log: logging.Logger, argv: Sequence[str] | None) -> int:  # fmt: skip
-    """Runs a streaming job from its command line; a missing broker or topic exits 2 with the
-    message saying which."""
+    """Runs a streaming job from its command line; a missing broker or topic, or a catalog or
+    object store out of reach, exits 2 with the message saying which."""
     try:
         job(parse(argv))
-    except (KafkaCheckError, SinkCheckpointMismatch, SinkBusy, EventsLost, TimeoutError) as error:
-        job_log.error("%s", error)
+    except (KafkaCheckError, LakeCheckError, SinkCheckpointMismatch, SinkBusy, EventsLost, TimeoutError) as e:
+        job_log.error("%s", e)
         return 2
     return 0
