@@ -121,7 +121,7 @@ def lake_settings() -> LakeSettings:
 
 def iceberg_io(settings: LakeSettings) -> dict[str, str]:
     """The file-IO properties Iceberg's Java catalogs get: S3FileIO for object storage unless
-    another `io-impl` is named (Hadoop's file systems have no s3:// and need no jar of AWS's)."""
+    another `io-impl` is named (Iceberg's default, Hadoop's file systems, reads no s3:// here)."""
     default = {"io-impl": S3_FILE_IO} if settings.in_object_storage else {}
     return {**default, **settings.io}
 
