@@ -20,7 +20,7 @@ from shopstream.config import QUARANTINED, VALID
 from shopstream.data_loss import DATA_LOSS_LEDGER, data_losses
 from shopstream.devstack.processes import free_port
 from shopstream.kafka_admin import topic_stats
-from shopstream.raw_table import DEDUPLICATED, partition_stats, writer_properties
+from shopstream.raw_table import DEDUPLICATED, date_rows, partition_stats, writer_properties
 from shopstream.raw_table import load as load_raw_table
 from shopstream.spark.raw_events import set_properties
 from shopstream.spark.source_gaps import AGED_OUT, REWOUND, EventsAgedOut, TopicRewound
@@ -93,6 +93,10 @@ def test_available_now_lands_every_record_exactly_once(spark, kafka_broker, topi
     event_dates = {e["timestamp"][:10] for e in valid.values()}
     assert set(partition_stats(table, VALID)) == event_dates == {days_ago(n) for n in (4, 3, 2)}
     assert set(partition_stats(table, QUARANTINED)) <= event_dates | {days_ago(0)}
+    for verdict in (VALID, QUARANTINED):  # the sensor's per-date count agrees with every entry's
+        counts = {day: rows for day, (rows, _) in partition_stats(table, verdict).items()}
+        assert {day: date_rows(table, day, verdict) for day in counts} == counts
+        assert date_rows(table, days_ago(30), verdict) == 0
     # Money survives to the cent: the raw layer's revenue equals the events' own.
     raw_revenue = read_raw(VALID).aggregate("sum(quantity * unit_price)").fetchall()[0][0]
     oracle_cents = sum(e["quantity"] * round(e["unit_price"] * 100) for e in valid.values())

@@ -56,7 +56,7 @@ class RawDateSensor(FileSensor):
 
     def poke(self, context) -> bool:
         use_lake_connection()
-        return self.run_date in raw_table.partition_stats(raw_table.load())
+        return raw_table.date_rows(raw_table.load(), self.run_date) > 0
 
     def execute(self, context):
         from shopstream.publication import new_version, plan_run
@@ -70,7 +70,7 @@ class RawDateSensor(FileSensor):
         layers = data_paths(self.fs_conn_id)
         plan = plan_run(layers.transformed, self.run_date, new_version(self.version))
         if not plan["dates"]:
-            quarantined = raw_table.partition_stats(raw_table.load(), QUARANTINED).get(self.run_date, (0,))[0]
+            quarantined = raw_table.date_rows(raw_table.load(), self.run_date, QUARANTINED)
             message = no_raw_data_message(self.run_date, quarantined)
             self.log.warning("%s", message)
             raise AirflowSkipException(message)
