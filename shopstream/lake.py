@@ -92,30 +92,29 @@ def _catalog_dsn() -> str:
     return urlunsplit(parts._replace(path=f"/{CATALOG_DATABASE}"))
 
 
-def _connection_warehouse() -> str | None:
-    """The `warehouse` in the extra of the Airflow Connection `shopstream_lake`, if any."""
+def _connection_extra() -> dict[str, str]:
+    """The extras of the Airflow Connection `shopstream_lake`, if one is set."""
     value = os.environ.get(LAKE_CONN_ENV)
-    return airflow_connection_extra(value).get("warehouse") if value else None
+    return airflow_connection_extra(value) if value else {}
 
 
-def _io_properties() -> dict[str, str]:
-    """SHOPSTREAM_LAKE_IO, else the file-IO properties among the Connection's extras."""
+def _io_properties(extra: dict[str, str]) -> dict[str, str]:
+    """SHOPSTREAM_LAKE_IO, else the file-IO properties among the Connection's `extra`."""
     if os.environ.get(LAKE_IO_ENV):
         return {str(k): str(v) for k, v in json.loads(os.environ[LAKE_IO_ENV]).items()}
-    value = os.environ.get(LAKE_CONN_ENV)
-    extra = airflow_connection_extra(value) if value else {}
     return {k: v for k, v in extra.items() if k.startswith(IO_PROPERTY_PREFIXES)}
 
 
 def lake_settings() -> LakeSettings:
     """The catalog by configuration (see the module's docstring)."""
     parts = urlsplit(_catalog_dsn())
-    warehouse = (os.environ.get("SHOPSTREAM_WAREHOUSE") or _connection_warehouse()
+    extra = _connection_extra()  # parsed once: its JSON form goes through Airflow's Connection
+    warehouse = (os.environ.get("SHOPSTREAM_WAREHOUSE") or extra.get("warehouse")
                  or paths().warehouse.resolve().as_uri())  # fmt: skip
     return LakeSettings(
         host=parts.hostname or "127.0.0.1", port=parts.port or 5432, database=parts.path.lstrip("/"),
         user=unquote(parts.username or ""), password=unquote(parts.password or ""), warehouse=warehouse,
-        io=_io_properties(),
+        io=_io_properties(extra),
     )  # fmt: skip
 
 
