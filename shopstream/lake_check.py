@@ -1,6 +1,7 @@
 """Fails fast, saying what to do, when the tables' catalog database or their object store cannot
-be reached: a job checks before it starts a JVM that would fail deep inside Iceberg, after its
-retries, with a Java stack trace.
+be reached: a job checks before it opens its Spark session (under `python -m`, before any JVM
+starts; under spark-submit, before its query), where Iceberg would fail after the task's retries
+with a Java stack trace.
 
     check_lake()   # raises LakeCheckError, or returns the settings it checked
 """

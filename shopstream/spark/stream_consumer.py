@@ -190,7 +190,7 @@ def run(
     if settings.complete_day:
         wait_until_day_closed(settings.complete_day)
     stats = check_source(settings)  # the end offsets this run must reach, taken after the wait
-    check_lake()  # before a JVM: a catalog or object store out of reach is named, not a stack trace
+    check_lake()  # before the session: a catalog or object store out of reach is named, not a stack trace
     lock = take_the_sink(settings, stats)
     if lock is None:
         return dict.fromkeys(COUNTED, 0)
