@@ -104,6 +104,15 @@ def run_order_sim(*args: str, timeout: float = 300) -> subprocess.CompletedProce
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
 
 
+def point_pipeline_at(patch: pytest.MonkeyPatch, home: Path, bootstrap: str) -> None:
+    """The pipeline's state and data under `home`, its Kafka client at `bootstrap` alone (no
+    settings file of a cluster profile)."""
+    patch.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
+    patch.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
+    patch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", bootstrap)
+    patch.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+
+
 def produce(broker: LocalBroker, topic: str, *args: str) -> dict:
     """Runs order-sim against the broker, asserts success and returns its JSON summary."""
     if "--updates-topic" not in args and "--no-updates" not in args:

@@ -26,7 +26,7 @@ from shopstream.kafka_admin import topic_stats
 from shopstream.lake import lake_settings, namespace
 from shopstream.validation import validate
 from tests import iceberg_read, lake_readers, oracle
-from tests.conftest import produce
+from tests.conftest import point_pipeline_at, produce
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.raw_rows import copies_in_raw, read_raw
 from tests.smtp_sink import smtp_server
@@ -59,10 +59,7 @@ def local_stack(kafka_broker, lake_catalog, tmp_path_factory):
     """The pipeline's state and data in throwaway folders, pointed at the test broker."""
     home = tmp_path_factory.mktemp("dag")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
-        mp.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
-        mp.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
-        mp.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+        point_pipeline_at(mp, home, kafka_broker.bootstrap)
         yield home / "data"
 
 

@@ -25,7 +25,7 @@ from shopstream.daily_tables import branch_for
 from shopstream.devstack.ingest_service import IngestService
 from shopstream.devstack.kafka_broker import throwaway_broker
 from tests import duckdb_oracle, iceberg_read, oracle
-from tests.conftest import produce
+from tests.conftest import point_pipeline_at, produce
 from tests.dates import days_ago
 from tests.kafka_read import distinct_events, read_topic, redeliver
 from tests.raw_rows import copies_in_raw, read_raw
@@ -49,10 +49,7 @@ COLUMNS = {
 def stack(tmp_path, monkeypatch, lake_catalog):
     """Its own broker and state: the live service and the DAG use the production topic names."""
     with throwaway_broker(tmp_path / "kafka") as broker:
-        monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(tmp_path / "state"))
-        monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", broker.bootstrap)
-        monkeypatch.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+        point_pipeline_at(monkeypatch, tmp_path, broker.bootstrap)
         yield broker
 
 

@@ -13,7 +13,7 @@ from shopstream.config import VALID
 from shopstream.devstack.ingest_service import IngestService
 from shopstream.spark.stream_consumer import run
 from shopstream.spark.streaming import StreamSettings
-from tests.conftest import produce
+from tests.conftest import point_pipeline_at, produce
 from tests.dates import days_ago
 from tests.kafka_read import read_topic
 from tests.raw_rows import partitions_by_commit, read_raw
@@ -28,10 +28,7 @@ def landed() -> list[tuple[int, int]]:
 def test_one_writer_per_sink_and_the_scheduled_ingest_waits_for_the_live_service(
     spark, kafka_broker, topic, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("SHOPSTREAM_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("SHOPSTREAM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
-    monkeypatch.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+    point_pipeline_at(monkeypatch, tmp_path, kafka_broker.bootstrap)
     produce(kafka_broker, topic, "--count", "3000", "--seed", "91", "--start", days_ago(1))
     settings = StreamSettings(bootstrap=kafka_broker.bootstrap, topic=topic, available_now=True)
     service = IngestService(trigger="2 seconds", topic=topic)

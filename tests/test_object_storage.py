@@ -22,7 +22,7 @@ from shopstream.kafka_admin import topic_stats
 from shopstream.lake import LAKE_IO_ENV, lake_settings, namespace, write_client_settings
 from shopstream.raw_table import RAW_EVENTS
 from tests import iceberg_read, lake_readers
-from tests.conftest import produce
+from tests.conftest import point_pipeline_at, produce
 from tests.kafka_read import read_topic
 from tests.s3_server import s3_server
 
@@ -41,10 +41,7 @@ def s3_stack(lake_catalog, tmp_path_factory):
         s3_server(home) as store,
         pytest.MonkeyPatch.context() as mp,
     ):
-        mp.setenv("SHOPSTREAM_STATE_DIR", str(home / "state"))
-        mp.setenv("SHOPSTREAM_DATA_DIR", str(home / "data"))
-        mp.setenv("SHOPSTREAM_KAFKA_BOOTSTRAP", broker.bootstrap)
-        mp.delenv("SHOPSTREAM_KAFKA_CONFIG", raising=False)
+        point_pipeline_at(mp, home, broker.bootstrap)
         mp.setenv("SHOPSTREAM_WAREHOUSE", f"s3://{store.bucket}/warehouse")
         mp.setenv(LAKE_IO_ENV, json.dumps(store.iceberg_io()))
         yield broker, store
