@@ -75,8 +75,17 @@ def test_a_table_spark_writes_is_read_by_pyiceberg_and_duckdb_without_shopstream
     assert list((tmp_path / "warehouse").rglob("*.parquet")), "the data files are Parquet in the warehouse"
 
 
+@pytest.fixture
+def no_lake_overrides(monkeypatch):
+    """Only the Connection `shopstream_lake` says where the catalog is (no SHOPSTREAM_* override)."""
+    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_IO"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.mark.parametrize("form", ["get_uri", "as_json"])
-def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_warehouse(form, monkeypatch):
+def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_warehouse(
+    form, no_lake_overrides, monkeypatch
+):
     """The DAGs' tasks get the catalog as Airflow renders the Connection `shopstream_lake`
     (`{{ conn.shopstream_lake.get_uri() }}`; a user's AIRFLOW_CONN_* may hold the JSON form): the
     same settings come back out of either."""
@@ -89,8 +98,6 @@ def test_the_lake_connection_airflow_renders_for_a_task_names_the_catalog_and_wa
     fields = airflow_connection(wanted)
     connection = Connection(conn_id=LAKE_CONN_ID, **{**fields, "extra": json.dumps(fields["extra"])})
     rendered = getattr(connection, form)()
-    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_IO"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(LAKE_CONN_ENV, rendered)
     assert lake_settings() == wanted
 
@@ -163,11 +170,9 @@ def test_object_storage_is_read_through_s3_file_io_unless_another_is_named(wareh
     assert conf.get(f"spark.sql.catalog.{CATALOG}.io-impl") == io_impl
 
 
-def test_only_file_io_properties_of_the_connections_extras_are_taken(monkeypatch):
+def test_only_file_io_properties_of_the_connections_extras_are_taken(no_lake_overrides, monkeypatch):
     from shopstream.lake import LAKE_CONN_ENV
 
-    for name in ("SHOPSTREAM_LAKE_CATALOG", "SHOPSTREAM_WAREHOUSE", "SHOPSTREAM_LAKE_IO"):
-        monkeypatch.delenv(name, raising=False)
     extra = {
         "warehouse": "s3://b/w",
         "sslmode": "require",
